@@ -1,0 +1,228 @@
+/**
+ * `roomwire/node`: attach a hub to the `upgrade` event of a Node `http.Server` or
+ * `https.Server`. Requests under the hub's base path are admitted by the core and
+ * upgraded with `ws` (noServer mode); every other path is left to other listeners.
+ *
+ * This is the one upgrade handler every framework adapter delegates to.
+ */
+import { STATUS_CODES, type IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { RoomwireError } from '../core/errors';
+import type { Hub } from '../core/hub';
+import type { Outbound } from '../core/protocol';
+import type { RejectReason } from '../core/stats';
+import type { Transport } from '../core/types';
+
+/**
+ * Handles one `upgrade` event. Returns false, touching nothing, when the path is not
+ * under the hub's base path; otherwise takes the socket and returns true.
+ */
+export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => boolean;
+
+/** The minimal shape of a server the adapter attaches to (`http.Server`, `https.Server`). */
+export interface UpgradeEmitter {
+  on(event: 'upgrade', listener: (req: IncomingMessage, socket: Duplex, head: Buffer) => void): unknown;
+  off(event: 'upgrade', listener: (req: IncomingMessage, socket: Duplex, head: Buffer) => void): unknown;
+}
+
+/** What {@link attach} returns. */
+export interface Attachment {
+  /** The upgrade handler attached to the server. */
+  readonly handleUpgrade: UpgradeHandler;
+  /** Remove the hub's `upgrade` listener (and only it) from the server. Open connections stay open. */
+  detach(): void;
+}
+
+const REASON_TEXT: Record<RejectReason, string> = {
+  not_found: 'no WebSocket endpoint at this path',
+  disabled: 'WebSockets are disabled',
+  origin: 'origin not allowed',
+  rate_limited: 'too many connection attempts',
+  capacity: 'too many connections',
+  unauthorized: 'a valid token is required',
+  shutting_down: 'server is shutting down',
+  handshake: 'handshake failed',
+};
+
+/** Build the complete WebSocket text frame of `text` (unmasked, as servers send). */
+export function frameText(text: string): Buffer {
+  const length = Buffer.byteLength(text);
+  const head = length < 126 ? 2 : length < 65_536 ? 4 : 10;
+  const buf = Buffer.allocUnsafe(head + length);
+  buf[0] = 0x81; // FIN + text opcode
+  if (length < 126) {
+    buf[1] = length;
+  } else if (length < 65_536) {
+    buf[1] = 126;
+    buf.writeUInt16BE(length, 2);
+  } else {
+    buf[1] = 127;
+    buf.writeUInt32BE(Math.floor(length / 2 ** 32), 2);
+    buf.writeUInt32BE(length >>> 0, 6);
+  }
+  buf.write(text, head, 'utf8');
+  return buf;
+}
+
+/**
+ * The {@link Transport} over a `ws` WebSocket. A frame is encoded once per broadcast
+ * and cached on the {@link Outbound}, then written as the same bytes to every
+ * recipient's socket. `ws` runs without compression and never queues text frames, so
+ * these writes interleave with its own (pings, close) at frame boundaries only.
+ */
+class WsTransport implements Transport {
+  constructor(
+    private readonly ws: WebSocket,
+    private readonly socket: Duplex,
+  ) {}
+
+  send(message: Outbound): number {
+    if (this.ws.readyState !== 1) return 0;
+    let frame = message.frame;
+    if (frame === undefined) frame = message.frame = frameText(message.text);
+    this.socket.write(frame);
+    return this.socket.writableLength;
+  }
+
+  close(code: number, reason: string): void {
+    this.ws.close(code, reason);
+  }
+
+  terminate(): void {
+    this.ws.terminate();
+  }
+
+  ping(): void {
+    if (this.ws.readyState === 1) this.ws.ping();
+  }
+
+  get bufferedAmount(): number {
+    return this.ws.bufferedAmount;
+  }
+
+  pause(): void {
+    this.ws.pause();
+  }
+
+  resume(): void {
+    this.ws.resume();
+  }
+}
+
+function refuse(socket: Duplex, status: number, headers: Readonly<Record<string, string>>, reason: RejectReason): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const body = `${REASON_TEXT[reason]}\n`;
+  const lines = [
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}`,
+    'Connection: close',
+    'Content-Type: text/plain; charset=utf-8',
+    `Content-Length: ${Buffer.byteLength(body)}`,
+    ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
+  ];
+  socket.once('finish', () => socket.destroy());
+  socket.end(`${lines.join('\r\n')}\r\n\r\n${body}`);
+}
+
+function ignore(): void {}
+
+/**
+ * Create the upgrade handler of `hub`: route (paths outside the base path return
+ * false), admit (contract section 1, answering refusals with a plain HTTP response),
+ * then complete the handshake with `ws` and hand the connection to the hub.
+ *
+ * @example
+ * ```ts
+ * const handle = createUpgradeHandler(hub);
+ * server.on('upgrade', (req, socket, head) => {
+ *   if (!handle(req, socket, head)) otherHandler(req, socket, head);
+ * });
+ * ```
+ */
+export function createUpgradeHandler(hub: Hub): UpgradeHandler {
+  const wss = new WebSocketServer({
+    noServer: true,
+    clientTracking: false,
+    perMessageDeflate: false,
+    maxPayload: hub.config.maxMessageSize,
+  });
+
+  const upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    // Until ws owns the socket nobody else listens for its errors (a reset peer).
+    socket.on('error', ignore);
+    hub
+      .admit({ url: req.url, headers: req.headers, remoteAddress: req.socket.remoteAddress })
+      .then((admission) => {
+        if (!admission.accepted) {
+          refuse(socket, admission.status, admission.headers, admission.reason);
+          return;
+        }
+        const { ticket } = admission;
+        if (socket.destroyed) {
+          ticket.cancel();
+          return;
+        }
+        let opened = false;
+        wss.handleUpgrade(req, socket, head, (ws) => {
+          opened = true;
+          socket.off('error', ignore);
+          const listener = ticket.open(new WsTransport(ws, socket));
+          ws.on('message', (data: Buffer, isBinary: boolean) => {
+            listener.message(isBinary ? '' : data.toString(), isBinary, data.length);
+          });
+          ws.on('pong', () => listener.pong());
+          ws.on('ping', () => listener.ping());
+          ws.on('close', (code: number, reason: Buffer) => listener.closed(code, reason.toString()));
+          // Protocol errors (bad UTF-8, oversized frames) are answered and closed by ws itself.
+          ws.on('error', ignore);
+        });
+        // ws completes the handshake synchronously or refuses it (400) without the callback.
+        if (!opened) ticket.cancel();
+      })
+      .catch((err: unknown) => {
+        hub.emit('error', new RoomwireError('ERR_TRANSPORT', 'upgrade failed', { cause: err }), undefined);
+        socket.destroy();
+      });
+  };
+
+  return (req, socket, head) => {
+    if (hub.route(req.url ?? '/') === undefined) return false;
+    upgrade(req, socket, head);
+    return true;
+  };
+}
+
+/**
+ * Attach `hub` to a Node `http.Server` or `https.Server`: upgrades under the hub's base
+ * path become hub connections; other paths are left to the server's other `upgrade`
+ * listeners. Close the hub with `hub.close()` (1001 to every client) before closing
+ * the server.
+ *
+ * @example
+ * ```ts
+ * import http from 'node:http';
+ * import { createHub } from 'roomwire';
+ * import { attach } from 'roomwire/node';
+ *
+ * const hub = createHub({ jwt: { secret: process.env.JWT_SECRET } });
+ * const server = http.createServer((req, res) => res.end('hello'));
+ * attach(hub, server);
+ * server.listen(8080);
+ * ```
+ */
+export function attach(hub: Hub, server: UpgradeEmitter): Attachment {
+  const handleUpgrade = createUpgradeHandler(hub);
+  const listener = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    handleUpgrade(req, socket, head);
+  };
+  server.on('upgrade', listener);
+  return {
+    handleUpgrade,
+    detach: () => {
+      server.off('upgrade', listener);
+    },
+  };
+}

@@ -1,0 +1,283 @@
+/**
+ * One connection inside the hub: its identity, rooms, rate bucket, liveness numbers and
+ * the in-order inbound queue. Flat numeric fields keep an idle connection small.
+ */
+import type { WireErrorCode } from './errors';
+import type { Beating, TerminationReason } from './heartbeat';
+import { Outbound, checkFrame, encodeError, encodePong, identityFragment, type ClientMessage } from './protocol';
+import type { Room } from './rooms';
+import type { Counters } from './stats';
+import type { Client, Transport, TransportListener } from './types';
+
+/** What a connection needs from its hub. */
+export interface ConnectionOwner {
+  now(): number;
+  readonly maxMessageSize: number;
+  readonly readBufferSize: number;
+  readonly writeBufferSize: number;
+  readonly messageRatePerMs: number;
+  readonly messageBurst: number;
+  /** Handle one checked message; may return a promise to hold later frames back. */
+  dispatch(conn: Connection, message: ClientMessage): void | Promise<void>;
+  /** A handler threw: report it; the connection is then closed with 1011. */
+  failed(conn: Connection, err: unknown): void;
+  errorSent(conn: Connection, code: WireErrorCode, room: string | undefined): void;
+  readonly counters: Counters;
+  terminated(conn: Connection, reason: TerminationReason): void;
+  closed(conn: Connection, code: number, reason: string): void;
+}
+
+const OPEN = 0;
+const CLOSING = 1;
+const CLOSED = 2;
+
+type Queued = [data: string, isBinary: boolean, size: number];
+
+function isPromise(v: unknown): v is Promise<void> {
+  return typeof (v as Promise<void> | undefined)?.then === 'function';
+}
+
+/** @internal */
+export class Connection implements Client, TransportListener, Beating {
+  readonly connectedAt: number;
+  /** JSON fragment `"user_id":…,"username":…`, escaped once. */
+  readonly identity: string;
+  readonly roomsJoined = new Map<string, Room<Connection>>();
+  claims: Readonly<Record<string, unknown>> | undefined;
+
+  lastSeen: number;
+  lastPing: number;
+  pingSentAt = 0;
+  slowSince = 0;
+  expiresAt: number;
+
+  private state = OPEN;
+  private tokens: number;
+  private tokensAt: number;
+  private dropStreak = 0;
+  private busy = false;
+  private paused = false;
+  private queue: Queued[] | undefined;
+  private queuedBytes = 0;
+
+  constructor(
+    private readonly owner: ConnectionOwner,
+    readonly transport: Transport,
+    readonly id: string,
+    readonly userId: string,
+    readonly username: string,
+    readonly anonymous: boolean,
+    claims: Readonly<Record<string, unknown>> | undefined,
+    expiresAtSeconds: number | undefined,
+    readonly remoteAddress: string | undefined,
+  ) {
+    const now = owner.now();
+    this.connectedAt = now;
+    this.lastSeen = now;
+    this.lastPing = now;
+    this.tokens = owner.messageBurst;
+    this.tokensAt = now;
+    this.claims = claims;
+    this.expiresAt = expiresAtSeconds === undefined ? 0 : expiresAtSeconds * 1000;
+    this.identity = identityFragment(userId, username);
+  }
+
+  get rooms(): readonly string[] {
+    return [...this.roomsJoined.keys()];
+  }
+
+  get bufferedAmount(): number {
+    return this.transport.bufferedAmount;
+  }
+
+  /** True until the connection starts closing. */
+  get open(): boolean {
+    return this.state === OPEN;
+  }
+
+  // ---- TransportListener ------------------------------------------------------------
+
+  message(data: string, isBinary: boolean, size: number): void {
+    if (this.state !== OPEN) return;
+    const owner = this.owner;
+    const now = owner.now();
+    this.lastSeen = now;
+    owner.counters.framesIn++;
+    owner.counters.bytesIn += size;
+    if (this.expiresAt !== 0 && now >= this.expiresAt) {
+      this.close(1008, 'token expired');
+      return;
+    }
+    // Order 1: the rate limit counts every inbound data frame.
+    let level = this.tokens + (now - this.tokensAt) * owner.messageRatePerMs;
+    if (level > owner.messageBurst) level = owner.messageBurst;
+    this.tokensAt = now;
+    if (level < 1) {
+      this.tokens = level;
+      this.error('rate_limited', undefined);
+      if (++this.dropStreak >= owner.messageBurst) this.close(1008, 'rate limit exceeded');
+      return;
+    }
+    this.tokens = level - 1;
+    this.dropStreak = 0;
+    if (size > owner.maxMessageSize) {
+      // Transports enforce this before buffering a whole message; this covers any that do not.
+      this.close(1009, 'message too big');
+      return;
+    }
+    if (this.busy) {
+      (this.queue ??= []).push([data, isBinary, size]);
+      this.queuedBytes += size;
+      if (!this.paused && this.queuedBytes > owner.readBufferSize) {
+        this.paused = true;
+        this.transport.pause();
+      }
+      return;
+    }
+    this.run(data, isBinary);
+  }
+
+  pong(): void {
+    this.lastSeen = this.owner.now();
+    this.pingSentAt = 0;
+  }
+
+  ping(): void {
+    this.lastSeen = this.owner.now();
+  }
+
+  closed(code: number, reason: string): void {
+    if (this.state === CLOSED) return;
+    this.state = CLOSED;
+    this.queue = undefined;
+    this.owner.closed(this, code, reason);
+  }
+
+  // ---- inbound processing -----------------------------------------------------------
+
+  /** Handle one frame now; if its handling is asynchronous, hold later frames until it settles. */
+  private run(data: string, isBinary: boolean): void {
+    const counters = this.owner.counters;
+    if (isBinary) {
+      counters.messagesIn.invalid++;
+      this.error('invalid_message', undefined);
+      return;
+    }
+    const check = checkFrame(data);
+    if (!check.ok) {
+      counters.messagesIn.invalid++;
+      this.error(check.code, check.room);
+      return;
+    }
+    counters.messagesIn[check.message.type]++;
+    let pending: void | Promise<void>;
+    try {
+      pending = this.owner.dispatch(this, check.message);
+    } catch (err) {
+      this.owner.failed(this, err);
+      return;
+    }
+    if (isPromise(pending)) this.hold(pending);
+  }
+
+  /** Process `first` (already dispatched, async), then the queue, in order. */
+  private hold(first: Promise<void>): void {
+    this.busy = true;
+    first.then(
+      () => this.drain(),
+      (err: unknown) => {
+        this.owner.failed(this, err);
+        this.drain();
+      },
+    );
+  }
+
+  /** @internal Process a message the hub generated (the path join) through the same queue. */
+  enqueue(work: () => void | Promise<void>): void {
+    let pending: void | Promise<void>;
+    try {
+      pending = work();
+    } catch (err) {
+      this.owner.failed(this, err);
+      return;
+    }
+    if (isPromise(pending)) this.hold(pending);
+  }
+
+  private drain(): void {
+    this.busy = false;
+    const queue = this.queue;
+    while (queue !== undefined && queue.length > 0 && this.state === OPEN) {
+      const [data, isBinary, size] = queue.shift() as Queued;
+      this.queuedBytes -= size;
+      this.run(data, isBinary);
+      if (this.busy) return;
+    }
+    this.queuedBytes = 0;
+    if (this.paused && this.state === OPEN) {
+      this.paused = false;
+      this.transport.resume();
+    }
+  }
+
+  // ---- outbound ---------------------------------------------------------------------
+
+  /** Send one serialized frame to this connection alone. */
+  sendOutbound(out: Outbound, now: number): void {
+    if (this.state !== OPEN) return;
+    this.track(this.transport.send(out), now);
+    const counters = this.owner.counters;
+    counters.framesOut++;
+    counters.bytesOut += Buffer.byteLength(out.text);
+  }
+
+  /** Record the bytes buffered after a send, for slow-reader detection. */
+  track(buffered: number, now: number): void {
+    if (buffered > this.owner.writeBufferSize) {
+      if (this.slowSince === 0) this.slowSince = now;
+    } else if (this.slowSince !== 0) {
+      this.slowSince = 0;
+    }
+  }
+
+  /** Send an `error` frame (the connection stays open, nothing else changes). */
+  error(code: WireErrorCode, room: string | undefined): void {
+    const now = this.owner.now();
+    this.owner.errorSent(this, code, room);
+    this.sendOutbound(new Outbound(encodeError(code, room, Math.floor(now / 1000))), now);
+  }
+
+  /** Reply to an application-level `ping`. */
+  pongFrame(): void {
+    const now = this.owner.now();
+    this.sendOutbound(new Outbound(encodePong(Math.floor(now / 1000))), now);
+  }
+
+  send(frame: Readonly<Record<string, unknown>>): void {
+    const now = this.owner.now();
+    const body = frame.timestamp === undefined ? { ...frame, timestamp: Math.floor(now / 1000) } : frame;
+    this.sendOutbound(new Outbound(JSON.stringify(body)), now);
+  }
+
+  // ---- closing ----------------------------------------------------------------------
+
+  close(code = 1000, reason = ''): void {
+    if (this.state !== OPEN) return;
+    this.state = CLOSING;
+    this.transport.close(code, reason);
+  }
+
+  terminate(reason: TerminationReason): void {
+    if (this.state === CLOSED) return;
+    this.owner.terminated(this, reason);
+    this.transport.terminate();
+    this.closed(1006, reason);
+  }
+
+  /** Send a protocol ping. */
+  sendPing(now: number): void {
+    this.lastPing = now;
+    if (this.pingSentAt === 0) this.pingSentAt = now;
+    this.transport.ping();
+  }
+}

@@ -1,0 +1,86 @@
+/**
+ * Error codes and the one error class roomwire throws and emits.
+ *
+ * Wire codes are the `data.code` values of the contract's `error` frames; `ERR_*`
+ * codes are raised to the application (configuration, broker, transport).
+ */
+
+/**
+ * Every `error` frame code of the wire contract (section 3), with the text sent
+ * in the frame's `content` field. This table is the single source of
+ * {@link WireErrorCode}.
+ */
+export const WIRE_ERRORS = {
+  rate_limited: 'too many messages: this one was dropped',
+  invalid_json: 'message is not a JSON object',
+  invalid_message: 'message has missing or wrongly typed fields',
+  unsupported_type: 'message type is missing or not supported',
+  invalid_room: 'room names are 1 to 64 characters from A-Z a-z 0-9 _ - . :',
+  not_in_room: 'not a member of this room',
+  too_many_rooms: 'too many rooms joined on this connection',
+  room_full: 'room is full',
+  forbidden: 'not allowed',
+  unauthorized: 'token is not valid',
+} as const;
+
+/** A code carried in `data.code` of an `error` frame. */
+export type WireErrorCode = keyof typeof WIRE_ERRORS;
+
+/** Codes raised to the application rather than sent to a client. */
+export type ApplicationErrorCode =
+  /** A configuration value (environment variable or option) is invalid. */
+  | 'ERR_INVALID_CONFIG'
+  /** The hub was used after {@link Hub.close}. */
+  | 'ERR_HUB_CLOSED'
+  /** An application hook (authenticate, canJoin, canPublish) threw. */
+  | 'ERR_HOOK'
+  /** A broker failed to publish or answer. */
+  | 'ERR_BROKER'
+  /** A transport failed to send, close or ping. */
+  | 'ERR_TRANSPORT';
+
+/** Every code a {@link RoomwireError} can carry. */
+export type ErrorCode = WireErrorCode | ApplicationErrorCode;
+
+/** One invalid configuration entry, as listed by an `ERR_INVALID_CONFIG` error. */
+export interface ConfigIssue {
+  /** The environment variable (for {@link configFromEnv}) or option path (for {@link createHub}). */
+  readonly name: string;
+  /** Why the value was refused. */
+  readonly message: string;
+}
+
+/**
+ * The single error class of roomwire. Switch on {@link RoomwireError.code}, a stable
+ * string, rather than on `instanceof` (which breaks when two copies of the package
+ * are installed).
+ *
+ * @example
+ * ```ts
+ * try {
+ *   createHub(configFromEnv());
+ * } catch (err) {
+ *   if ((err as RoomwireError).code === 'ERR_INVALID_CONFIG') process.exit(2);
+ *   throw err;
+ * }
+ * ```
+ */
+export class RoomwireError extends Error {
+  /** Stable machine-readable code. */
+  readonly code: ErrorCode;
+  /** For `ERR_INVALID_CONFIG`: every bad entry, in a stable order. */
+  readonly issues: readonly ConfigIssue[];
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; issues?: readonly ConfigIssue[] }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'RoomwireError';
+    this.code = code;
+    this.issues = options?.issues ?? [];
+  }
+}
+
+/** Build the `ERR_INVALID_CONFIG` error that lists every issue, one per line. */
+export function configError(issues: readonly ConfigIssue[]): RoomwireError {
+  const lines = issues.map((i) => `  ${i.name}: ${i.message}`).join('\n');
+  return new RoomwireError('ERR_INVALID_CONFIG', `invalid configuration:\n${lines}`, { issues });
+}

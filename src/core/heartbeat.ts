@@ -1,0 +1,68 @@
+/**
+ * Liveness for every connection from one periodic sweep (contract section 4): protocol
+ * pings, pong deadlines, idle timeouts, slow readers and token expiry. No connection
+ * owns a timer; each carries a few numbers the sweep compares with the clock.
+ */
+import type { HubConfig } from './config';
+
+/** The per-connection state the sweep reads and writes. */
+export interface Beating {
+  /** Last inbound traffic of any kind (data frame, ping, pong). */
+  lastSeen: number;
+  /** Last protocol ping sent. */
+  lastPing: number;
+  /** When the oldest unanswered ping was sent; 0 when none is outstanding. */
+  pingSentAt: number;
+  /** Since when outbound bytes have stayed above `writeBufferSize`; 0 when below. */
+  slowSince: number;
+  /** Token expiry in milliseconds; 0 when none. */
+  expiresAt: number;
+  readonly bufferedAmount: number;
+  sendPing(now: number): void;
+  terminate(reason: TerminationReason): void;
+  close(code: number, reason: string): void;
+}
+
+/** Why the sweep ended a connection. */
+export type TerminationReason = 'pong_timeout' | 'idle_timeout' | 'slow_consumer';
+
+/**
+ * The sweep period: `heartbeatInterval`, or half the idle timeout when that is shorter,
+ * so a live peer always gets a ping answered before its idle deadline.
+ */
+export function sweepPeriod(config: HubConfig): number {
+  return Math.max(1, Math.min(config.heartbeatInterval, Math.floor(config.connectionTimeout / 2)));
+}
+
+/**
+ * Check one connection at time `now`; returns true when it was ended. Order: pong
+ * deadline, idle timeout, slow reader, token expiry, then a ping when one is due or
+ * when the connection would otherwise go idle before the next sweep.
+ */
+export function checkLiveness(c: Beating, now: number, config: HubConfig, period: number): boolean {
+  if (c.pingSentAt !== 0 && now - c.pingSentAt >= config.pongWait) {
+    c.terminate('pong_timeout');
+    return true;
+  }
+  if (now - c.lastSeen >= config.connectionTimeout) {
+    c.terminate('idle_timeout');
+    return true;
+  }
+  if (c.bufferedAmount > config.writeBufferSize) {
+    if (c.slowSince === 0) c.slowSince = now;
+    else if (now - c.slowSince >= config.writeWait) {
+      c.terminate('slow_consumer');
+      return true;
+    }
+  } else {
+    c.slowSince = 0;
+  }
+  if (c.expiresAt !== 0 && now >= c.expiresAt) {
+    c.close(1008, 'token expired');
+    return true;
+  }
+  if (now - c.lastPing >= config.pingPeriod || (c.pingSentAt === 0 && now + period - c.lastSeen >= config.connectionTimeout)) {
+    c.sendPing(now);
+  }
+  return false;
+}

@@ -1,0 +1,701 @@
+/**
+ * `createHub`: the pure core. It decides upgrades (contract section 1), owns
+ * connections, rooms, the protocol and its limits, and runs the one heartbeat sweep.
+ * It imports neither `node:http` nor `ws`: adapters hand it requests and transports.
+ */
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'eventemitter3';
+import { createMemoryBroker } from '../brokers/memory';
+import { createJwtVerifier, defaultAuthenticate, extractToken, type JwtVerifier } from './auth';
+import { systemClock } from './clock';
+import { resolveConfig, ratePeriodMs, type HubConfig, type HubConfigInput } from './config';
+import { Connection, type ConnectionOwner } from './connection';
+import { RoomwireError, WIRE_ERRORS, configError, type WireErrorCode } from './errors';
+import { checkLiveness, sweepPeriod, type TerminationReason } from './heartbeat';
+import { compileOrigins } from './origin';
+import {
+  Outbound,
+  encodeAuth,
+  encodeMembership,
+  encodeMessage,
+  encodeUserList,
+  identityFragment,
+  isValidRoomName,
+  type ClientMessage,
+} from './protocol';
+import { AddressLimiter } from './rate-limit';
+import { RoomRegistry } from './rooms';
+import { matchRoute, type Route } from './routes';
+import { Counters, type RejectReason } from './stats';
+import type {
+  Authenticate,
+  AuthorizationHooks,
+  Broker,
+  BrokerHost,
+  Client,
+  Clock,
+  Decision,
+  Identity,
+  Transport,
+  TransportListener,
+  UpgradeRequest,
+} from './types';
+
+/** Everything {@link createHub} accepts: configuration plus the application's seams. */
+export interface HubOptions extends HubConfigInput, AuthorizationHooks {
+  /** Replace or extend token verification. @default verify the token as a JWT per `jwt`; no token is anonymous */
+  authenticate?: Authenticate;
+  /** Carries room traffic and presence. @default createMemoryBroker() */
+  broker?: Broker;
+  /** Time source for heartbeats, rate limits and timestamps. @default the system clock */
+  clock?: Clock;
+}
+
+/** The payload of a `message` event. */
+export interface MessageEvent {
+  readonly content: string;
+  readonly data: Readonly<Record<string, unknown>> | undefined;
+}
+
+/** The hub's events and their arguments. */
+export interface HubEvents {
+  /** A connection opened (before its path room, if any, is joined). */
+  connection: [client: Client];
+  /** A connection closed; it has left all its rooms. */
+  disconnect: [client: Client, code: number, reason: string];
+  /** A connection joined a room (after members were told). */
+  join: [client: Client, room: string];
+  /** A connection left a room, by `leave` or by closing. */
+  leave: [client: Client, room: string];
+  /** A connection's message was delivered to a room. */
+  message: [client: Client, room: string, message: MessageEvent];
+  /**
+   * Something went wrong: a client error frame was sent (the error's `code` is the wire
+   * code), or a hook, broker or transport failed (`ERR_*` codes).
+   */
+  error: [error: RoomwireError, client: Client | undefined];
+}
+
+/** An accepted upgrade, waiting for the adapter's handshake. Call exactly one of its methods. */
+export interface Ticket {
+  /** Who will be on the connection; null for anonymous. */
+  readonly identity: Identity | null;
+  /** The room of the path, joined on open. */
+  readonly room: string | undefined;
+  /** The handshake succeeded: attach the transport and start the connection. */
+  open(transport: Transport): TransportListener;
+  /** The handshake failed or the socket went away: release the reserved slot. */
+  cancel(): void;
+}
+
+/** The hub's answer to an upgrade request. */
+export type Admission =
+  | { readonly accepted: true; readonly ticket: Ticket }
+  | {
+      readonly accepted: false;
+      /** HTTP status: 404, 503, 403, 429 or 401. */
+      readonly status: number;
+      /** Response headers (`Retry-After`, `WWW-Authenticate`). */
+      readonly headers: Readonly<Record<string, string>>;
+      /** Why, for the response body and for logs. */
+      readonly reason: RejectReason;
+    };
+
+/** A snapshot of the hub's counters; see {@link Hub.stats}. */
+export interface HubStats {
+  /** Open connections now. */
+  readonly connections: number;
+  /** Upgrades accepted and waiting for their handshake. */
+  readonly pending: number;
+  /** Connections accepted since the hub started. */
+  readonly connectionsAccepted: number;
+  /** Connections closed since the hub started. */
+  readonly connectionsClosed: number;
+  /** Refused upgrades by reason. */
+  readonly rejected: Readonly<Record<RejectReason, number>>;
+  /** Inbound data frames and their bytes. */
+  readonly framesIn: number;
+  readonly bytesIn: number;
+  /** Inbound messages by type (`invalid` for those that failed a check). */
+  readonly messagesIn: Readonly<Record<string, number>>;
+  /** Frames and bytes sent (a broadcast counts once per recipient). */
+  readonly framesOut: number;
+  readonly bytesOut: number;
+  /** Room frames (join, leave, message) delivered to members. */
+  readonly deliveries: number;
+  /** Error frames sent, by code. */
+  readonly errors: Readonly<Record<WireErrorCode, number>>;
+  /** Connections ended by the heartbeat sweep, by reason. */
+  readonly terminations: Readonly<Record<TerminationReason, number>>;
+  /** Rooms with members in this process. */
+  readonly rooms: number;
+  /** Members (connections) per room in this process. */
+  readonly roomMembers: Readonly<Record<string, number>>;
+  /** Total lifetime of closed connections, milliseconds (divide by `connectionsClosed` for the mean). */
+  readonly connectionMsTotal: number;
+}
+
+/** Options of {@link Hub.close}. */
+export interface CloseOptions {
+  /** Close code sent to every client. @default 1001 */
+  readonly code?: number;
+  /** Close reason. @default 'server shutting down' */
+  readonly reason?: string;
+  /** Milliseconds to wait for closing handshakes before terminating the rest. @default 5000 */
+  readonly timeout?: number;
+}
+
+/** Options of {@link Hub.publish}. */
+export interface PublishOptions {
+  /** `data` object of the frame. */
+  readonly data?: Readonly<Record<string, unknown>>;
+  /** `user_id` stamped on the frame. @default 'server' */
+  readonly userId?: string;
+  /** `username` stamped on the frame. @default 'server' */
+  readonly username?: string;
+}
+
+/**
+ * A roomwire hub: rooms, identity, protocol, limits and heartbeats, independent of any
+ * HTTP framework. Create one with {@link createHub} and attach it with an adapter such as
+ * `roomwire/node`.
+ */
+export interface Hub extends EventEmitter<HubEvents> {
+  /** The resolved configuration. */
+  readonly config: HubConfig;
+  /** Open connections. */
+  readonly size: number;
+  /** True once {@link Hub.close} was called. */
+  readonly closing: boolean;
+  /** Classify a request target; undefined when it is outside the base path (not the hub's). */
+  route(url: string): Route | undefined;
+  /**
+   * Decide an upgrade request per contract section 1: route (404), enabled (503),
+   * origin (403), attempts per address (429), capacity (503), token (401), in that order.
+   * Adapters call this, then perform the handshake and call `ticket.open`.
+   */
+  admit(request: UpgradeRequest): Promise<Admission>;
+  /** Open connections. */
+  clients(): Client[];
+  /** Names of the rooms with members in this process. */
+  roomNames(): string[];
+  /** This process's members of `room`. */
+  members(room: string): Client[];
+  /**
+   * Send a `message` frame to every member of `room`, stamped with a server identity.
+   * @example hub.publish('lobby', 'maintenance in 5 minutes')
+   */
+  publish(room: string, content: string, options?: PublishOptions): void;
+  /** A snapshot of the counters; cheap enough to call every second. */
+  stats(): HubStats;
+  /** Close every connection (1001 by default), stop the heartbeat and the broker. */
+  close(options?: CloseOptions): Promise<void>;
+}
+
+const SHUTDOWN_REASON = 'server shutting down';
+
+function isPromise<T>(v: unknown): v is Promise<T> {
+  return typeof (v as Promise<T> | undefined)?.then === 'function';
+}
+
+function firstHeader(req: UpgradeRequest, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? (v[0] as string | undefined) : (v as string | undefined);
+}
+
+function refusal(status: number, reason: RejectReason, headers: Record<string, string> = {}): Admission {
+  return { accepted: false, status, headers, reason };
+}
+
+class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwner, BrokerHost {
+  readonly config: HubConfig;
+  readonly counters = new Counters();
+  readonly maxMessageSize: number;
+  readonly readBufferSize: number;
+  readonly writeBufferSize: number;
+  readonly messageRatePerMs: number;
+  readonly messageBurst: number;
+
+  private readonly clock: Clock;
+  private readonly broker: Broker;
+  private readonly hooks: AuthorizationHooks;
+  private readonly authenticate: Authenticate;
+  private readonly verifyJwt: JwtVerifier;
+  private readonly originAllowed: (origin: string) => boolean;
+  private readonly limiter: AddressLimiter;
+  private readonly connections = new Set<Connection>();
+  private readonly rooms = new RoomRegistry<Connection>();
+  private readonly idPrefix = randomUUID().slice(0, 8);
+  private readonly sweepMs: number;
+  private readonly stopSweep: () => void;
+  private nextId = 0;
+  private pending = 0;
+  private closePromise: Promise<void> | undefined;
+  private onEmpty: (() => void) | undefined;
+
+  constructor(options: HubOptions) {
+    super();
+    this.config = resolveConfig(options);
+    const cfg = this.config;
+    const custom = options.authenticate;
+    const hasKey = cfg.jwt.secret !== undefined || cfg.jwt.publicKey !== undefined || cfg.jwt.jwksUrl !== undefined;
+    if (cfg.requireAuth && !hasKey && custom === undefined) {
+      throw configError([{ name: 'requireAuth', message: 'needs jwt.secret, jwt.publicKey, jwt.jwksUrl or an authenticate function' }]);
+    }
+    this.clock = options.clock ?? systemClock;
+    this.broker = options.broker ?? createMemoryBroker();
+    this.hooks = { canJoin: options.canJoin, canPublish: options.canPublish };
+    this.verifyJwt = createJwtVerifier(cfg.jwt, () => this.clock.now());
+    this.authenticate = custom ?? defaultAuthenticate;
+    this.originAllowed = compileOrigins(cfg.allowedOrigins);
+    this.limiter = new AddressLimiter(cfg.connectRate);
+    this.maxMessageSize = cfg.maxMessageSize;
+    this.readBufferSize = cfg.readBufferSize;
+    this.writeBufferSize = cfg.writeBufferSize;
+    this.messageRatePerMs = cfg.messageRate.count / ratePeriodMs(cfg.messageRate);
+    this.messageBurst = cfg.messageRate.burst;
+    this.sweepMs = sweepPeriod(cfg);
+    this.stopSweep = this.clock.every(this.sweepMs, () => this.sweep());
+    const started = this.broker.start(this);
+    if (isPromise(started)) started.catch((err: unknown) => this.report('ERR_BROKER', 'broker failed to start', err, undefined));
+  }
+
+  now(): number {
+    return this.clock.now();
+  }
+
+  get size(): number {
+    return this.connections.size;
+  }
+
+  get closing(): boolean {
+    return this.closePromise !== undefined;
+  }
+
+  route(url: string): Route | undefined {
+    return matchRoute(this.config.path, url);
+  }
+
+  // ---- admission (contract section 1) ----------------------------------------------
+
+  async admit(request: UpgradeRequest): Promise<Admission> {
+    const cfg = this.config;
+    const route = this.route(request.url ?? '/');
+    if (route === undefined) return this.reject(refusal(404, 'not_found'));
+    const address = this.clientAddress(request);
+    // Every request under B counts as an attempt, whatever its answer.
+    const retryAfter = this.limiter.take(address, this.clock.now());
+    if (route.kind === 'invalid') return this.reject(refusal(404, 'not_found'));
+    if (this.closing) return this.reject(refusal(503, 'shutting_down'));
+    if (!cfg.enabled) return this.reject(refusal(503, 'disabled'));
+    const origin = firstHeader(request, 'origin');
+    if (origin !== undefined && !this.originAllowed(origin)) return this.reject(refusal(403, 'origin'));
+    if (retryAfter > 0) return this.reject(refusal(429, 'rate_limited', { 'Retry-After': String(retryAfter) }));
+    if (this.connections.size + this.pending >= cfg.maxConnections) return this.reject(refusal(503, 'capacity'));
+
+    const token = extractToken(request, route.query);
+    const required = route.auth || cfg.requireAuth;
+    this.pending++;
+    let identity: Identity | null;
+    try {
+      identity = await this.authenticate({ token, required, request, verifyJwt: this.verifyJwt });
+    } catch {
+      this.pending--;
+      return this.reject(refusal(401, 'unauthorized', { 'WWW-Authenticate': 'Bearer error="invalid_token"' }));
+    }
+    if (identity === null && required) {
+      this.pending--;
+      const challenge = token === undefined ? 'Bearer' : 'Bearer error="invalid_token"';
+      return this.reject(refusal(401, 'unauthorized', { 'WWW-Authenticate': challenge }));
+    }
+    if (this.closing) {
+      this.pending--;
+      return this.reject(refusal(503, 'shutting_down'));
+    }
+    return { accepted: true, ticket: this.ticket(identity, route.room, address) };
+  }
+
+  private reject(a: Admission): Admission {
+    if (!a.accepted) this.counters.rejected[a.reason]++;
+    return a;
+  }
+
+  private clientAddress(request: UpgradeRequest): string {
+    if (this.config.trustProxy) {
+      const xff = firstHeader(request, 'x-forwarded-for');
+      const first = xff?.split(',')[0]?.trim();
+      if (first) return first;
+    }
+    return request.remoteAddress ?? 'unknown';
+  }
+
+  private ticket(identity: Identity | null, room: string | undefined, address: string): Ticket {
+    let settled = false;
+    return {
+      identity,
+      room,
+      open: (transport) => {
+        if (settled) throw new RoomwireError('ERR_TRANSPORT', 'ticket already used');
+        settled = true;
+        this.pending--;
+        return this.openConnection(transport, identity, room, address);
+      },
+      cancel: () => {
+        if (settled) return;
+        settled = true;
+        this.pending--;
+        this.counters.rejected.handshake++;
+      },
+    };
+  }
+
+  private openConnection(transport: Transport, identity: Identity | null, room: string | undefined, address: string): Connection {
+    const id = `${this.idPrefix}-${(this.nextId++).toString(36)}`;
+    let conn: Connection;
+    if (identity === null) {
+      const userId = randomUUID();
+      conn = new Connection(this, transport, id, userId, `guest-${userId.slice(0, 8)}`, true, undefined, undefined, address);
+    } else {
+      conn = new Connection(this, transport, id, identity.userId, identity.username, false, identity.claims, identity.expiresAt, address);
+    }
+    this.connections.add(conn);
+    this.counters.connectionsAccepted++;
+    this.emit('connection', conn);
+    if (this.closing) {
+      conn.close(1001, SHUTDOWN_REASON);
+    } else if (room !== undefined) {
+      conn.enqueue(() => this.join(conn, room));
+    }
+    return conn;
+  }
+
+  // ---- messages (contract section 3) -------------------------------------------------
+
+  dispatch(conn: Connection, msg: ClientMessage): void | Promise<void> {
+    switch (msg.type) {
+      case 'message':
+        return this.say(conn, msg.room, msg.content, msg.data);
+      case 'join':
+        return this.join(conn, msg.room);
+      case 'leave':
+        return this.leave(conn, msg.room);
+      case 'user_list':
+        if (!conn.roomsJoined.has(msg.room)) return conn.error('not_in_room', msg.room);
+        return this.sendUserList(conn, msg.room);
+      case 'ping':
+        return conn.pongFrame();
+      case 'pong':
+        return;
+      case 'auth':
+        return this.refresh(conn, msg.data.token);
+    }
+  }
+
+  private joinRefusal(conn: Connection, room: string): WireErrorCode | undefined {
+    if (conn.roomsJoined.size >= this.config.maxRoomsPerConnection) return 'too_many_rooms';
+    const max = this.config.maxRoomSize;
+    if (max > 0 && (this.rooms.get(room)?.size ?? 0) >= max) return 'room_full';
+    return undefined;
+  }
+
+  private join(conn: Connection, room: string): void | Promise<void> {
+    if (conn.roomsJoined.has(room)) return this.sendUserList(conn, room);
+    const refused = this.joinRefusal(conn, room);
+    if (refused !== undefined) return conn.error(refused, room);
+    const hook = this.hooks.canJoin;
+    if (hook === undefined) return this.addMember(conn, room);
+    const allowed = this.ask(conn, () => hook(conn, room));
+    if (allowed === true) return this.addMember(conn, room);
+    if (allowed === false) return conn.error('forbidden', room);
+    return allowed.then((ok) => {
+      if (!conn.open) return;
+      if (!ok) return conn.error('forbidden', room);
+      // Other connections may have filled the room while the hook ran.
+      if (conn.roomsJoined.has(room)) return this.sendUserList(conn, room);
+      const late = this.joinRefusal(conn, room);
+      if (late !== undefined) return conn.error(late, room);
+      return this.addMember(conn, room);
+    });
+  }
+
+  private addMember(conn: Connection, room: string): void | Promise<void> {
+    conn.roomsJoined.set(room, this.rooms.join(room, conn));
+    this.broker.join(room, { connectionId: conn.id, userId: conn.userId, username: conn.username });
+    this.broker.publish(room, new Outbound(encodeMembership('join', room, conn.identity, this.seconds())));
+    this.emit('join', conn, room);
+    return this.sendUserList(conn, room);
+  }
+
+  private leave(conn: Connection, room: string): void {
+    if (!conn.roomsJoined.has(room)) return conn.error('not_in_room', room);
+    // The leaver is still a member here, so it receives its own leave notice.
+    this.broker.publish(room, new Outbound(encodeMembership('leave', room, conn.identity, this.seconds())));
+    this.removeMember(conn, room);
+    this.emit('leave', conn, room);
+  }
+
+  private removeMember(conn: Connection, room: string): void {
+    conn.roomsJoined.delete(room);
+    this.rooms.leave(room, conn);
+    this.broker.leave(room, { connectionId: conn.id, userId: conn.userId, username: conn.username });
+  }
+
+  private say(conn: Connection, room: string, content: string, data: Record<string, unknown> | undefined): void | Promise<void> {
+    if (!conn.roomsJoined.has(room)) return conn.error('not_in_room', room);
+    const hook = this.hooks.canPublish;
+    if (hook === undefined) return this.deliverMessage(conn, room, content, data);
+    const allowed = this.ask(conn, () => hook(conn, room, { content, data }));
+    if (allowed === true) return this.deliverMessage(conn, room, content, data);
+    if (allowed === false) return conn.error('forbidden', room);
+    return allowed.then((ok) => {
+      if (!conn.open) return;
+      if (!ok) return conn.error('forbidden', room);
+      if (!conn.roomsJoined.has(room)) return conn.error('not_in_room', room);
+      this.deliverMessage(conn, room, content, data);
+    });
+  }
+
+  private deliverMessage(conn: Connection, room: string, content: string, data: Record<string, unknown> | undefined): void {
+    let text: string;
+    try {
+      text = encodeMessage(room, content, data, conn.identity, this.seconds());
+    } catch {
+      // Only a `data` too deeply nested to serialize gets here.
+      return conn.error('invalid_message', room);
+    }
+    this.broker.publish(room, new Outbound(text));
+    if (this.listenerCount('message') > 0) this.emit('message', conn, room, { content, data });
+  }
+
+  private sendUserList(conn: Connection, room: string): void | Promise<void> {
+    let users: readonly string[] | Promise<readonly string[]>;
+    try {
+      users = this.broker.users(room);
+    } catch (err) {
+      this.report('ERR_BROKER', 'broker could not list users', err, conn);
+      users = this.localUsers(room);
+    }
+    if (!isPromise<readonly string[]>(users)) return this.sendList(conn, room, users);
+    return users.then(
+      (list) => this.sendList(conn, room, list),
+      (err: unknown) => {
+        this.report('ERR_BROKER', 'broker could not list users', err, conn);
+        this.sendList(conn, room, this.localUsers(room));
+      },
+    );
+  }
+
+  private sendList(conn: Connection, room: string, users: readonly string[]): void {
+    const now = this.clock.now();
+    conn.sendOutbound(new Outbound(encodeUserList(room, users, Math.floor(now / 1000))), now);
+  }
+
+  private refresh(conn: Connection, token: string): void | Promise<void> {
+    if (conn.anonymous) return conn.error('forbidden', undefined);
+    const verify = async (): Promise<void> => {
+      let identity: Identity | null;
+      try {
+        identity = await this.authenticate({ token, required: true, request: undefined, verifyJwt: this.verifyJwt });
+      } catch {
+        identity = null;
+      }
+      if (!conn.open) return;
+      if (identity === null) return conn.error('unauthorized', undefined);
+      if (identity.userId !== conn.userId) return conn.error('forbidden', undefined);
+      conn.expiresAt = identity.expiresAt === undefined ? 0 : identity.expiresAt * 1000;
+      conn.claims = identity.claims;
+      const now = this.clock.now();
+      conn.sendOutbound(new Outbound(encodeAuth(identity.expiresAt, Math.floor(now / 1000))), now);
+    };
+    return verify();
+  }
+
+  /** Run an authorization hook; a throw or rejection counts as a refusal and is reported. */
+  private ask(conn: Connection, hook: () => Decision): boolean | Promise<boolean> {
+    let answer: Decision;
+    try {
+      answer = hook();
+    } catch (err) {
+      this.report('ERR_HOOK', 'authorization hook threw', err, conn);
+      return false;
+    }
+    if (!isPromise<boolean>(answer)) return answer === true;
+    return answer.then(
+      (v) => v === true,
+      (err: unknown) => {
+        this.report('ERR_HOOK', 'authorization hook rejected', err, conn);
+        return false;
+      },
+    );
+  }
+
+  // ---- delivery (BrokerHost) ---------------------------------------------------------
+
+  deliver(room: string, message: Outbound): void {
+    const r = this.rooms.get(room);
+    if (r === undefined) return;
+    const now = this.clock.now();
+    let n = 0;
+    for (const c of r.members) {
+      if (!c.open) continue;
+      c.track(c.transport.send(message), now);
+      n++;
+    }
+    const counters = this.counters;
+    counters.deliveries += n;
+    counters.framesOut += n;
+    counters.bytesOut += n * Buffer.byteLength(message.text);
+  }
+
+  localUsers(room: string): string[] {
+    return this.rooms.get(room)?.usernames() ?? [];
+  }
+
+  publish(room: string, content: string, options: PublishOptions = {}): void {
+    if (!isValidRoomName(room)) throw new RoomwireError('invalid_room', `"${room}" is not a valid room name`);
+    const identity = identityFragment(options.userId ?? 'server', options.username ?? 'server');
+    this.broker.publish(room, new Outbound(encodeMessage(room, content, options.data, identity, this.seconds())));
+  }
+
+  // ---- ConnectionOwner ---------------------------------------------------------------
+
+  errorSent(conn: Connection, code: WireErrorCode, room: string | undefined): void {
+    this.counters.errors[code]++;
+    if (this.listenerCount('error') > 0) {
+      const text = room === undefined ? WIRE_ERRORS[code] : `${WIRE_ERRORS[code]} (room "${room}")`;
+      this.emit('error', new RoomwireError(code, text), conn);
+    }
+  }
+
+  failed(conn: Connection, err: unknown): void {
+    this.report('ERR_HOOK', 'handling a message failed', err, conn);
+    conn.close(1011, 'internal error');
+  }
+
+  terminated(_conn: Connection, reason: TerminationReason): void {
+    this.counters.terminations[reason]++;
+  }
+
+  closed(conn: Connection, code: number, reason: string): void {
+    if (!this.connections.delete(conn)) return;
+    const now = this.clock.now();
+    this.counters.connectionsClosed++;
+    this.counters.connectionMsTotal += now - conn.connectedAt;
+    if (conn.roomsJoined.size > 0) {
+      const ts = Math.floor(now / 1000);
+      for (const room of [...conn.roomsJoined.keys()]) {
+        this.removeMember(conn, room);
+        this.broker.publish(room, new Outbound(encodeMembership('leave', room, conn.identity, ts)));
+        this.emit('leave', conn, room);
+      }
+    }
+    this.emit('disconnect', conn, code, reason);
+    if (this.connections.size === 0) this.onEmpty?.();
+  }
+
+  private report(code: 'ERR_HOOK' | 'ERR_BROKER', message: string, cause: unknown, conn: Connection | undefined): void {
+    this.emit('error', new RoomwireError(code, message, { cause }), conn);
+  }
+
+  // ---- heartbeat ----------------------------------------------------------------------
+
+  private sweep(): void {
+    const now = this.clock.now();
+    const cfg = this.config;
+    for (const c of this.connections) checkLiveness(c, now, cfg, this.sweepMs);
+    this.limiter.evict(now);
+  }
+
+  // ---- queries -----------------------------------------------------------------------
+
+  clients(): Client[] {
+    return [...this.connections];
+  }
+
+  roomNames(): string[] {
+    return this.rooms.names();
+  }
+
+  members(room: string): Client[] {
+    const r = this.rooms.get(room);
+    return r === undefined ? [] : [...r.members];
+  }
+
+  stats(): HubStats {
+    const c = this.counters;
+    const roomMembers: Record<string, number> = {};
+    for (const r of this.rooms.values()) roomMembers[r.name] = r.size;
+    return {
+      connections: this.connections.size,
+      pending: this.pending,
+      connectionsAccepted: c.connectionsAccepted,
+      connectionsClosed: c.connectionsClosed,
+      rejected: { ...c.rejected },
+      framesIn: c.framesIn,
+      bytesIn: c.bytesIn,
+      messagesIn: { ...c.messagesIn },
+      framesOut: c.framesOut,
+      bytesOut: c.bytesOut,
+      deliveries: c.deliveries,
+      errors: { ...c.errors },
+      terminations: { ...c.terminations },
+      rooms: this.rooms.size,
+      roomMembers,
+      connectionMsTotal: c.connectionMsTotal,
+    };
+  }
+
+  private seconds(): number {
+    return Math.floor(this.clock.now() / 1000);
+  }
+
+  // ---- shutdown ----------------------------------------------------------------------
+
+  close(options: CloseOptions = {}): Promise<void> {
+    this.closePromise ??= this.shutdown(options);
+    return this.closePromise;
+  }
+
+  private async shutdown(options: CloseOptions): Promise<void> {
+    this.stopSweep();
+    const code = options.code ?? 1001;
+    const reason = options.reason ?? SHUTDOWN_REASON;
+    for (const c of this.connections) c.close(code, reason);
+    if (this.connections.size > 0) {
+      await new Promise<void>((resolve) => {
+        const cancel = this.clock.after(options.timeout ?? 5000, () => resolve());
+        this.onEmpty = () => {
+          cancel();
+          resolve();
+        };
+      });
+      this.onEmpty = undefined;
+      for (const c of [...this.connections]) {
+        c.transport.terminate();
+        c.closed(1006, 'close timeout');
+      }
+    }
+    await this.broker.close();
+  }
+}
+
+/**
+ * Create a hub. Every option is optional; see {@link HubConfig} for the settings and
+ * their defaults, and {@link configFromEnv} to read them from the environment. Throws
+ * an `ERR_INVALID_CONFIG` {@link RoomwireError} naming every bad option.
+ *
+ * @example
+ * ```ts
+ * import http from 'node:http';
+ * import { createHub, configFromEnv } from 'roomwire';
+ * import { attach } from 'roomwire/node';
+ *
+ * const hub = createHub(configFromEnv());
+ * const server = http.createServer();
+ * attach(hub, server);
+ * server.listen(8080);
+ * ```
+ */
+export function createHub(options: HubOptions = {}): Hub {
+  return new RoomwireHub(options);
+}

@@ -1,0 +1,160 @@
+/**
+ * The wire protocol: zod schemas of every client message (the single source of the
+ * message types), the frame checker that applies the contract's check order, and the
+ * encoders of every server frame.
+ *
+ * Server frames are built as strings directly: room names are validated to need no
+ * escaping and each connection's identity is escaped once at connect time, so a
+ * broadcast costs one string concatenation, never one per recipient.
+ */
+import { z } from 'zod';
+import { WIRE_ERRORS, type WireErrorCode } from './errors';
+
+/** Room names: 1 to 64 characters from `A-Z a-z 0-9 _ - . :`. */
+export const ROOM_NAME_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/;
+
+/** zod schema of a valid room name. */
+export const RoomNameSchema = z.string().regex(ROOM_NAME_PATTERN);
+
+/** True when `room` is a valid room name. */
+export function isValidRoomName(room: string): boolean {
+  return ROOM_NAME_PATTERN.test(room);
+}
+
+// `room` is only checked to be a string here: the naming rule answers with its own code
+// (invalid_room) after the shape check (invalid_message), as the contract orders them.
+const room = z.string();
+
+/**
+ * zod schemas of the client-to-server messages, keyed by `type`. Unknown extra
+ * fields are allowed and ignored.
+ */
+export const ClientMessageSchemas = {
+  join: z.object({ type: z.literal('join'), room }),
+  leave: z.object({ type: z.literal('leave'), room }),
+  message: z.object({
+    type: z.literal('message'),
+    room,
+    content: z.string(),
+    data: z.record(z.string(), z.unknown()).optional(),
+  }),
+  ping: z.object({ type: z.literal('ping') }),
+  pong: z.object({ type: z.literal('pong') }),
+  user_list: z.object({ type: z.literal('user_list'), room }),
+  auth: z.object({ type: z.literal('auth'), data: z.object({ token: z.string() }) }),
+} as const;
+
+/** The `type` values a client may send. */
+export type ClientMessageType = keyof typeof ClientMessageSchemas;
+
+/** Every client message type, in the contract's order. */
+export const CLIENT_MESSAGE_TYPES = Object.keys(ClientMessageSchemas) as ClientMessageType[];
+
+/** A client message that passed its schema (extra fields may be present). */
+export type ClientMessage = { [K in ClientMessageType]: z.infer<(typeof ClientMessageSchemas)[K]> }[ClientMessageType];
+
+/** The outcome of checking one inbound frame. */
+export type FrameCheck =
+  | { readonly ok: true; readonly message: ClientMessage }
+  | { readonly ok: false; readonly code: WireErrorCode; readonly room: string | undefined };
+
+function isClientType(t: unknown): t is ClientMessageType {
+  // A switch, not `t in schemas`: `__proto__` or `constructor` must not match.
+  switch (t) {
+    case 'join':
+    case 'leave':
+    case 'message':
+    case 'ping':
+    case 'pong':
+    case 'user_list':
+    case 'auth':
+      return true;
+    default:
+      return false;
+  }
+}
+
+/**
+ * Check one text frame in the contract's order (section 3, orders 2 to 5): JSON
+ * object, known type, schema, room name. The stateful checks (membership, limits,
+ * hooks) belong to the hub.
+ *
+ * The returned message is the parsed object itself, never a copy, so keys such as
+ * `__proto__` inside `data` are carried as plain data and never reach a prototype.
+ */
+export function checkFrame(text: string): FrameCheck {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return { ok: false, code: 'invalid_json', room: undefined };
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    return { ok: false, code: 'invalid_json', room: undefined };
+  }
+  const obj = value as Record<string, unknown>;
+  const named = Object.hasOwn(obj, 'room') && typeof obj.room === 'string' ? obj.room : undefined;
+  const type = Object.hasOwn(obj, 'type') ? obj.type : undefined;
+  if (!isClientType(type)) return { ok: false, code: 'unsupported_type', room: named };
+  if (!ClientMessageSchemas[type].safeParse(obj).success) return { ok: false, code: 'invalid_message', room: named };
+  if (named !== undefined && !ROOM_NAME_PATTERN.test(named)) return { ok: false, code: 'invalid_room', room: named };
+  return { ok: true, message: obj as ClientMessage };
+}
+
+// ---------------------------------------------------------------------------------------
+// Server frames.
+
+/**
+ * One server frame, serialized once and shared by every recipient. A transport may
+ * cache its own encoding (for `ws`, the complete WebSocket frame) in {@link Outbound.frame}
+ * so a broadcast is framed once too.
+ */
+export class Outbound {
+  /** Cached transport encoding of {@link Outbound.text}, set by the first transport that sends it. */
+  frame: Uint8Array | undefined = undefined;
+
+  constructor(
+    /** The JSON text of the frame. */
+    readonly text: string,
+  ) {}
+}
+
+/** The `"user_id":…,"username":…` fragment of a user, escaped once per connection. */
+export function identityFragment(userId: string, username: string): string {
+  return `"user_id":${JSON.stringify(userId)},"username":${JSON.stringify(username)}`;
+}
+
+/** `{"type":"join"|"leave","room","user_id","username","timestamp"}`. `room` must be a valid name. */
+export function encodeMembership(type: 'join' | 'leave', room: string, identity: string, timestamp: number): string {
+  return `{"type":"${type}","room":"${room}",${identity},"timestamp":${timestamp}}`;
+}
+
+/**
+ * `{"type":"message","room","content","user_id","username","timestamp"}` plus `data` when
+ * given. Throws a RangeError when `data` is too deeply nested to serialize.
+ */
+export function encodeMessage(room: string, content: string, data: unknown, identity: string, timestamp: number): string {
+  const tail = data === undefined ? '' : `,"data":${JSON.stringify(data)}`;
+  return `{"type":"message","room":"${room}","content":${JSON.stringify(content)},${identity},"timestamp":${timestamp}${tail}}`;
+}
+
+/** `{"type":"user_list","room","data":[usernames],"timestamp"}`. */
+export function encodeUserList(room: string, usernames: readonly string[], timestamp: number): string {
+  return `{"type":"user_list","room":"${room}","data":${JSON.stringify(usernames)},"timestamp":${timestamp}}`;
+}
+
+/** `{"type":"pong","timestamp"}`. */
+export function encodePong(timestamp: number): string {
+  return `{"type":"pong","timestamp":${timestamp}}`;
+}
+
+/** `{"type":"auth","data":{"exp":<seconds or null>},"timestamp"}`. */
+export function encodeAuth(exp: number | undefined, timestamp: number): string {
+  return `{"type":"auth","data":{"exp":${exp === undefined ? 'null' : exp}},"timestamp":${timestamp}}`;
+}
+
+/** `{"type":"error","content","data":{"code"},"room"?,"timestamp"}`; `room` is echoed escaped. */
+export function encodeError(code: WireErrorCode, room: string | undefined, timestamp: number): string {
+  const r = room === undefined ? '' : `,"room":${JSON.stringify(room)}`;
+  return `{"type":"error","content":"${WIRE_ERRORS[code]}","data":{"code":"${code}"}${r},"timestamp":${timestamp}}`;
+}

@@ -1,0 +1,62 @@
+/**
+ * The four endpoints under the base path `B` (contract section 1): `B`, `B/{room}`,
+ * `B/auth`, `B/auth/{room}`. One trailing slash is ignored and the query string never
+ * changes which route matches.
+ */
+import { isValidRoomName } from './protocol';
+
+/** A request path under the base path, classified. */
+export interface Route {
+  /** `invalid` answers 404: no endpoint matches, or the room name is not valid. */
+  readonly kind: 'endpoint' | 'invalid';
+  /** True for `B/auth` and `B/auth/{room}`. */
+  readonly auth: boolean;
+  /** The URL-decoded room to join on connect. */
+  readonly room: string | undefined;
+  /** The request's query string. */
+  readonly query: URLSearchParams;
+}
+
+const INVALID = (query: URLSearchParams): Route => ({ kind: 'invalid', auth: false, room: undefined, query });
+
+/**
+ * Classify `url` (a request target such as `/ws/lobby?token=…`) against the base path.
+ * Returns undefined when the path is outside the base path: not the hub's.
+ */
+export function matchRoute(base: string, url: string): Route | undefined {
+  const q = url.indexOf('?');
+  let path = q < 0 ? url : url.slice(0, q);
+  const query = new URLSearchParams(q < 0 ? '' : url.slice(q + 1));
+  if (!path.startsWith('/')) {
+    // absolute-form request target (http://host/ws): keep only the path
+    try {
+      path = new URL(path).pathname;
+    } catch {
+      return undefined;
+    }
+  }
+  if (path.length > 1 && path.endsWith('/')) path = path.slice(0, -1);
+  const prefix = base === '/' ? '' : base;
+  if (path === base || (base === '/' && path === '/')) return { kind: 'endpoint', auth: false, room: undefined, query };
+  if (!path.startsWith(`${prefix}/`)) return undefined;
+  const rest = path.slice(prefix.length + 1).split('/');
+  let auth = false;
+  let segment: string | undefined;
+  if (rest.length === 1) {
+    if (rest[0] === 'auth') return { kind: 'endpoint', auth: true, room: undefined, query };
+    segment = rest[0];
+  } else if (rest.length === 2 && rest[0] === 'auth') {
+    auth = true;
+    segment = rest[1];
+  } else {
+    return INVALID(query);
+  }
+  let room: string;
+  try {
+    room = decodeURIComponent(segment as string);
+  } catch {
+    return INVALID(query);
+  }
+  if (!isValidRoomName(room)) return INVALID(query);
+  return { kind: 'endpoint', auth, room, query };
+}

@@ -1,0 +1,36 @@
+/**
+ * Counters the hub keeps on its hot paths: plain number fields incremented in place,
+ * no allocation and no label lookup per event. {@link Hub.stats} copies them out.
+ */
+import { WIRE_ERRORS, type WireErrorCode } from './errors';
+import type { TerminationReason } from './heartbeat';
+import { CLIENT_MESSAGE_TYPES, type ClientMessageType } from './protocol';
+
+/** Why an upgrade was refused. */
+export type RejectReason = 'not_found' | 'disabled' | 'origin' | 'rate_limited' | 'capacity' | 'unauthorized' | 'shutting_down' | 'handshake';
+
+/** Every {@link RejectReason}. */
+export const REJECT_REASONS: readonly RejectReason[] = ['not_found', 'disabled', 'origin', 'rate_limited', 'capacity', 'unauthorized', 'shutting_down', 'handshake'];
+
+function zeroes<K extends string>(keys: readonly K[]): Record<K, number> {
+  const o = {} as Record<K, number>;
+  for (const k of keys) o[k] = 0;
+  return o;
+}
+
+/** @internal The live counters of one hub. */
+export class Counters {
+  connectionsAccepted = 0;
+  connectionsClosed = 0;
+  readonly rejected = zeroes(REJECT_REASONS);
+  framesIn = 0;
+  bytesIn = 0;
+  readonly messagesIn = zeroes<ClientMessageType | 'invalid'>([...CLIENT_MESSAGE_TYPES, 'invalid']);
+  framesOut = 0;
+  bytesOut = 0;
+  deliveries = 0;
+  readonly errors = zeroes(Object.keys(WIRE_ERRORS) as WireErrorCode[]);
+  readonly terminations = zeroes<TerminationReason>(['pong_timeout', 'idle_timeout', 'slow_consumer']);
+  /** Sum of the lifetimes of closed connections, milliseconds. */
+  connectionMsTotal = 0;
+}

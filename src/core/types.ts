@@ -1,0 +1,167 @@
+/**
+ * The seams of the core: the transport a connection is reached through, the clock,
+ * identities and the authentication hook, authorization hooks, and the broker that
+ * carries room traffic and presence.
+ */
+import type { Outbound } from './protocol';
+
+/**
+ * One accepted connection as the core sees it. Adapters implement it over their
+ * socket library (roomwire/node over `ws`); unit tests implement it in memory.
+ */
+export interface Transport {
+  /**
+   * Queue one text frame. Returns the bytes buffered for this connection after queuing
+   * it, which the hub compares with `writeBufferSize` to find slow readers. Must not
+   * throw once the connection is closing; drop the frame instead.
+   */
+  send(message: Outbound): number;
+  /** Start the closing handshake with a close code and reason. */
+  close(code: number, reason: string): void;
+  /** Destroy the connection at once, without a closing handshake. */
+  terminate(): void;
+  /** Send a protocol-level ping. */
+  ping(): void;
+  /** Bytes queued for sending and not yet written to the network. */
+  readonly bufferedAmount: number;
+  /** Stop reading from the peer (backpressure). */
+  pause(): void;
+  /** Resume reading after {@link Transport.pause}. */
+  resume(): void;
+}
+
+/**
+ * What an adapter reports to the hub about one connection, returned by
+ * {@link Ticket.open}. Call each method as the event happens.
+ */
+export interface TransportListener {
+  /** A complete data frame arrived. `size` is its length in bytes. */
+  message(data: string, isBinary: boolean, size: number): void;
+  /** A protocol pong arrived. */
+  pong(): void;
+  /** A protocol ping arrived (the transport answers it itself); counts as traffic. */
+  ping(): void;
+  /** The connection is closed; the hub forgets it. Idempotent. */
+  closed(code: number, reason: string): void;
+}
+
+/** Time as the hub sees it. Inject one to drive heartbeats from fake timers. */
+export interface Clock {
+  /** Milliseconds since the Unix epoch. */
+  now(): number;
+  /** Call `fn` every `ms` milliseconds until the returned function is called. */
+  every(ms: number, fn: () => void): () => void;
+  /** Call `fn` once after `ms` milliseconds unless the returned function is called first. */
+  after(ms: number, fn: () => void): () => void;
+}
+
+/** The parts of an HTTP upgrade request the hub reads. Node's `IncomingMessage` fits. */
+export interface UpgradeRequest {
+  /** Request target, e.g. `/ws/lobby?token=…`. */
+  readonly url?: string | undefined;
+  /** Header names in lower case, as Node gives them. */
+  readonly headers: Readonly<Record<string, string | readonly string[] | undefined>>;
+  /** Address of the TCP peer. */
+  readonly remoteAddress?: string | undefined;
+}
+
+/** Who is on a connection. */
+export interface Identity {
+  /** Stable user id; from a JWT, the `sub` claim. */
+  readonly userId: string;
+  /** Display name. */
+  readonly username: string;
+  /** When the credential expires, Unix seconds; the connection is then closed with 1008 unless refreshed. */
+  readonly expiresAt?: number | undefined;
+  /** The verified claims, for hooks. */
+  readonly claims?: Readonly<Record<string, unknown>> | undefined;
+}
+
+/** What an {@link Authenticate} function is given. */
+export interface AuthContext {
+  /** The token found per contract section 2, or undefined. */
+  readonly token: string | undefined;
+  /** True when the route requires a token (`B/auth…`, or `requireAuth`). */
+  readonly required: boolean;
+  /** The upgrade request; undefined for an in-band `auth` refresh. */
+  readonly request: UpgradeRequest | undefined;
+  /** The hub's JWT verifier, to extend rather than replace it. */
+  verifyJwt(token: string): Promise<Identity>;
+}
+
+/**
+ * Decides who a connection is. Return an {@link Identity}, or `null` for an anonymous
+ * connection (refused with 401 where a token is required); throw (or reject) to refuse
+ * with 401 `invalid_token`.
+ */
+export type Authenticate = (ctx: AuthContext) => Identity | null | Promise<Identity | null>;
+
+/** A connected client, as hooks and events see it. */
+export interface Client {
+  /** Connection id, unique within this hub. */
+  readonly id: string;
+  /** The `user_id` stamped on this client's frames. */
+  readonly userId: string;
+  /** The `username` stamped on this client's frames. */
+  readonly username: string;
+  /** True when no token was given. */
+  readonly anonymous: boolean;
+  /** Verified token claims; undefined when anonymous. */
+  readonly claims: Readonly<Record<string, unknown>> | undefined;
+  /** Client address (per `trustProxy`). */
+  readonly remoteAddress: string | undefined;
+  /** When the connection opened, milliseconds since the epoch. */
+  readonly connectedAt: number;
+  /** Rooms this connection is in, in join order. */
+  readonly rooms: readonly string[];
+  /** Send a JSON frame to this client alone; `timestamp` is added when missing. */
+  send(frame: Readonly<Record<string, unknown>>): void;
+  /** Close this connection with a close code and reason. @default 1000 */
+  close(code?: number, reason?: string): void;
+}
+
+/** A synchronous or asynchronous yes/no answer. */
+export type Decision = boolean | Promise<boolean>;
+
+/** Application hooks for per-room authorization (refusals answer `forbidden` and change nothing). */
+export interface AuthorizationHooks {
+  /** May `client` join `room`? Also asked for the room in the connection path. */
+  canJoin?(client: Client, room: string): Decision;
+  /** May `client` send `message` to `room`? */
+  canPublish?(client: Client, room: string, message: { readonly content: string; readonly data?: Readonly<Record<string, unknown>> | undefined }): Decision;
+}
+
+/** One connection's presence in a room, as brokers carry it. */
+export interface PresenceEntry {
+  readonly connectionId: string;
+  readonly userId: string;
+  readonly username: string;
+}
+
+/** What a broker can do with the hub that started it. */
+export interface BrokerHost {
+  /** Deliver a serialized room frame to this process's members of `room`. */
+  deliver(room: string, message: Outbound): void;
+  /** Usernames of this process's members of `room`, each user once. */
+  localUsers(room: string): string[];
+}
+
+/**
+ * Carries room traffic and presence between hub processes. The default
+ * ({@link createMemoryBroker}) keeps everything in this process; a Redis broker spreads
+ * one hub over several.
+ */
+export interface Broker {
+  /** Called once by {@link createHub}. */
+  start(host: BrokerHost): void | Promise<void>;
+  /** Deliver a room frame to every member of `room` in every process, this one included, in publish order. */
+  publish(room: string, message: Outbound): void;
+  /** A connection joined `room`. */
+  join(room: string, entry: PresenceEntry): void;
+  /** A connection left `room` (or closed). */
+  leave(room: string, entry: PresenceEntry): void;
+  /** Usernames in `room` across all processes, each user once. */
+  users(room: string): readonly string[] | Promise<readonly string[]>;
+  /** Release resources; called by {@link Hub.close}. */
+  close(): void | Promise<void>;
+}

@@ -1,0 +1,63 @@
+/**
+ * `roomwire`: the framework-agnostic core. Create a hub with {@link createHub}, read its
+ * configuration with {@link configFromEnv}, and attach it with an adapter
+ * (`roomwire/node`).
+ *
+ * @packageDocumentation
+ */
+export { createHub } from './core/hub';
+export type {
+  Admission,
+  CloseOptions,
+  Hub,
+  HubEvents,
+  HubOptions,
+  HubStats,
+  MessageEvent,
+  PublishOptions,
+  Ticket,
+} from './core/hub';
+export {
+  configFromEnv,
+  parseDuration,
+  parseRate,
+  formatRate,
+  CONFIG_FIELDS,
+  HMAC_ALGORITHMS,
+  ASYMMETRIC_ALGORITHMS,
+} from './core/config';
+export type { Duration, HubConfig, HubConfigInput, JwtConfig, JwtInput, RateLimit } from './core/config';
+export { RoomwireError, WIRE_ERRORS } from './core/errors';
+export type { ApplicationErrorCode, ConfigIssue, ErrorCode, WireErrorCode } from './core/errors';
+export {
+  ClientMessageSchemas,
+  CLIENT_MESSAGE_TYPES,
+  ROOM_NAME_PATTERN,
+  RoomNameSchema,
+  Outbound,
+  checkFrame,
+  isValidRoomName,
+} from './core/protocol';
+export type { ClientMessage, ClientMessageType, FrameCheck } from './core/protocol';
+export { createJwtVerifier, defaultAuthenticate, extractToken, identityFromClaims } from './core/auth';
+export type { JwtVerifier } from './core/auth';
+export { createMemoryBroker } from './brokers/memory';
+export { systemClock } from './core/clock';
+export type { Route } from './core/routes';
+export type { RejectReason } from './core/stats';
+export type { TerminationReason } from './core/heartbeat';
+export type {
+  AuthContext,
+  Authenticate,
+  AuthorizationHooks,
+  Broker,
+  BrokerHost,
+  Client,
+  Clock,
+  Decision,
+  Identity,
+  PresenceEntry,
+  Transport,
+  TransportListener,
+  UpgradeRequest,
+} from './core/types';

@@ -1,0 +1,192 @@
+/**
+ * `roomwire/server`: the standalone hub server (contract section 6), also run by the
+ * `roomwire` bin. It serves the WebSocket endpoints, the chat page at `/`, `/healthz`,
+ * and 404 elsewhere, with its configuration from the environment.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { attach } from '../adapters/node';
+import { configFromEnv, type HubConfig } from '../core/config';
+import { RoomwireError, configError, type ConfigIssue } from '../core/errors';
+import { createHub, type Hub, type HubOptions } from '../core/hub';
+import { chatPage } from './chat-page';
+
+/** Options of {@link startServer}. */
+export interface ServerOptions {
+  /** Environment to read the hub configuration, `HOST` and `PORT` from. @default process.env */
+  env?: Record<string, string | undefined>;
+  /** Hooks and seams added to the configuration from `env` (authenticate, canJoin, broker, ...). */
+  hub?: Omit<HubOptions, keyof HubConfig>;
+  /** Where the "listening on" line and other notices go. @default console.log */
+  log?: (line: string) => void;
+}
+
+/** A running standalone server. */
+export interface RunningServer {
+  /** `http://HOST:PORT` as printed. */
+  readonly url: string;
+  readonly host: string;
+  /** The bound port (useful with `PORT=0`). */
+  readonly port: number;
+  readonly hub: Hub;
+  readonly server: http.Server;
+  /** Graceful shutdown: 1001 to every client, then stop listening. */
+  close(): Promise<void>;
+}
+
+function listenAddress(env: Record<string, string | undefined>): { host: string; port: number; issues: ConfigIssue[] } {
+  const issues: ConfigIssue[] = [];
+  const host = env.HOST === undefined || env.HOST === '' ? '0.0.0.0' : env.HOST;
+  const rawPort = env.PORT === undefined || env.PORT === '' ? '8080' : env.PORT;
+  const port = /^\d+$/.test(rawPort) ? Number(rawPort) : Number.NaN;
+  if (!(port >= 0 && port <= 65_535)) issues.push({ name: 'PORT', message: `must be an integer from 0 to 65535, not "${rawPort}"` });
+  return { host, port, issues };
+}
+
+/**
+ * Read the configuration, `HOST` (default `0.0.0.0`) and `PORT` (default `8080`) from
+ * `env`; throws one `ERR_INVALID_CONFIG` {@link RoomwireError} naming every bad variable.
+ */
+export function serverConfigFromEnv(env: Record<string, string | undefined> = process.env): {
+  config: HubConfig;
+  host: string;
+  port: number;
+} {
+  const address = listenAddress(env);
+  let config: HubConfig | undefined;
+  let issues = address.issues;
+  try {
+    config = configFromEnv(env);
+  } catch (err) {
+    if ((err as RoomwireError).code !== 'ERR_INVALID_CONFIG') throw err;
+    issues = [...(err as RoomwireError).issues, ...issues];
+  }
+  if (config !== undefined && config.requireAuth) {
+    const jwt = config.jwt;
+    if (jwt.secret === undefined && jwt.publicKey === undefined && jwt.jwksUrl === undefined) {
+      issues = [...issues, {
+        name: 'WEBSOCKET_REQUIRE_AUTH',
+        message: 'true needs WEBSOCKET_JWT_SECRET, WEBSOCKET_JWT_PUBLIC_KEY or WEBSOCKET_JWKS_URL to verify tokens',
+      }];
+    }
+  }
+  if (issues.length > 0 || config === undefined) throw configError(issues);
+  return { config, host: address.host, port: address.port };
+}
+
+function respond(res: http.ServerResponse, status: number, type: string, body: string, extra: Record<string, string> = {}): void {
+  res.writeHead(status, { 'Content-Type': type, 'Content-Length': Buffer.byteLength(body), ...extra });
+  res.end(res.req.method === 'HEAD' ? undefined : body);
+}
+
+/**
+ * Start the standalone server and resolve once it listens, after printing
+ * `roomwire listening on http://HOST:PORT`. Rejects with `ERR_INVALID_CONFIG` before
+ * listening when the configuration is bad.
+ *
+ * @example
+ * ```ts
+ * import { startServer } from 'roomwire/server';
+ * const running = await startServer({ env: { PORT: '0', WEBSOCKET_JWT_SECRET: 's3cret' } });
+ * console.log(running.url);
+ * await running.close();
+ * ```
+ */
+export async function startServer(options: ServerOptions = {}): Promise<RunningServer> {
+  const env = options.env ?? process.env;
+  const log = options.log ?? ((line: string) => console.log(line));
+  const { config, host, port } = serverConfigFromEnv(env);
+  const hub = createHub({ ...options.hub, ...config });
+  const page = chatPage(config.path);
+  const startedAt = Date.now();
+
+  const server = http.createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    const known = path === '/' || path === '/healthz';
+    if (known && req.method !== 'GET' && req.method !== 'HEAD') {
+      respond(res, 405, 'text/plain; charset=utf-8', 'method not allowed\n', { Allow: 'GET, HEAD' });
+    } else if (path === '/') {
+      respond(res, 200, 'text/html; charset=utf-8', page, { 'Cache-Control': 'no-cache' });
+    } else if (path === '/healthz') {
+      const body = JSON.stringify({
+        status: hub.closing ? 'shutting_down' : 'ok',
+        websocket: { enabled: config.enabled, path: config.path },
+        connections: hub.size,
+        rooms: hub.roomNames().length,
+        uptime_seconds: Math.floor((Date.now() - startedAt) / 1000),
+      });
+      respond(res, 200, 'application/json', body, { 'Cache-Control': 'no-store' });
+    } else {
+      respond(res, 404, 'text/plain; charset=utf-8', 'not found\n');
+    }
+  });
+
+  const attachment = attach(hub, server);
+  // The hub leaves paths outside its base path to other listeners; here there are none.
+  server.on('upgrade', (req, socket) => {
+    if (hub.route(req.url ?? '/') !== undefined) return;
+    socket.on('error', () => {});
+    socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 10\r\n\r\nnot found\n');
+    socket.once('finish', () => socket.destroy());
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const bound = (server.address() as AddressInfo).port;
+  const url = `http://${host}:${bound}`;
+  log(`roomwire listening on ${url}`);
+
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    host,
+    port: bound,
+    hub,
+    server,
+    close() {
+      closing ??= (async () => {
+        await hub.close();
+        attachment.detach();
+        await new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeAllConnections();
+        });
+      })();
+      return closing;
+    },
+  };
+}
+
+/**
+ * Run the standalone server as a process: start it, and on SIGTERM or SIGINT close
+ * every client with 1001 and exit 0. A bad configuration prints every bad variable and
+ * exits with status 2 before listening.
+ */
+export async function main(env: Record<string, string | undefined> = process.env): Promise<void> {
+  let running: RunningServer;
+  try {
+    running = await startServer({ env });
+  } catch (err) {
+    const e = err as RoomwireError;
+    console.error(`roomwire: ${e.code === 'ERR_INVALID_CONFIG' ? e.message : `cannot start: ${e.message}`}`);
+    process.exitCode = 2;
+    return;
+  }
+  const stop = (signal: string) => {
+    console.log(`roomwire: ${signal} received, closing connections`);
+    running.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        console.error(`roomwire: shutdown failed: ${(err as Error).message}`);
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+}
