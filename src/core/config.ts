@@ -250,7 +250,6 @@ function algorithms(raw: unknown): string[] {
   const algs = list(raw);
   const unknown = algs.filter((a) => !known.has(a));
   if (unknown.length > 0) throw `unsupported algorithm(s) ${unknown.join(', ')}; use ${[...known].join(', ')}`;
-  if (algs.length === 0) throw 'must list at least one algorithm';
   return algs;
 }
 
@@ -398,7 +397,8 @@ export function resolveConfig(input: HubConfigInput, nameOf: (f: Field) => strin
   const jwt = cfg.jwt;
   const hasAsym = jwt.publicKey !== undefined || jwt.jwksUrl !== undefined;
   if (!bad.has(name('jwt.algorithms'))) {
-    if (jwt.algorithms === undefined) {
+    // An empty list (as resolved when no key is configured) means "the defaults".
+    if (jwt.algorithms === undefined || jwt.algorithms.length === 0) {
       (jwt as { algorithms: readonly string[] }).algorithms = [
         ...(jwt.secret !== undefined ? HMAC_ALGORITHMS : []),
         ...(hasAsym ? ASYMMETRIC_ALGORITHMS : []),

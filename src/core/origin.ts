@@ -3,7 +3,9 @@
  * label (`https://*.example.com`, any subdomain at any depth, not the apex itself).
  */
 
-const ORIGIN = /^([a-z][a-z0-9+.-]*):\/\/(\*\.)?(\[[0-9a-f:.]+\]|[^/:?#@[\]\s]+)(?::(\d{1,5}))?\/?$/i;
+// Hosts as browsers serialize them in Origin: DNS labels (IDNs arrive as punycode),
+// IPv4, or bracketed IPv6.
+const ORIGIN = /^([a-z][a-z0-9+.-]*):\/\/(\*\.)?(\[[0-9a-f:.]+\]|[a-z0-9_-]+(?:\.[a-z0-9_-]+)*)(?::(\d{1,5}))?\/?$/i;
 const DEFAULT_PORT: Record<string, string> = { http: '80', https: '443', ws: '80', wss: '443' };
 
 interface ParsedOrigin {

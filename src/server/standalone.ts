@@ -168,16 +168,14 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
  * exits with status 2 before listening.
  */
 export async function main(env: Record<string, string | undefined> = process.env): Promise<void> {
-  let running: RunningServer;
-  try {
-    running = await startServer({ env });
-  } catch (err) {
-    const e = err as RoomwireError;
-    console.error(`roomwire: ${e.code === 'ERR_INVALID_CONFIG' ? e.message : `cannot start: ${e.message}`}`);
-    process.exitCode = 2;
-    return;
-  }
+  // Handlers go in before listening so a signal that arrives right after the
+  // "listening" line still shuts down gracefully.
+  let running: RunningServer | undefined;
+  let stopping: string | undefined;
   const stop = (signal: string) => {
+    if (stopping !== undefined) return;
+    stopping = signal;
+    if (running === undefined) return; // startServer resolves, then stops at once
     console.log(`roomwire: ${signal} received, closing connections`);
     running.close().then(
       () => process.exit(0),
@@ -189,4 +187,16 @@ export async function main(env: Record<string, string | undefined> = process.env
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
+  try {
+    running = await startServer({ env });
+  } catch (err) {
+    const e = err as RoomwireError;
+    console.error(`roomwire: ${e.code === 'ERR_INVALID_CONFIG' ? e.message : `cannot start: ${e.message}`}`);
+    process.exit(2);
+  }
+  if (stopping !== undefined) {
+    const signal = stopping;
+    stopping = undefined;
+    stop(signal);
+  }
 }

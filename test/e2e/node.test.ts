@@ -1,0 +1,82 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { WebSocket, WebSocketServer } from 'ws';
+import { configFromEnv, createHub } from '../../src/index';
+import { attach } from '../../src/adapters/node';
+import { Peer } from '../helpers/client';
+import { hubSuite } from './suite';
+
+async function listen(server: http.Server): Promise<number> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return (server.address() as AddressInfo).port;
+}
+
+hubSuite('roomwire/node', async (env) => {
+  const hub = createHub(configFromEnv(env));
+  const server = http.createServer((_req, res) => res.end('app'));
+  attach(hub, server);
+  const port = await listen(server);
+  return {
+    port,
+    hub,
+    async close() {
+      await hub.close();
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    },
+  };
+});
+
+describe('roomwire/node: sharing the server', () => {
+  const cleanup: (() => Promise<void> | void)[] = [];
+  afterEach(async () => {
+    for (const c of cleanup.splice(0).reverse()) await c();
+  });
+
+  it('leaves other upgrade paths to other listeners and detaches only its own listener', async () => {
+    const hub = createHub();
+    const server = http.createServer();
+    const other = new WebSocketServer({ noServer: true });
+    server.on('upgrade', (req, socket, head) => {
+      if (req.url === '/other') other.handleUpgrade(req, socket, head, (ws) => ws.send('from other'));
+    });
+    const attachment = attach(hub, server);
+    const port = await listen(server);
+    // An upgrade nobody answers leaves a half-open socket behind: destroy every socket at the end.
+    const sockets = new Set<import('node:net').Socket>();
+    server.on('connection', (socket) => sockets.add(socket));
+    cleanup.push(
+      () => new Promise<void>((r) => server.close(() => r())),
+      () => sockets.forEach((socket) => socket.destroy()),
+      () => hub.close(),
+    );
+
+    const o = await new Promise<string>((resolve, reject) => {
+      const ws = new WebSocket(`ws://127.0.0.1:${port}/other`);
+      ws.on('message', (d) => {
+        resolve(d.toString());
+        ws.close();
+      });
+      ws.on('error', reject);
+    });
+    expect(o).toBe('from other');
+    const p = await Peer.open(`ws://127.0.0.1:${port}/ws/r`);
+    expect((await p.next()).type).toBe('join');
+    p.close();
+
+    expect(server.listenerCount('upgrade')).toBe(2);
+    attachment.detach();
+    expect(server.listenerCount('upgrade')).toBe(1);
+    // Detached: nobody answers /ws any more (the request just waits).
+    const req = http.request({ host: '127.0.0.1', port, path: '/ws', headers: { Connection: 'Upgrade', Upgrade: 'websocket' } });
+    let answered = false;
+    req.on('upgrade', () => (answered = true));
+    req.on('response', () => (answered = true));
+    req.on('error', () => {});
+    req.end();
+    await new Promise((r) => setTimeout(r, 300));
+    expect(answered).toBe(false);
+    req.destroy();
+  });
+});

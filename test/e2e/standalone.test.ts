@@ -1,0 +1,147 @@
+import { spawn } from 'node:child_process';
+import net from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { startServer, type RunningServer } from '../../src/server/standalone';
+import { Peer, upgrade } from '../helpers/client';
+import { hubSuite } from './suite';
+
+const quiet = () => {};
+
+hubSuite('standalone server', async (env) => {
+  const running = await startServer({ env: { ...env, HOST: '127.0.0.1', PORT: '0' }, log: quiet });
+  return { port: running.port, hub: running.hub, close: () => running.close() };
+});
+
+describe('standalone server: HTTP routes (section 6)', () => {
+  const servers: RunningServer[] = [];
+  afterEach(async () => {
+    await Promise.all(servers.splice(0).map((s) => s.close()));
+  });
+  async function serve(env: Record<string, string> = {}) {
+    const s = await startServer({ env: { HOST: '127.0.0.1', PORT: '0', ...env }, log: quiet });
+    servers.push(s);
+    return s;
+  }
+
+  it('prints the listening line with HOST and the bound PORT', async () => {
+    const lines: string[] = [];
+    const s = await startServer({ env: { HOST: '127.0.0.1', PORT: '0' }, log: (l) => lines.push(l) });
+    servers.push(s);
+    expect(lines).toEqual([`roomwire listening on http://127.0.0.1:${s.port}`]);
+  });
+
+  it('serves the chat page at / speaking the protocol with the configured base path', async () => {
+    const s = await serve({ WEBSOCKET_PATH: '/live/' });
+    const res = await fetch(`http://127.0.0.1:${s.port}/`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe('text/html; charset=utf-8');
+    const html = await res.text();
+    expect(html).toContain('new WebSocket(');
+    expect(html).toContain('var BASE = "/live";');
+    for (const type of ["'message'", "'join'", "'leave'", "'user_list'"]) expect(html).toContain(`case ${type}`);
+  });
+
+  it('answers /healthz with 200 JSON, also when WebSockets are disabled', async () => {
+    for (const enabled of ['true', 'false']) {
+      const s = await serve({ WEBSOCKET_ENABLED: enabled });
+      const res = await fetch(`http://127.0.0.1:${s.port}/healthz`);
+      expect(res.status).toBe(200);
+      expect(res.headers.get('content-type')).toBe('application/json');
+      expect(await res.json()).toEqual({
+        status: 'ok',
+        websocket: { enabled: enabled === 'true', path: '/ws' },
+        connections: 0,
+        rooms: 0,
+        uptime_seconds: expect.any(Number),
+      });
+    }
+  });
+
+  it('answers 404 elsewhere, for plain requests and for upgrades outside the base path', async () => {
+    const s = await serve();
+    expect((await fetch(`http://127.0.0.1:${s.port}/nope`)).status).toBe(404);
+    expect((await fetch(`http://127.0.0.1:${s.port}/wsx`)).status).toBe(404);
+    expect((await upgrade(s.port, '/elsewhere')).status).toBe(404);
+    expect((await upgrade(s.port, '/wsx')).status).toBe(404);
+    expect((await fetch(`http://127.0.0.1:${s.port}/`, { method: 'POST' })).status).toBe(405);
+  });
+
+  it('answers 503 to upgrades that arrive during shutdown', async () => {
+    const s = await serve();
+    // A raw client that completes the handshake but never answers the close frame
+    // keeps the shutdown waiting.
+    const raw = net.connect(s.port, '127.0.0.1');
+    await new Promise<void>((resolve) => {
+      raw.write('GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n');
+      raw.once('data', () => resolve());
+    });
+    expect(s.hub.size).toBe(1);
+    const closing = s.close();
+    expect((await upgrade(s.port, '/ws')).status).toBe(503);
+    raw.destroy();
+    await closing;
+  });
+});
+
+describe('standalone server: the roomwire process', () => {
+  function run(env: Record<string, string>) {
+    const child = spawn(process.execPath, ['dist/bin/roomwire.js'], {
+      env: { PATH: process.env.PATH ?? '', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const listening = new Promise<number>((resolve, reject) => {
+      const check = () => {
+        const m = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(stdout);
+        if (m) resolve(Number(m[1]));
+      };
+      child.stdout.on('data', check);
+      void exited.then(() => reject(new Error(`exited: ${stderr}`)));
+    });
+    listening.catch(() => {}); // awaited only by the tests that expect it to listen
+    return { child, exited, listening, output: () => ({ stdout, stderr }) };
+  }
+
+  it('closes every client with 1001 on SIGTERM and exits 0', async () => {
+    const p = run({ HOST: '127.0.0.1', PORT: '0' });
+    const port = await p.listening;
+    const a = await Peer.open(`ws://127.0.0.1:${port}/ws/lobby`);
+    const b = await Peer.open(`ws://127.0.0.1:${port}/ws/lobby`);
+    await a.take(3);
+    await b.take(2);
+    p.child.kill('SIGTERM');
+    expect(await a.closed).toEqual({ code: 1001, reason: 'server shutting down' });
+    expect(await b.closed).toEqual({ code: 1001, reason: 'server shutting down' });
+    expect(await p.exited).toBe(0);
+  });
+
+  it('exits 0 on SIGINT too', async () => {
+    const p = run({ HOST: '127.0.0.1', PORT: '0' });
+    await p.listening;
+    p.child.kill('SIGINT');
+    expect(await p.exited).toBe(0);
+  });
+
+  it('refuses a bad configuration before listening, naming every bad variable', async () => {
+    const p = run({
+      HOST: '127.0.0.1',
+      PORT: '99999',
+      WEBSOCKET_MAX_CONNECTIONS: 'lots',
+      WEBSOCKET_PING_PERIOD: '70s',
+      WEBSOCKET_ALLOWED_ORIGINS: 'not an origin',
+      WEBSOCKET_MESSAGE_RATE: '20 per second',
+      WEBSOCKET_REQUIRE_AUTH: 'yes',
+    });
+    const code = await p.exited;
+    const { stdout, stderr } = p.output();
+    expect(code).toBe(2);
+    expect(stdout).toBe('');
+    for (const name of ['PORT', 'WEBSOCKET_MAX_CONNECTIONS', 'WEBSOCKET_PING_PERIOD', 'WEBSOCKET_ALLOWED_ORIGINS', 'WEBSOCKET_MESSAGE_RATE', 'WEBSOCKET_REQUIRE_AUTH']) {
+      expect(stderr).toContain(`  ${name}: `);
+    }
+  });
+});

@@ -1,0 +1,239 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { CONFIG_FIELDS, configFromEnv, createHub, parseDuration, parseRate, type RoomwireError } from '../../src/index';
+
+function issues(env: Record<string, string>): Record<string, string> {
+  try {
+    configFromEnv(env);
+  } catch (e) {
+    const err = e as RoomwireError;
+    expect(err.code).toBe('ERR_INVALID_CONFIG');
+    return Object.fromEntries(err.issues.map((i) => [i.name, i.message]));
+  }
+  throw new Error('configuration was accepted');
+}
+
+describe('configFromEnv', () => {
+  it('has the seed defaults and the contract additions', () => {
+    expect(configFromEnv({})).toEqual({
+      enabled: true,
+      path: '/ws',
+      maxConnections: 1000,
+      readBufferSize: 1024,
+      writeBufferSize: 1024,
+      maxMessageSize: 512,
+      writeWait: 10_000,
+      pongWait: 60_000,
+      pingPeriod: 54_000,
+      heartbeatInterval: 30_000,
+      connectionTimeout: 60_000,
+      allowedOrigins: ['*'],
+      requireAuth: false,
+      maxRoomSize: 0,
+      maxRoomsPerConnection: 100,
+      messageRate: { count: 20, per: 's', burst: 40 },
+      connectRate: { count: 60, per: 'm', burst: 30 },
+      trustProxy: false,
+      jwt: {
+        secret: undefined,
+        publicKey: undefined,
+        jwksUrl: undefined,
+        issuer: [],
+        audience: [],
+        algorithms: [],
+        clockTolerance: 5,
+      },
+      redisUrl: undefined,
+    });
+  });
+
+  it('reads every variable', () => {
+    const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const pem = publicKey.export({ type: 'spki', format: 'pem' }).toString();
+    const cfg = configFromEnv({
+      WEBSOCKET_ENABLED: 'false',
+      WEBSOCKET_PATH: '/live/',
+      WEBSOCKET_MAX_CONNECTIONS: '5',
+      WEBSOCKET_READ_BUFFER_SIZE: '2048',
+      WEBSOCKET_WRITE_BUFFER_SIZE: '4096',
+      WEBSOCKET_MAX_MESSAGE_SIZE: '65536',
+      WEBSOCKET_WRITE_WAIT: '1m30s',
+      WEBSOCKET_PONG_WAIT: '10s',
+      WEBSOCKET_PING_PERIOD: '9500ms',
+      WEBSOCKET_HEARTBEAT_INTERVAL: '1.5s',
+      WEBSOCKET_CONNECTION_TIMEOUT: '1h',
+      WEBSOCKET_ALLOWED_ORIGINS: 'https://a.example, https://*.Example.org:443 ,http://localhost:3000',
+      WEBSOCKET_REQUIRE_AUTH: 'true',
+      WEBSOCKET_MAX_ROOM_SIZE: '10',
+      WEBSOCKET_MAX_ROOMS_PER_CONNECTION: '3',
+      WEBSOCKET_MESSAGE_RATE: '5/m',
+      WEBSOCKET_CONNECT_RATE: '100/h,7',
+      WEBSOCKET_TRUST_PROXY: 'true',
+      WEBSOCKET_JWT_SECRET: 'secret',
+      WEBSOCKET_JWT_PUBLIC_KEY: pem.replace(/\n/g, '\\n'),
+      WEBSOCKET_JWKS_URL: 'https://id.example/jwks.json',
+      WEBSOCKET_JWT_ISSUER: 'https://id.example',
+      WEBSOCKET_JWT_AUDIENCE: 'a,b',
+      WEBSOCKET_JWT_ALGORITHMS: 'HS512,ES256',
+      WEBSOCKET_JWT_CLOCK_TOLERANCE: '30s',
+      WEBSOCKET_REDIS_URL: 'redis://127.0.0.1:6379/0',
+    });
+    expect(cfg).toEqual({
+      enabled: false,
+      path: '/live',
+      maxConnections: 5,
+      readBufferSize: 2048,
+      writeBufferSize: 4096,
+      maxMessageSize: 65536,
+      writeWait: 90_000,
+      pongWait: 10_000,
+      pingPeriod: 9_500,
+      heartbeatInterval: 1_500,
+      connectionTimeout: 3_600_000,
+      allowedOrigins: ['https://a.example', 'https://*.example.org', 'http://localhost:3000'],
+      requireAuth: true,
+      maxRoomSize: 10,
+      maxRoomsPerConnection: 3,
+      messageRate: { count: 5, per: 'm', burst: 5 },
+      connectRate: { count: 100, per: 'h', burst: 7 },
+      trustProxy: true,
+      jwt: {
+        secret: 'secret',
+        publicKey: pem,
+        jwksUrl: 'https://id.example/jwks.json',
+        issuer: ['https://id.example'],
+        audience: ['a', 'b'],
+        algorithms: ['HS512', 'ES256'],
+        clockTolerance: 30,
+      },
+      redisUrl: 'redis://127.0.0.1:6379/0',
+    });
+  });
+
+  it('has one variable per field, all distinct', () => {
+    const envs = CONFIG_FIELDS.map((f) => f.env);
+    expect(new Set(envs).size).toBe(envs.length);
+    expect(envs).toHaveLength(26);
+  });
+
+  it('names every bad variable at once', () => {
+    const found = issues({
+      WEBSOCKET_ENABLED: 'yes',
+      WEBSOCKET_PATH: 'ws',
+      WEBSOCKET_MAX_CONNECTIONS: '-1',
+      WEBSOCKET_READ_BUFFER_SIZE: '1.5',
+      WEBSOCKET_WRITE_BUFFER_SIZE: 'big',
+      WEBSOCKET_MAX_MESSAGE_SIZE: '0',
+      WEBSOCKET_WRITE_WAIT: '10',
+      WEBSOCKET_PONG_WAIT: '-5s',
+      WEBSOCKET_HEARTBEAT_INTERVAL: '0',
+      WEBSOCKET_CONNECTION_TIMEOUT: '10 s',
+      WEBSOCKET_ALLOWED_ORIGINS: 'https://ok.example,ftp//bad',
+      WEBSOCKET_REQUIRE_AUTH: '1',
+      WEBSOCKET_MAX_ROOM_SIZE: '-1',
+      WEBSOCKET_MAX_ROOMS_PER_CONNECTION: '0',
+      WEBSOCKET_MESSAGE_RATE: '0/s',
+      WEBSOCKET_CONNECT_RATE: '10/d',
+      WEBSOCKET_TRUST_PROXY: 'maybe',
+      WEBSOCKET_JWT_PUBLIC_KEY: 'not a pem',
+      WEBSOCKET_JWKS_URL: 'ftp://x',
+      WEBSOCKET_JWT_ALGORITHMS: 'HS256,none',
+      WEBSOCKET_JWT_CLOCK_TOLERANCE: 'soon',
+      WEBSOCKET_REDIS_URL: 'http://redis',
+    });
+    expect(Object.keys(found).sort()).toEqual(
+      [
+        'WEBSOCKET_ENABLED',
+        'WEBSOCKET_PATH',
+        'WEBSOCKET_MAX_CONNECTIONS',
+        'WEBSOCKET_READ_BUFFER_SIZE',
+        'WEBSOCKET_WRITE_BUFFER_SIZE',
+        'WEBSOCKET_MAX_MESSAGE_SIZE',
+        'WEBSOCKET_WRITE_WAIT',
+        'WEBSOCKET_PONG_WAIT',
+        'WEBSOCKET_HEARTBEAT_INTERVAL',
+        'WEBSOCKET_CONNECTION_TIMEOUT',
+        'WEBSOCKET_ALLOWED_ORIGINS',
+        'WEBSOCKET_REQUIRE_AUTH',
+        'WEBSOCKET_MAX_ROOM_SIZE',
+        'WEBSOCKET_MAX_ROOMS_PER_CONNECTION',
+        'WEBSOCKET_MESSAGE_RATE',
+        'WEBSOCKET_CONNECT_RATE',
+        'WEBSOCKET_TRUST_PROXY',
+        'WEBSOCKET_JWT_PUBLIC_KEY',
+        'WEBSOCKET_JWKS_URL',
+        'WEBSOCKET_JWT_ALGORITHMS',
+        'WEBSOCKET_JWT_CLOCK_TOLERANCE',
+        'WEBSOCKET_REDIS_URL',
+      ].sort(),
+    );
+    expect(found.WEBSOCKET_ALLOWED_ORIGINS).toContain('ftp//bad');
+    expect(found.WEBSOCKET_JWT_ALGORITHMS).toContain('none');
+  });
+
+  it('requires PING_PERIOD below PONG_WAIT', () => {
+    expect(issues({ WEBSOCKET_PING_PERIOD: '60s' })).toEqual({
+      WEBSOCKET_PING_PERIOD: 'must be below WEBSOCKET_PONG_WAIT (60000ms is not below 60000ms)',
+    });
+    expect(configFromEnv({ WEBSOCKET_PING_PERIOD: '59s' }).pingPeriod).toBe(59_000);
+  });
+
+  it('refuses algorithms without the key they need', () => {
+    expect(Object.keys(issues({ WEBSOCKET_JWT_ALGORITHMS: 'RS256' }))).toEqual(['WEBSOCKET_JWT_ALGORITHMS']);
+    expect(Object.keys(issues({ WEBSOCKET_JWT_ALGORITHMS: 'HS256', WEBSOCKET_JWKS_URL: 'https://x/jwks' }))).toEqual([
+      'WEBSOCKET_JWT_ALGORITHMS',
+    ]);
+  });
+
+  it('defaults the algorithms to the configured keys', () => {
+    expect(configFromEnv({ WEBSOCKET_JWT_SECRET: 's' }).jwt.algorithms).toEqual(['HS256', 'HS384', 'HS512']);
+    expect(configFromEnv({ WEBSOCKET_JWKS_URL: 'https://x/jwks' }).jwt.algorithms).toEqual([
+      'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA',
+    ]);
+  });
+
+  it('treats empty variables as unset', () => {
+    expect(configFromEnv({ WEBSOCKET_PATH: '', WEBSOCKET_JWT_SECRET: '' })).toMatchObject({ path: '/ws', jwt: { secret: undefined } });
+  });
+
+  it('round-trips: createHub accepts what configFromEnv returns', async () => {
+    const hub = createHub(configFromEnv({ WEBSOCKET_JWT_SECRET: 's', WEBSOCKET_ALLOWED_ORIGINS: 'https://*.a.example' }));
+    expect(hub.config.jwt.algorithms).toEqual(['HS256', 'HS384', 'HS512']);
+    expect(hub.config.allowedOrigins).toEqual(['https://*.a.example']);
+    await hub.close();
+  });
+
+  it('validates createHub options by option name', () => {
+    expect(() => createHub({ pingPeriod: '2m', maxConnections: 0 })).toThrow(
+      expect.objectContaining({
+        code: 'ERR_INVALID_CONFIG',
+        issues: [
+          { name: 'maxConnections', message: 'must be an integer of at least 1, not "0"' },
+          { name: 'pingPeriod', message: 'must be below pongWait (120000ms is not below 60000ms)' },
+        ],
+      }),
+    );
+    expect(() => createHub({ requireAuth: true })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_CONFIG' }));
+  });
+});
+
+describe('parsers', () => {
+  it.each([
+    ['500ms', 500],
+    ['10s', 10_000],
+    ['1m30s', 90_000],
+    ['1h', 3_600_000],
+    ['1.5s', 1_500],
+    ['0', 0],
+  ])('parseDuration(%s) = %d', (text, ms) => expect(parseDuration(text)).toBe(ms));
+
+  it.each(['10', '', 's', '10x', '1m 30s', '-1s', 'abc'])('parseDuration refuses %j', (text) => {
+    expect(() => parseDuration(text)).toThrow();
+  });
+
+  it('parses rates with and without burst', () => {
+    expect(parseRate('20/s,40')).toEqual({ count: 20, per: 's', burst: 40 });
+    expect(parseRate('60/m')).toEqual({ count: 60, per: 'm', burst: 60 });
+    for (const bad of ['20', '20/s,', '/s', '20/d', '0/s', '20/s,0', '1.5/s']) expect(() => parseRate(bad)).toThrow();
+  });
+});
