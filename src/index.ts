@@ -4,6 +4,7 @@
  * (`roomwire/node`).
  *
  * @packageDocumentation
+ * @module roomwire
  */
 export { createHub } from './core/hub';
 export type {
@@ -26,7 +27,7 @@ export {
   HMAC_ALGORITHMS,
   ASYMMETRIC_ALGORITHMS,
 } from './core/config';
-export type { Duration, HubConfig, HubConfigInput, JwtConfig, JwtInput, RateLimit } from './core/config';
+export type { ConfigField, Duration, DurationKey, HubConfig, HubConfigInput, JwtConfig, JwtInput, RateLimit } from './core/config';
 export { RoomwireError, WIRE_ERRORS } from './core/errors';
 export type { ApplicationErrorCode, ConfigIssue, ErrorCode, WireErrorCode } from './core/errors';
 export {

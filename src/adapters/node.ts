@@ -4,6 +4,9 @@
  * upgraded with `ws` (noServer mode); every other path is left to other listeners.
  *
  * This is the one upgrade handler every framework adapter delegates to.
+ *
+ * @packageDocumentation
+ * @module roomwire/node
  */
 import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';

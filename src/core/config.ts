@@ -105,7 +105,8 @@ export type HubConfigInput = {
   [K in Exclude<keyof HubConfig, 'jwt'>]?: HubConfig[K] | (K extends DurationKey ? string : K extends 'messageRate' | 'connectRate' ? string : K extends 'allowedOrigins' ? string : never);
 } & { jwt?: JwtInput };
 
-type DurationKey = 'writeWait' | 'pongWait' | 'pingPeriod' | 'heartbeatInterval' | 'connectionTimeout';
+/** The {@link HubConfig} keys that hold durations. */
+export type DurationKey = 'writeWait' | 'pongWait' | 'pingPeriod' | 'heartbeatInterval' | 'connectionTimeout';
 
 /** HMAC algorithms, accepted by default when a secret is configured. */
 export const HMAC_ALGORITHMS = ['HS256', 'HS384', 'HS512'] as const;
@@ -306,11 +307,15 @@ function pem(raw: unknown): string | undefined {
 
 // ---------------------------------------------------------------------------------------
 
-interface Field {
+/** One setting of {@link CONFIG_FIELDS}. */
+export interface ConfigField {
   /** Option path in {@link HubConfigInput}, e.g. `pingPeriod` or `jwt.secret`. */
   readonly key: string;
+  /** Its environment variable. */
   readonly env: string;
+  /** Parses a raw value; throws a string saying what is wrong. */
   readonly parse: (raw: unknown) => unknown;
+  /** The default, as a raw value. */
   readonly default: unknown;
 }
 
@@ -318,7 +323,7 @@ interface Field {
  * Every setting: option path, environment variable, parser and default. Exposed so
  * tools and docs can list them; {@link configFromEnv} and {@link createHub} both use it.
  */
-export const CONFIG_FIELDS: readonly Field[] = [
+export const CONFIG_FIELDS: readonly ConfigField[] = [
   { key: 'enabled', env: 'WEBSOCKET_ENABLED', parse: parseBool, default: true },
   { key: 'path', env: 'WEBSOCKET_PATH', parse: basePath, default: '/ws' },
   { key: 'maxConnections', env: 'WEBSOCKET_MAX_CONNECTIONS', parse: intParser(1), default: 1000 },
@@ -370,10 +375,10 @@ function setPath(obj: Record<string, unknown>, path: string, value: unknown): vo
  *
  * @internal
  */
-export function resolveConfig(input: HubConfigInput, nameOf: (f: Field) => string = (f) => f.key): HubConfig {
+export function resolveConfig(input: HubConfigInput, nameOf: (f: ConfigField) => string = (f) => f.key): HubConfig {
   const issues: ConfigIssue[] = [];
   const out: Record<string, unknown> = {};
-  const fieldByKey = new Map<string, Field>();
+  const fieldByKey = new Map<string, ConfigField>();
   for (const field of CONFIG_FIELDS) {
     fieldByKey.set(field.key, field);
     const raw = getPath(input, field.key);
@@ -384,7 +389,7 @@ export function resolveConfig(input: HubConfigInput, nameOf: (f: Field) => strin
       issues.push({ name: nameOf(field), message: typeof msg === 'string' ? msg : String((msg as Error).message ?? msg) });
     }
   }
-  const name = (key: string) => nameOf(fieldByKey.get(key) as Field);
+  const name = (key: string) => nameOf(fieldByKey.get(key) as ConfigField);
   const bad = new Set(issues.map((i) => i.name));
   const cfg = out as unknown as HubConfig & { jwt: { algorithms: readonly string[] | undefined } };
 

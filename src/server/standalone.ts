@@ -2,6 +2,9 @@
  * `roomwire/server`: the standalone hub server (contract section 6), also run by the
  * `roomwire` bin. It serves the WebSocket endpoints, the chat page at `/`, `/healthz`,
  * and 404 elsewhere, with its configuration from the environment.
+ *
+ * @packageDocumentation
+ * @module roomwire/server
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -10,6 +13,8 @@ import { configFromEnv, type HubConfig } from '../core/config';
 import { RoomwireError, configError, type ConfigIssue } from '../core/errors';
 import { createHub, type Hub, type HubOptions } from '../core/hub';
 import { chatPage } from './chat-page';
+
+export { chatPage };
 
 /** Options of {@link startServer}. */
 export interface ServerOptions {

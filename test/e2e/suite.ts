@@ -4,6 +4,7 @@
  * that starts a server from environment variables on 127.0.0.1 and an ephemeral port.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import type { ClientOptions } from 'ws';
 import type { Hub } from '../../src/index';
 import { Peer, SECRET, sign, sleep, upgrade, type Frame } from '../helpers/client';
 
@@ -36,7 +37,7 @@ export function hubSuite(name: string, start: Start): void {
       const s = await start({ WEBSOCKET_JWT_SECRET: SECRET, WEBSOCKET_MESSAGE_RATE: '1000/s,1000', ...env });
       running.push(s);
       const base = `ws://127.0.0.1:${s.port}`;
-      const open = async (path: string, options?: ConstructorParameters<typeof import('ws').WebSocket>[2]) => {
+      const open = async (path: string, options?: ClientOptions) => {
         const p = await Peer.open(`${base}${path}`, options);
         peers.push(p);
         return p;
