@@ -117,16 +117,25 @@ export function createJwtVerifier(jwt: JwtConfig, now: () => number = Date.now):
         if (secret === undefined) throw new RoomwireError('unauthorized', `algorithm ${alg} is not accepted`);
         return secret;
       }
+      // With both a key and a set configured, a token naming a key id is looked up in the set.
+      if (jwks !== undefined && (publicKey === undefined || (protectedHeader as { kid?: unknown }).kid !== undefined)) {
+        return jwks(protectedHeader as Parameters<typeof jwks>[0], input);
+      }
       if (publicKey !== undefined) return publicKey;
-      if (jwks !== undefined) return jwks(protectedHeader as Parameters<typeof jwks>[0], input);
       throw new RoomwireError('unauthorized', `algorithm ${alg} is not accepted`);
     };
     let payload: Record<string, unknown>;
+    const at = now();
     try {
-      ({ payload } = await jose.jwtVerify(token, getKey, { ...options, currentDate: new Date(now()) }));
+      ({ payload } = await jose.jwtVerify(token, getKey, { ...options, currentDate: new Date(at) }));
     } catch (err) {
       if (err instanceof RoomwireError) throw err;
       throw new RoomwireError('unauthorized', `token refused: ${(err as Error).message}`, { cause: err });
+    }
+    // exp gets no leeway: a connection is closed when its token expires, so a token
+    // already expired must not open one.
+    if (typeof payload.exp === 'number' && payload.exp * 1000 <= at) {
+      throw new RoomwireError('unauthorized', 'token refused: "exp" claim timestamp check failed');
     }
     return identityFromClaims(payload);
   };

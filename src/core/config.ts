@@ -37,7 +37,10 @@ export interface JwtConfig {
   readonly audience: readonly string[];
   /** Accepted `alg` values. */
   readonly algorithms: readonly string[];
-  /** `WEBSOCKET_JWT_CLOCK_TOLERANCE`: leeway for `exp` and `nbf`, in seconds (a string is a duration). @default 5 */
+  /**
+   * `WEBSOCKET_JWT_CLOCK_TOLERANCE`: leeway for `nbf` and `iat`, in seconds (or a duration such
+   * as `5s`). `exp` is strict: a connection is closed when its token expires. @default 5
+   */
   readonly clockTolerance: number;
 }
 
@@ -280,13 +283,14 @@ function redisUrl(raw: unknown): string | undefined {
   return s;
 }
 
-// A number is seconds (jose's unit); a string is a duration such as 5s.
+// Seconds, as a number or a bare numeric string (jose's unit), or a duration such as 5s.
 function tolerance(raw: unknown): number {
-  if (typeof raw === 'number') {
-    if (!Number.isFinite(raw) || raw < 0) throw 'must be a non-negative number of seconds';
-    return raw;
+  const n = typeof raw === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(raw) ? Number(raw) : raw;
+  if (typeof n === 'number') {
+    if (!Number.isFinite(n) || n < 0) throw 'must be a non-negative number of seconds';
+    return n;
   }
-  return parseDuration(raw as Duration) / 1000;
+  return parseDuration(n as Duration) / 1000;
 }
 
 function pem(raw: unknown): string | undefined {

@@ -4,7 +4,7 @@
  */
 import type { WireErrorCode } from './errors';
 import type { Beating, TerminationReason } from './heartbeat';
-import { Outbound, checkFrame, encodeError, encodePong, identityFragment, type ClientMessage } from './protocol';
+import { Outbound, checkFrame, encodeError, encodePong, identityFragment, namedRoom, type ClientMessage } from './protocol';
 import type { Room } from './rooms';
 import type { Counters } from './stats';
 import type { Client, Transport, TransportListener } from './types';
@@ -18,7 +18,7 @@ export interface ConnectionOwner {
   readonly messageRatePerMs: number;
   readonly messageBurst: number;
   /** Handle one checked message; may return a promise to hold later frames back. */
-  dispatch(conn: Connection, message: ClientMessage): void | Promise<void>;
+  dispatch(conn: Connection, message: ClientMessage, room: string | undefined): void | Promise<void>;
   /** A handler threw: report it; the connection is then closed with 1011. */
   failed(conn: Connection, err: unknown): void;
   errorSent(conn: Connection, code: WireErrorCode, room: string | undefined): void;
@@ -32,6 +32,15 @@ const CLOSING = 1;
 const CLOSED = 2;
 
 type Queued = [data: string, isBinary: boolean, size: number];
+
+// A dropped frame is parsed only to echo the room it names, as every error frame does.
+function roomOf(text: string): string | undefined {
+  try {
+    return namedRoom(JSON.parse(text));
+  } catch {
+    return undefined;
+  }
+}
 
 function isPromise(v: unknown): v is Promise<void> {
   return typeof (v as Promise<void> | undefined)?.then === 'function';
@@ -114,7 +123,7 @@ export class Connection implements Client, TransportListener, Beating {
     this.tokensAt = now;
     if (level < 1) {
       this.tokens = level;
-      this.error('rate_limited', undefined);
+      this.error('rate_limited', isBinary ? undefined : roomOf(data));
       if (++this.dropStreak >= owner.messageBurst) this.close(1008, 'rate limit exceeded');
       return;
     }
@@ -172,7 +181,7 @@ export class Connection implements Client, TransportListener, Beating {
     counters.messagesIn[check.message.type]++;
     let pending: void | Promise<void>;
     try {
-      pending = this.owner.dispatch(this, check.message);
+      pending = this.owner.dispatch(this, check.message, check.room);
     } catch (err) {
       this.owner.failed(this, err);
       return;

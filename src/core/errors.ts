@@ -30,9 +30,7 @@ export type WireErrorCode = keyof typeof WIRE_ERRORS;
 export type ApplicationErrorCode =
   /** A configuration value (environment variable or option) is invalid. */
   | 'ERR_INVALID_CONFIG'
-  /** The hub was used after {@link Hub.close}. */
-  | 'ERR_HUB_CLOSED'
-  /** An application hook (authenticate, canJoin, canPublish) threw. */
+  /** An application hook (canJoin, canPublish) or event listener threw, or handling a message failed. */
   | 'ERR_HOOK'
   /** A broker failed to publish or answer. */
   | 'ERR_BROKER'

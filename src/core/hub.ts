@@ -242,6 +242,10 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
     if (cfg.requireAuth && !hasKey && custom === undefined) {
       throw configError([{ name: 'requireAuth', message: 'needs jwt.secret, jwt.publicKey, jwt.jwksUrl or an authenticate function' }]);
     }
+    if (cfg.redisUrl !== undefined && options.broker === undefined) {
+      // Serving one process while the operator expects shared rooms would split them silently.
+      throw configError([{ name: 'redisUrl', message: 'scale-out over Redis is not available in this version; unset it, or pass a broker' }]);
+    }
     this.clock = options.clock ?? systemClock;
     this.broker = options.broker ?? createMemoryBroker();
     this.hooks = { canJoin: options.canJoin, canPublish: options.canPublish };
@@ -360,7 +364,7 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
     }
     this.connections.add(conn);
     this.counters.connectionsAccepted++;
-    this.emit('connection', conn);
+    this.notify('connection', conn);
     if (this.closing) {
       conn.close(1001, SHUTDOWN_REASON);
     } else if (room !== undefined) {
@@ -371,7 +375,7 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
 
   // ---- messages (contract section 3) -------------------------------------------------
 
-  dispatch(conn: Connection, msg: ClientMessage): void | Promise<void> {
+  dispatch(conn: Connection, msg: ClientMessage, named: string | undefined): void | Promise<void> {
     switch (msg.type) {
       case 'message':
         return this.say(conn, msg.room, msg.content, msg.data);
@@ -387,7 +391,7 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
       case 'pong':
         return;
       case 'auth':
-        return this.refresh(conn, msg.data.token);
+        return this.refresh(conn, msg.data.token, named);
     }
   }
 
@@ -422,7 +426,7 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
     conn.roomsJoined.set(room, this.rooms.join(room, conn));
     this.broker.join(room, { connectionId: conn.id, userId: conn.userId, username: conn.username });
     this.broker.publish(room, new Outbound(encodeMembership('join', room, conn.identity, this.seconds())));
-    this.emit('join', conn, room);
+    this.notify('join', conn, room);
     return this.sendUserList(conn, room);
   }
 
@@ -431,7 +435,7 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
     // The leaver is still a member here, so it receives its own leave notice.
     this.broker.publish(room, new Outbound(encodeMembership('leave', room, conn.identity, this.seconds())));
     this.removeMember(conn, room);
-    this.emit('leave', conn, room);
+    this.notify('leave', conn, room);
   }
 
   private removeMember(conn: Connection, room: string): void {
@@ -464,7 +468,7 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
       return conn.error('invalid_message', room);
     }
     this.broker.publish(room, new Outbound(text));
-    if (this.listenerCount('message') > 0) this.emit('message', conn, room, { content, data });
+    this.notify('message', conn, room, { content, data });
   }
 
   private sendUserList(conn: Connection, room: string): void | Promise<void> {
@@ -490,8 +494,8 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
     conn.sendOutbound(new Outbound(encodeUserList(room, users, Math.floor(now / 1000))), now);
   }
 
-  private refresh(conn: Connection, token: string): void | Promise<void> {
-    if (conn.anonymous) return conn.error('forbidden', undefined);
+  private refresh(conn: Connection, token: string, named: string | undefined): void | Promise<void> {
+    if (conn.anonymous) return conn.error('forbidden', named);
     const verify = async (): Promise<void> => {
       let identity: Identity | null;
       try {
@@ -500,8 +504,8 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
         identity = null;
       }
       if (!conn.open) return;
-      if (identity === null) return conn.error('unauthorized', undefined);
-      if (identity.userId !== conn.userId) return conn.error('forbidden', undefined);
+      if (identity === null) return conn.error('unauthorized', named);
+      if (identity.userId !== conn.userId) return conn.error('forbidden', named);
       conn.expiresAt = identity.expiresAt === undefined ? 0 : identity.expiresAt * 1000;
       conn.claims = identity.claims;
       const now = this.clock.now();
@@ -586,15 +590,32 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
       for (const room of [...conn.roomsJoined.keys()]) {
         this.removeMember(conn, room);
         this.broker.publish(room, new Outbound(encodeMembership('leave', room, conn.identity, ts)));
-        this.emit('leave', conn, room);
+        this.notify('leave', conn, room);
       }
     }
-    this.emit('disconnect', conn, code, reason);
+    this.notify('disconnect', conn, code, reason);
     if (this.connections.size === 0) this.onEmpty?.();
   }
 
   private report(code: 'ERR_HOOK' | 'ERR_BROKER', message: string, cause: unknown, conn: Connection | undefined): void {
-    this.emit('error', new RoomwireError(code, message, { cause }), conn);
+    try {
+      this.emit('error', new RoomwireError(code, message, { cause }), conn);
+    } catch {
+      // An 'error' listener that throws has nowhere left to report to.
+    }
+  }
+
+  /**
+   * Emit an application event. A listener that throws must not break the protocol for
+   * the client (or the others in the room): the throw is reported as an `ERR_HOOK` error.
+   */
+  private notify<E extends Exclude<keyof HubEvents, 'error'>>(event: E, ...args: HubEvents[E]): void {
+    if (this.listenerCount(event) === 0) return;
+    try {
+      (this.emit as (event: string, ...args: unknown[]) => boolean)(event, ...args);
+    } catch (err) {
+      this.report('ERR_HOOK', `a '${event}' listener threw`, err, args[0] as Connection);
+    }
   }
 
   // ---- heartbeat ----------------------------------------------------------------------

@@ -55,8 +55,17 @@ export type ClientMessage = { [K in ClientMessageType]: z.infer<(typeof ClientMe
 
 /** The outcome of checking one inbound frame. */
 export type FrameCheck =
-  | { readonly ok: true; readonly message: ClientMessage }
+  | { readonly ok: true; readonly message: ClientMessage; readonly room: string | undefined }
   | { readonly ok: false; readonly code: WireErrorCode; readonly room: string | undefined };
+
+/** The `room` a frame names as a string, for echoing in error frames. */
+export function namedRoom(value: unknown): string | undefined {
+  if (typeof value !== 'object' || value === null || !Object.hasOwn(value, 'room')) return undefined;
+  const room = (value as { room: unknown }).room;
+  return typeof room === 'string' ? room : undefined;
+}
+
+const ROOM_TYPES: ReadonlySet<ClientMessageType> = new Set(['join', 'leave', 'message', 'user_list']);
 
 function isClientType(t: unknown): t is ClientMessageType {
   // A switch, not `t in schemas`: `__proto__` or `constructor` must not match.
@@ -93,12 +102,16 @@ export function checkFrame(text: string): FrameCheck {
     return { ok: false, code: 'invalid_json', room: undefined };
   }
   const obj = value as Record<string, unknown>;
-  const named = Object.hasOwn(obj, 'room') && typeof obj.room === 'string' ? obj.room : undefined;
+  const named = namedRoom(obj);
   const type = Object.hasOwn(obj, 'type') ? obj.type : undefined;
   if (!isClientType(type)) return { ok: false, code: 'unsupported_type', room: named };
   if (!ClientMessageSchemas[type].safeParse(obj).success) return { ok: false, code: 'invalid_message', room: named };
-  if (named !== undefined && !ROOM_NAME_PATTERN.test(named)) return { ok: false, code: 'invalid_room', room: named };
-  return { ok: true, message: obj as ClientMessage };
+  // The naming rule applies to the types that have a room; on the others `room` is an
+  // unknown extra field and is ignored.
+  if (named !== undefined && ROOM_TYPES.has(type) && !ROOM_NAME_PATTERN.test(named)) {
+    return { ok: false, code: 'invalid_room', room: named };
+  }
+  return { ok: true, message: obj as ClientMessage, room: named };
 }
 
 // ---------------------------------------------------------------------------------------

@@ -66,14 +66,18 @@ export function serverConfigFromEnv(env: Record<string, string | undefined> = pr
     if ((err as RoomwireError).code !== 'ERR_INVALID_CONFIG') throw err;
     issues = [...(err as RoomwireError).issues, ...issues];
   }
-  if (config !== undefined && config.requireAuth) {
-    const jwt = config.jwt;
-    if (jwt.secret === undefined && jwt.publicKey === undefined && jwt.jwksUrl === undefined) {
+  // Read from the raw environment, so this is reported even when other variables are bad.
+  const set = (name: string) => env[name] !== undefined && env[name] !== '';
+  if (env.WEBSOCKET_REQUIRE_AUTH?.trim().toLowerCase() === 'true') {
+    if (!set('WEBSOCKET_JWT_SECRET') && !set('WEBSOCKET_JWT_PUBLIC_KEY') && !set('WEBSOCKET_JWKS_URL')) {
       issues = [...issues, {
         name: 'WEBSOCKET_REQUIRE_AUTH',
         message: 'true needs WEBSOCKET_JWT_SECRET, WEBSOCKET_JWT_PUBLIC_KEY or WEBSOCKET_JWKS_URL to verify tokens',
       }];
     }
+  }
+  if (set('WEBSOCKET_REDIS_URL') && !issues.some((i) => i.name === 'WEBSOCKET_REDIS_URL')) {
+    issues = [...issues, { name: 'WEBSOCKET_REDIS_URL', message: 'scale-out over Redis is not available in this version; unset it to serve one process' }];
   }
   if (issues.length > 0 || config === undefined) throw configError(issues);
   return { config, host: address.host, port: address.port };

@@ -277,7 +277,7 @@ export function hubSuite(name: string, start: Start): void {
         const s = await serve();
         const p = await s.open('/ws');
         p.send({ type: 'pong' });
-        p.send({ type: 'ping' });
+        p.send({ type: 'ping', room: 'extra fields are ignored' });
         expect(await p.next()).toEqual({ type: 'pong', timestamp: expect.any(Number) });
         await p.quiet();
       });

@@ -59,12 +59,14 @@ describe('createJwtVerifier', () => {
     await expect(verify(none)).rejects.toMatchObject({ code: 'unauthorized' });
   });
 
-  it('applies the clock tolerance to exp and nbf, using the given clock', async () => {
+  it('applies the clock tolerance to nbf but not to exp, using the given clock', async () => {
     const now = 2_000_000_000;
-    const jwt = configFromEnv({ WEBSOCKET_JWT_SECRET: secret, WEBSOCKET_JWT_CLOCK_TOLERANCE: '5s' }).jwt;
+    const jwt = configFromEnv({ WEBSOCKET_JWT_SECRET: secret, WEBSOCKET_JWT_CLOCK_TOLERANCE: '5' }).jwt;
+    expect(jwt.clockTolerance).toBe(5);
     const verify = createJwtVerifier(jwt, () => now * 1000);
-    await expect(verify(await hs({ sub: 'u', exp: now - 3 }))).resolves.toMatchObject({ userId: 'u' });
-    await expect(verify(await hs({ sub: 'u', exp: now - 10 }))).rejects.toMatchObject({ code: 'unauthorized' });
+    await expect(verify(await hs({ sub: 'u', exp: now + 1 }))).resolves.toMatchObject({ userId: 'u', expiresAt: now + 1 });
+    await expect(verify(await hs({ sub: 'u', exp: now }))).rejects.toMatchObject({ code: 'unauthorized' });
+    await expect(verify(await hs({ sub: 'u', exp: now - 3 }))).rejects.toMatchObject({ code: 'unauthorized' });
     await expect(verify(await hs({ sub: 'u', nbf: now + 3 }))).resolves.toMatchObject({ userId: 'u' });
     await expect(verify(await hs({ sub: 'u', nbf: now + 10 }))).rejects.toMatchObject({ code: 'unauthorized' });
   });
@@ -111,6 +113,14 @@ describe('createJwtVerifier', () => {
       await expect(verify(forged)).rejects.toMatchObject({ code: 'unauthorized' });
       const hsToken = await hs({ sub: 'j' });
       await expect(verify(hsToken)).rejects.toMatchObject({ code: 'unauthorized' });
+
+      // With a PEM key as well, a token naming a kid is checked against the set, one without against the key.
+      const pemPair = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+      const pem = pemPair.publicKey.export({ type: 'spki', format: 'pem' }).toString();
+      const both = createJwtVerifier(configFromEnv({ WEBSOCKET_JWKS_URL: url, WEBSOCKET_JWT_PUBLIC_KEY: pem }).jwt);
+      expect((await both(token)).userId).toBe('j');
+      const byPem = await new SignJWT({ sub: 'p' }).setProtectedHeader({ alg: 'ES256' }).sign(pemPair.privateKey);
+      expect((await both(byPem)).userId).toBe('p');
     });
   });
 });

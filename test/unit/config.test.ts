@@ -214,6 +214,31 @@ describe('configFromEnv', () => {
       }),
     );
     expect(() => createHub({ requireAuth: true })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_CONFIG' }));
+    expect(() => createHub({ redisUrl: 'redis://127.0.0.1:6379' })).toThrow(
+      expect.objectContaining({ issues: [expect.objectContaining({ name: 'redisUrl' })] }),
+    );
+  });
+});
+
+describe('serverConfigFromEnv', () => {
+  it('names HOST/PORT problems and REQUIRE_AUTH without a key together with the others', async () => {
+    const { serverConfigFromEnv } = await import('../../src/server/standalone');
+    let names: string[] = [];
+    try {
+      serverConfigFromEnv({ PORT: 'http', WEBSOCKET_REQUIRE_AUTH: 'true', WEBSOCKET_MAX_ROOM_SIZE: 'x' });
+    } catch (e) {
+      names = (e as RoomwireError).issues.map((i) => i.name);
+    }
+    expect(names).toEqual(['WEBSOCKET_MAX_ROOM_SIZE', 'PORT', 'WEBSOCKET_REQUIRE_AUTH']);
+    try {
+      serverConfigFromEnv({ WEBSOCKET_REDIS_URL: 'redis://127.0.0.1:6379' });
+      names = [];
+    } catch (e) {
+      names = (e as RoomwireError).issues.map((i) => i.name);
+    }
+    expect(names).toEqual(['WEBSOCKET_REDIS_URL']);
+    expect(serverConfigFromEnv({ PORT: '0', HOST: '::1' })).toMatchObject({ host: '::1', port: 0 });
+    expect(serverConfigFromEnv({})).toMatchObject({ host: '0.0.0.0', port: 8080 });
   });
 });
 

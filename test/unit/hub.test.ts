@@ -133,6 +133,35 @@ describe('rooms and messages', () => {
     expect(a.take()).toEqual([{ type: 'pong', timestamp: SEC }]);
   });
 
+  it('ignores unknown extra fields, a room on ping and pong included', async () => {
+    const { hub } = setup();
+    const a = await connect(hub, '/ws/r');
+    a.take();
+    a.json({ type: 'ping', room: 'not a room name', extra: [1] });
+    a.json({ type: 'pong', room: 5 });
+    a.json({ type: 'message', room: 'r', content: 'x', color: 'red' });
+    expect(a.take().map((m) => m.type)).toEqual(['pong', 'message']);
+  });
+
+  it('keeps serving when an application listener throws, and reports it', async () => {
+    const { hub } = setup();
+    const errors: string[] = [];
+    hub.on('error', (e) => errors.push(`${e.code}:${e.message}`));
+    hub.on('message', () => {
+      throw new Error('listener bug');
+    });
+    const a = await connect(hub, '/ws/r');
+    const b = await connect(hub, '/ws/r');
+    a.take();
+    b.take();
+    a.json({ type: 'message', room: 'r', content: 'x' });
+    a.json({ type: 'ping' });
+    expect(a.take().map((m) => m.type)).toEqual(['message', 'pong']);
+    expect(b.take().map((m) => m.type)).toEqual(['message']);
+    expect(a.closedWith).toBeUndefined();
+    expect(errors).toEqual(["ERR_HOOK:a 'message' listener threw"]);
+  });
+
   it('publishes server messages to a room', async () => {
     const { hub } = setup();
     const a = await connect(hub, '/ws/news');
@@ -310,6 +339,17 @@ describe('message rate limit', () => {
     for (let i = 0; i < 3; i++) a.json({ type: 'ping' });
     expect(a.take().map((m) => (m.data as { code: string } | undefined)?.code)).toEqual(['rate_limited', 'rate_limited', 'rate_limited']);
     expect(a.closedWith).toEqual({ code: 1008, reason: 'rate limit exceeded' });
+  });
+
+  it('echoes the room a dropped frame names', async () => {
+    const { hub } = setup({ messageRate: '1/m,1' });
+    const a = await connect(hub);
+    a.json({ type: 'ping' });
+    a.json({ type: 'message', room: 'r', content: 'x' });
+    expect(a.take()).toEqual([
+      { type: 'pong', timestamp: SEC },
+      { type: 'error', content: expect.any(String), data: { code: 'rate_limited' }, room: 'r', timestamp: SEC },
+    ]);
   });
 
   it('counts invalid and binary frames too', async () => {
@@ -490,11 +530,15 @@ describe('identity and token refresh', () => {
     expect(hub.clients()[0]).toMatchObject({ userId: 'alice', username: 'alice-name' });
   });
 
-  it('answers forbidden to auth on an anonymous connection', async () => {
+  it('answers forbidden to auth on an anonymous connection, echoing a named room', async () => {
     const { hub } = setup({ authenticate: auth });
     const a = await connect(hub);
     a.json({ type: 'auth', data: { token: 'alice' } });
-    expect(a.take()).toEqual([{ type: 'error', content: expect.any(String), data: { code: 'forbidden' }, timestamp: SEC }]);
+    a.json({ type: 'auth', data: { token: 'alice' }, room: 'r' });
+    expect(a.take()).toEqual([
+      { type: 'error', content: expect.any(String), data: { code: 'forbidden' }, timestamp: SEC },
+      { type: 'error', content: expect.any(String), data: { code: 'forbidden' }, room: 'r', timestamp: SEC },
+    ]);
   });
 
   it('gives anonymous connections unique unguessable ids and a username', async () => {
