@@ -1,0 +1,94 @@
+/**
+ * The browser side in real headless Chromium (Debian's chromium via playwright-core):
+ * two chat pages see each other and exchange messages, and the seed's client example
+ * runs verbatim. CI installs chromium and sets ROOMWIRE_REQUIRE_BROWSER=1, so there a
+ * missing browser fails; elsewhere these tests are skipped with the reason printed.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Browser, Page } from 'playwright-core';
+import { startServer, type RunningServer } from '../../src/server/standalone';
+
+const CHROMIUM = '/usr/bin/chromium';
+const hasBrowser = existsSync(CHROMIUM);
+if (!hasBrowser) {
+  if (process.env.ROOMWIRE_REQUIRE_BROWSER === '1') throw new Error(`${CHROMIUM} is missing and ROOMWIRE_REQUIRE_BROWSER=1`);
+  console.warn(`browser tests skipped: ${CHROMIUM} not found (apt-get install -y chromium)`);
+}
+
+const SEED_EXAMPLE = readFileSync(new URL('./seed-client-example.js', import.meta.url), 'utf8');
+
+describe.runIf(hasBrowser)('chat page in headless Chromium', () => {
+  let browser: Browser;
+  let server: RunningServer;
+  let origin: string;
+
+  beforeAll(async () => {
+    const { chromium } = await import('playwright-core');
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+    server = await startServer({ env: { HOST: '127.0.0.1', PORT: '0' }, log: () => {} });
+    origin = `http://127.0.0.1:${server.port}`;
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await server?.close();
+  });
+
+  async function chat(room: string): Promise<Page> {
+    const page = await browser.newPage();
+    await page.goto(`${origin}/`);
+    await page.fill('#room', room);
+    await page.click('#connect');
+    await page.waitForSelector('#text:not([disabled])');
+    return page;
+  }
+  const texts = (page: Page, selector: string) => page.$$eval(selector, (els) => els.map((e) => e.textContent ?? ''));
+
+  it('two pages join a room, see each other in the user list and exchange messages', async () => {
+    const a = await chat('lobby');
+    const b = await chat('lobby');
+    await a.waitForFunction(() => document.querySelectorAll('#userlist li').length === 2);
+    const [nameA, nameB] = await texts(a, '#userlist li');
+    expect(await texts(b, '#userlist li')).toEqual([nameA, nameB]);
+
+    await a.fill('#text', 'hello from a');
+    await a.press('#text', 'Enter');
+    await b.fill('#text', 'hi a, b here');
+    await b.click('#send');
+    for (const page of [a, b]) {
+      await page.waitForFunction(() => document.querySelector('#log')?.textContent?.includes('hi a, b here'));
+    }
+    expect(await texts(b, '#log li')).toEqual([`${nameB} joined lobby`, `${nameA}: hello from a`, `${nameB}: hi a, b here`]);
+
+    await b.close();
+    await a.waitForFunction(() => document.querySelectorAll('#userlist li').length === 1);
+    expect((await texts(a, '#log li')).at(-1)).toBe(`${nameB} left lobby`);
+    await a.close();
+  });
+
+  it('runs the seed client example verbatim', async () => {
+    const page = await browser.newPage();
+    const logs: string[] = [];
+    page.on('console', (m) => logs.push(m.text()));
+    await page.goto(`${origin}/`);
+    // The example dials ws://localhost:8080; point that one address at the test server
+    // without changing a character of the example.
+    await page.evaluate((port) => {
+      const Native = window.WebSocket;
+      window.WebSocket = class extends Native {
+        constructor(url: string | URL, protocols?: string | string[]) {
+          super(String(url).replace('ws://localhost:8080', `ws://127.0.0.1:${port}`), protocols);
+        }
+      } as typeof WebSocket;
+    }, server.port);
+    await page.addScriptTag({ content: `${SEED_EXAMPLE}\nwindow.sendMessage = sendMessage;` });
+    await expect.poll(() => logs.filter((l) => l.startsWith('Users in room:')).length).toBe(2);
+    await page.evaluate(() => (window as unknown as { sendMessage(c: string): void }).sendMessage('hello from the seed example'));
+    await expect.poll(() => logs.find((l) => l.endsWith(': hello from the seed example'))).toMatch(/^guest-[0-9a-f]{8}: hello from the seed example$/);
+    expect(logs.filter((l) => l.endsWith('joined the room'))).toHaveLength(1);
+    await page.close();
+  });
+});
