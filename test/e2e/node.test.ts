@@ -80,3 +80,45 @@ describe('roomwire/node: sharing the server', () => {
     req.destroy();
   });
 });
+
+describe('roomwire/node: application seams over real sockets', () => {
+  it('uses a custom authenticate (extending the JWT check) and authorization hooks', async () => {
+    const { sign, SECRET } = await import('../helpers/client');
+    const banned = new Set(['mallory']);
+    const hub = createHub({
+      jwt: { secret: SECRET },
+      authenticate: async (ctx) => {
+        if (ctx.token === undefined) return null;
+        const identity = await ctx.verifyJwt(ctx.token);
+        if (banned.has(identity.userId)) throw new Error('banned');
+        return { ...identity, username: identity.username.toUpperCase() };
+      },
+      canJoin: async (client, room) => room !== 'staff' || client.claims?.role === 'staff',
+      canPublish: (_client, _room, message) => !message.content.includes('forbidden words'),
+    });
+    const server = http.createServer();
+    attach(hub, server);
+    const port = await listen(server);
+    try {
+      const { upgrade } = await import('../helpers/client');
+      const refused = await upgrade(port, `/ws/auth?token=${await sign({ sub: 'mallory' })}`);
+      expect(refused.status).toBe(401);
+      expect(refused.headers['www-authenticate']).toBe('Bearer error="invalid_token"');
+
+      const p = await Peer.open(`ws://127.0.0.1:${port}/ws/auth/staff?token=${await sign({ sub: 'ann', username: 'ann' })}`);
+      expect(await p.next()).toMatchObject({ type: 'error', data: { code: 'forbidden' }, room: 'staff' });
+      p.send({ type: 'join', room: 'lobby' });
+      expect(await p.take(2)).toMatchObject([{ type: 'join', username: 'ANN' }, { type: 'user_list', data: ['ANN'] }]);
+      p.send({ type: 'message', room: 'lobby', content: 'some forbidden words' });
+      expect(await p.next()).toMatchObject({ type: 'error', data: { code: 'forbidden' }, room: 'lobby' });
+      p.send({ type: 'message', room: 'lobby', content: 'fine' });
+      expect(await p.next()).toMatchObject({ type: 'message', content: 'fine', username: 'ANN' });
+
+      const staff = await Peer.open(`ws://127.0.0.1:${port}/ws/auth/staff?token=${await sign({ sub: 'sue', role: 'staff' })}`);
+      expect(await staff.next()).toMatchObject({ type: 'join', room: 'staff', user_id: 'sue' });
+    } finally {
+      await hub.close();
+      await new Promise((r) => server.close(r));
+    }
+  });
+});
