@@ -5,6 +5,9 @@ export default defineConfig([
     entry: {
       index: 'src/index.ts',
       node: 'src/adapters/node.ts',
+      express: 'src/adapters/express.ts',
+      fastify: 'src/adapters/fastify.ts',
+      koa: 'src/adapters/koa.ts',
       server: 'src/server/standalone.ts',
     },
     format: ['esm', 'cjs'],

@@ -1,0 +1,37 @@
+/**
+ * `roomwire/express`: attach a hub to an Express application. Express fires no
+ * `upgrade` events itself; the hub listens on the `http.Server` that `app.listen()`
+ * returns (or one you created with `http.createServer(app)`). Other upgrade paths are
+ * left to the application.
+ *
+ * @packageDocumentation
+ * @module roomwire/express
+ */
+import type { Hub } from '../core/hub';
+import { attachAppOrServer, type ListeningApp } from './listen';
+import type { Attachment, UpgradeEmitter } from './node';
+
+export type { Attachment, UpgradeEmitter } from './node';
+export type { ListeningApp } from './listen';
+
+/**
+ * Attach `hub` to an Express app or to its server.
+ *
+ * Pass the app before calling `app.listen()`, and every server `listen()` creates is
+ * attached; or pass the `http.Server` (what `app.listen()` returns, or your own
+ * `http.createServer(app)`).
+ *
+ * @example
+ * ```ts
+ * import express from 'express';
+ * import { createHub, configFromEnv } from 'roomwire';
+ * import { attach } from 'roomwire/express';
+ *
+ * const app = express();
+ * const hub = createHub(configFromEnv());
+ * attach(hub, app.listen(8080));
+ * ```
+ */
+export function attach(hub: Hub, appOrServer: ListeningApp | UpgradeEmitter): Attachment {
+  return attachAppOrServer(hub, appOrServer);
+}

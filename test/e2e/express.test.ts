@@ -1,0 +1,57 @@
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import express from 'express';
+import { describe, expect, it } from 'vitest';
+import { configFromEnv, createHub } from '../../src/index';
+import { attach } from '../../src/adapters/express';
+import { Peer } from '../helpers/client';
+import { hubSuite } from './suite';
+
+function listening(server: Server): Promise<number> {
+  return new Promise((resolve) => server.once('listening', () => resolve((server.address() as AddressInfo).port)));
+}
+
+hubSuite('roomwire/express (app passed before listen)', async (env) => {
+  const app = express();
+  app.get('/', (_req, res) => res.send('express app'));
+  const hub = createHub(configFromEnv(env));
+  const attachment = attach(hub, app);
+  const server = app.listen(0, '127.0.0.1');
+  const port = await listening(server);
+  return {
+    port,
+    hub,
+    async close() {
+      await hub.close();
+      attachment.detach();
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    },
+  };
+});
+
+describe('roomwire/express', () => {
+  it('attaches to the server app.listen() returns, next to the app routes', async () => {
+    const app = express();
+    app.get('/hello', (_req, res) => res.send('hi'));
+    const hub = createHub();
+    const server = app.listen(0, '127.0.0.1');
+    attach(hub, server);
+    const port = await listening(server);
+    expect(await (await fetch(`http://127.0.0.1:${port}/hello`)).text()).toBe('hi');
+    const p = await Peer.open(`ws://127.0.0.1:${port}/ws/room`);
+    expect((await p.next()).type).toBe('join');
+    await hub.close();
+    expect((await p.closed).code).toBe(1001);
+    await new Promise((r) => server.close(r));
+  });
+
+  it('detach restores app.listen', () => {
+    const app = express();
+    const original = app.listen;
+    const attachment = attach(createHub(), app);
+    expect(app.listen).not.toBe(original);
+    attachment.detach();
+    expect(app.listen).toBe(original);
+  });
+});
