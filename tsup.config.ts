@@ -8,6 +8,7 @@ export default defineConfig([
       express: 'src/adapters/express.ts',
       fastify: 'src/adapters/fastify.ts',
       koa: 'src/adapters/koa.ts',
+      prometheus: 'src/metrics/prometheus.ts',
       server: 'src/server/standalone.ts',
     },
     format: ['esm', 'cjs'],

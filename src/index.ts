@@ -10,6 +10,7 @@ export { createHub } from './core/hub';
 export type {
   Admission,
   CloseOptions,
+  DurationHistogram,
   Hub,
   HubEvents,
   HubOptions,
@@ -45,6 +46,7 @@ export type { JwtVerifier } from './core/auth';
 export { createMemoryBroker } from './brokers/memory';
 export { systemClock } from './core/clock';
 export type { Route } from './core/routes';
+export { DURATION_BUCKETS, REJECT_REASONS } from './core/stats';
 export type { RejectReason } from './core/stats';
 export type { TerminationReason } from './core/heartbeat';
 export type {
@@ -57,6 +59,7 @@ export type {
   Clock,
   Decision,
   Identity,
+  Logger,
   PresenceEntry,
   Transport,
   TransportListener,

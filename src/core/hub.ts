@@ -26,7 +26,7 @@ import {
 import { AddressLimiter } from './rate-limit';
 import { RoomRegistry } from './rooms';
 import { matchRoute, type Route } from './routes';
-import { Counters, type RejectReason } from './stats';
+import { Counters, DURATION_BUCKETS, type RejectReason } from './stats';
 import type {
   Authenticate,
   AuthorizationHooks,
@@ -36,6 +36,7 @@ import type {
   Clock,
   Decision,
   Identity,
+  Logger,
   Transport,
   TransportListener,
   UpgradeRequest,
@@ -49,6 +50,8 @@ export interface HubOptions extends HubConfigInput, AuthorizationHooks {
   broker?: Broker;
   /** Time source for heartbeats, rate limits and timestamps. @default the system clock */
   clock?: Clock;
+  /** Where to log (pino's method shape; pino works as-is). @default silent */
+  logger?: Logger;
 }
 
 /** The payload of a `message` event. */
@@ -131,8 +134,20 @@ export interface HubStats {
   readonly rooms: number;
   /** Members (connections) per room in this process. */
   readonly roomMembers: Readonly<Record<string, number>>;
-  /** Total lifetime of closed connections, milliseconds (divide by `connectionsClosed` for the mean). */
-  readonly connectionMsTotal: number;
+  /** Lifetimes of closed connections as a histogram. */
+  readonly connectionDurations: DurationHistogram;
+}
+
+/** A histogram of connection lifetimes in seconds. */
+export interface DurationHistogram {
+  /** Upper bounds of the buckets, seconds; a last bucket above them all is implied. */
+  readonly buckets: readonly number[];
+  /** Connections per bucket (not cumulative); one more entry than `buckets`, the last for longer ones. */
+  readonly counts: readonly number[];
+  /** Sum of all lifetimes, seconds. */
+  readonly sum: number;
+  /** Closed connections observed. */
+  readonly count: number;
 }
 
 /** Options of {@link Hub.close}. */
@@ -194,6 +209,9 @@ export interface Hub extends EventEmitter<HubEvents> {
 
 const SHUTDOWN_REASON = 'server shutting down';
 
+function noop(): void {}
+const SILENT: Logger = { error: noop, warn: noop, info: noop, debug: noop };
+
 function isPromise<T>(v: unknown): v is Promise<T> {
   return typeof (v as Promise<T> | undefined)?.then === 'function';
 }
@@ -217,6 +235,7 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
   readonly messageBurst: number;
 
   private readonly clock: Clock;
+  private readonly log: Logger;
   private readonly broker: Broker;
   private readonly hooks: AuthorizationHooks;
   private readonly authenticate: Authenticate;
@@ -247,6 +266,7 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
       throw configError([{ name: 'redisUrl', message: 'scale-out over Redis is not available in this version; unset it, or pass a broker' }]);
     }
     this.clock = options.clock ?? systemClock;
+    this.log = options.logger ?? SILENT;
     this.broker = options.broker ?? createMemoryBroker();
     this.hooks = { canJoin: options.canJoin, canPublish: options.canPublish };
     this.verifyJwt = createJwtVerifier(cfg.jwt, () => this.clock.now());
@@ -285,17 +305,17 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
   async admit(request: UpgradeRequest): Promise<Admission> {
     const cfg = this.config;
     const route = this.route(request.url ?? '/');
-    if (route === undefined) return this.reject(refusal(404, 'not_found'));
+    if (route === undefined) return this.reject(refusal(404, 'not_found'), request);
     const address = this.clientAddress(request);
     // Every request under B counts as an attempt, whatever its answer.
     const retryAfter = this.limiter.take(address, this.clock.now());
-    if (route.kind === 'invalid') return this.reject(refusal(404, 'not_found'));
-    if (this.closing) return this.reject(refusal(503, 'shutting_down'));
-    if (!cfg.enabled) return this.reject(refusal(503, 'disabled'));
+    if (route.kind === 'invalid') return this.reject(refusal(404, 'not_found'), request);
+    if (this.closing) return this.reject(refusal(503, 'shutting_down'), request);
+    if (!cfg.enabled) return this.reject(refusal(503, 'disabled'), request);
     const origin = firstHeader(request, 'origin');
-    if (origin !== undefined && !this.originAllowed(origin)) return this.reject(refusal(403, 'origin'));
-    if (retryAfter > 0) return this.reject(refusal(429, 'rate_limited', { 'Retry-After': String(retryAfter) }));
-    if (this.connections.size + this.pending >= cfg.maxConnections) return this.reject(refusal(503, 'capacity'));
+    if (origin !== undefined && !this.originAllowed(origin)) return this.reject(refusal(403, 'origin'), request);
+    if (retryAfter > 0) return this.reject(refusal(429, 'rate_limited', { 'Retry-After': String(retryAfter) }), request);
+    if (this.connections.size + this.pending >= cfg.maxConnections) return this.reject(refusal(503, 'capacity'), request);
 
     const token = extractToken(request, route.query);
     const required = route.auth || cfg.requireAuth;
@@ -305,22 +325,25 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
       identity = await this.authenticate({ token, required, request, verifyJwt: this.verifyJwt });
     } catch {
       this.pending--;
-      return this.reject(refusal(401, 'unauthorized', { 'WWW-Authenticate': 'Bearer error="invalid_token"' }));
+      return this.reject(refusal(401, 'unauthorized', { 'WWW-Authenticate': 'Bearer error="invalid_token"' }), request);
     }
     if (identity === null && required) {
       this.pending--;
       const challenge = token === undefined ? 'Bearer' : 'Bearer error="invalid_token"';
-      return this.reject(refusal(401, 'unauthorized', { 'WWW-Authenticate': challenge }));
+      return this.reject(refusal(401, 'unauthorized', { 'WWW-Authenticate': challenge }), request);
     }
     if (this.closing) {
       this.pending--;
-      return this.reject(refusal(503, 'shutting_down'));
+      return this.reject(refusal(503, 'shutting_down'), request);
     }
     return { accepted: true, ticket: this.ticket(identity, route.room, address) };
   }
 
-  private reject(a: Admission): Admission {
-    if (!a.accepted) this.counters.rejected[a.reason]++;
+  private reject(a: Admission, request?: UpgradeRequest): Admission {
+    if (!a.accepted) {
+      this.counters.rejected[a.reason]++;
+      this.log.debug({ status: a.status, reason: a.reason, url: request?.url, address: request?.remoteAddress }, 'upgrade refused');
+    }
     return a;
   }
 
@@ -364,6 +387,7 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
     }
     this.connections.add(conn);
     this.counters.connectionsAccepted++;
+    this.log.debug({ client: id, userId: conn.userId, anonymous: conn.anonymous, address, room }, 'connection opened');
     this.notify('connection', conn);
     if (this.closing) {
       conn.close(1001, SHUTDOWN_REASON);
@@ -565,6 +589,7 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
 
   errorSent(conn: Connection, code: WireErrorCode, room: string | undefined): void {
     this.counters.errors[code]++;
+    this.log.debug({ client: conn.id, code, room }, 'error frame sent');
     if (this.listenerCount('error') > 0) {
       const text = room === undefined ? WIRE_ERRORS[code] : `${WIRE_ERRORS[code]} (room "${room}")`;
       this.emit('error', new RoomwireError(code, text), conn);
@@ -576,15 +601,16 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
     conn.close(1011, 'internal error');
   }
 
-  terminated(_conn: Connection, reason: TerminationReason): void {
+  terminated(conn: Connection, reason: TerminationReason): void {
     this.counters.terminations[reason]++;
+    this.log.info({ client: conn.id, userId: conn.userId, reason }, 'connection terminated');
   }
 
   closed(conn: Connection, code: number, reason: string): void {
     if (!this.connections.delete(conn)) return;
     const now = this.clock.now();
     this.counters.connectionsClosed++;
-    this.counters.connectionMsTotal += now - conn.connectedAt;
+    this.counters.observeDuration((now - conn.connectedAt) / 1000);
     if (conn.roomsJoined.size > 0) {
       const ts = Math.floor(now / 1000);
       for (const room of [...conn.roomsJoined.keys()]) {
@@ -593,11 +619,13 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
         this.notify('leave', conn, room);
       }
     }
+    this.log.debug({ client: conn.id, code, reason, seconds: (now - conn.connectedAt) / 1000 }, 'connection closed');
     this.notify('disconnect', conn, code, reason);
     if (this.connections.size === 0) this.onEmpty?.();
   }
 
   private report(code: 'ERR_HOOK' | 'ERR_BROKER', message: string, cause: unknown, conn: Connection | undefined): void {
+    this.log.error({ code, client: conn?.id, err: cause }, message);
     try {
       this.emit('error', new RoomwireError(code, message, { cause }), conn);
     } catch {
@@ -662,7 +690,12 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
       terminations: { ...c.terminations },
       rooms: this.rooms.size,
       roomMembers,
-      connectionMsTotal: c.connectionMsTotal,
+      connectionDurations: {
+        buckets: DURATION_BUCKETS,
+        counts: [...c.durationCounts],
+        sum: c.durationSeconds,
+        count: c.connectionsClosed,
+      },
     };
   }
 
@@ -681,6 +714,7 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
     this.stopSweep();
     const code = options.code ?? 1001;
     const reason = options.reason ?? SHUTDOWN_REASON;
+    this.log.info({ connections: this.connections.size, code }, 'hub closing');
     for (const c of this.connections) c.close(code, reason);
     if (this.connections.size > 0) {
       await new Promise<void>((resolve) => {

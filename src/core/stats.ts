@@ -18,6 +18,9 @@ function zeroes<K extends string>(keys: readonly K[]): Record<K, number> {
   return o;
 }
 
+/** Upper bounds, in seconds, of the connection-duration histogram buckets (then +Inf). */
+export const DURATION_BUCKETS: readonly number[] = [1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 21_600, 86_400];
+
 /** @internal The live counters of one hub. */
 export class Counters {
   connectionsAccepted = 0;
@@ -31,6 +34,16 @@ export class Counters {
   deliveries = 0;
   readonly errors = zeroes(Object.keys(WIRE_ERRORS) as WireErrorCode[]);
   readonly terminations = zeroes<TerminationReason>(['pong_timeout', 'idle_timeout', 'slow_consumer']);
-  /** Sum of the lifetimes of closed connections, milliseconds. */
-  connectionMsTotal = 0;
+  /** Closed connections per duration bucket ({@link DURATION_BUCKETS}, then +Inf); not cumulative. */
+  readonly durationCounts: number[] = new Array<number>(DURATION_BUCKETS.length + 1).fill(0);
+  /** Sum of the lifetimes of closed connections, seconds. */
+  durationSeconds = 0;
+
+  /** Record the lifetime of a closed connection. */
+  observeDuration(seconds: number): void {
+    let i = 0;
+    while (i < DURATION_BUCKETS.length && seconds > (DURATION_BUCKETS[i] as number)) i++;
+    (this.durationCounts[i] as number)++;
+    this.durationSeconds += seconds;
+  }
 }

@@ -165,3 +165,20 @@ export interface Broker {
   /** Release resources; called by {@link Hub.close}. */
   close(): void | Promise<void>;
 }
+
+/**
+ * Where the hub writes what it does: pino's method shape (an object of fields, then a
+ * message), so a pino logger fits as-is. The hub is silent without one.
+ *
+ * @example
+ * ```ts
+ * import pino from 'pino';
+ * const hub = createHub({ logger: pino() });
+ * ```
+ */
+export interface Logger {
+  error(fields: object, message?: string): void;
+  warn(fields: object, message?: string): void;
+  info(fields: object, message?: string): void;
+  debug(fields: object, message?: string): void;
+}

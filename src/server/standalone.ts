@@ -1,7 +1,8 @@
 /**
  * `roomwire/server`: the standalone hub server (contract section 6), also run by the
  * `roomwire` bin. It serves the WebSocket endpoints, the chat page at `/`, `/healthz`,
- * and 404 elsewhere, with its configuration from the environment.
+ * `/metrics` (Prometheus text), the live stats page at `/stats`, and 404 elsewhere, with
+ * its configuration from the environment and JSON-lines logs.
  *
  * @packageDocumentation
  * @module roomwire/server
@@ -12,9 +13,13 @@ import { attach } from '../adapters/node';
 import { configFromEnv, type HubConfig } from '../core/config';
 import { RoomwireError, configError, type ConfigIssue } from '../core/errors';
 import { createHub, type Hub, type HubOptions } from '../core/hub';
+import type { Logger } from '../core/types';
 import { chatPage } from './chat-page';
+import { LOG_LEVELS, createJsonLogger, type LogLevel } from './logger';
+import { StatsSampler, statsPage } from './stats-page';
 
-export { chatPage };
+export { chatPage, createJsonLogger, statsPage, LOG_LEVELS };
+export type { LogLevel };
 
 /** Options of {@link startServer}. */
 export interface ServerOptions {
@@ -22,8 +27,10 @@ export interface ServerOptions {
   env?: Record<string, string | undefined>;
   /** Hooks and seams added to the configuration from `env` (authenticate, canJoin, broker, ...). */
   hub?: Omit<HubOptions, keyof HubConfig>;
-  /** Where the "listening on" line and other notices go. @default console.log */
+  /** Where the JSON log lines go (the "listening on" line included). @default process.stdout */
   log?: (line: string) => void;
+  /** How often `/stats` samples the hub, milliseconds. @default 5000 */
+  statsIntervalMs?: number;
 }
 
 /** A running standalone server. */
@@ -56,8 +63,11 @@ export function serverConfigFromEnv(env: Record<string, string | undefined> = pr
   config: HubConfig;
   host: string;
   port: number;
+  logLevel: LogLevel;
 } {
   const address = listenAddress(env);
+  const rawLevel = env.LOG_LEVEL === undefined || env.LOG_LEVEL === '' ? 'info' : env.LOG_LEVEL.trim().toLowerCase();
+  const logLevel = (LOG_LEVELS as readonly string[]).includes(rawLevel) ? (rawLevel as LogLevel) : undefined;
   let config: HubConfig | undefined;
   let issues = address.issues;
   try {
@@ -79,8 +89,11 @@ export function serverConfigFromEnv(env: Record<string, string | undefined> = pr
   if (set('WEBSOCKET_REDIS_URL') && !issues.some((i) => i.name === 'WEBSOCKET_REDIS_URL')) {
     issues = [...issues, { name: 'WEBSOCKET_REDIS_URL', message: 'scale-out over Redis is not available in this version; unset it to serve one process' }];
   }
-  if (issues.length > 0 || config === undefined) throw configError(issues);
-  return { config, host: address.host, port: address.port };
+  if (logLevel === undefined) {
+    issues = [...issues, { name: 'LOG_LEVEL', message: `must be one of ${LOG_LEVELS.join(', ')}, not "${env.LOG_LEVEL}"` }];
+  }
+  if (issues.length > 0 || config === undefined || logLevel === undefined) throw configError(issues);
+  return { config, host: address.host, port: address.port, logLevel };
 }
 
 function respond(res: http.ServerResponse, status: number, type: string, body: string, extra: Record<string, string> = {}): void {
@@ -103,17 +116,32 @@ function respond(res: http.ServerResponse, status: number, type: string, body: s
  */
 export async function startServer(options: ServerOptions = {}): Promise<RunningServer> {
   const env = options.env ?? process.env;
-  const log = options.log ?? ((line: string) => console.log(line));
-  const { config, host, port } = serverConfigFromEnv(env);
-  const hub = createHub({ ...options.hub, ...config });
+  const write = options.log ?? ((line: string) => void process.stdout.write(line));
+  const { config, host, port, logLevel } = serverConfigFromEnv(env);
+  const logger: Logger = options.hub?.logger ?? createJsonLogger(logLevel, write);
+  const hub = createHub({ ...options.hub, ...config, logger });
   const page = chatPage(config.path);
   const startedAt = Date.now();
+  const sampler = new StatsSampler(hub, options.statsIntervalMs);
+  const metrics = await prometheusText(hub, logger);
 
   const server = http.createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0];
-    const known = path === '/' || path === '/healthz';
+    const path = (req.url ?? '/').split('?')[0] as string;
+    const known = path === '/' || path === '/healthz' || path === '/metrics' || path === '/stats' || path === '/stats.json';
     if (known && req.method !== 'GET' && req.method !== 'HEAD') {
       respond(res, 405, 'text/plain; charset=utf-8', 'method not allowed\n', { Allow: 'GET, HEAD' });
+    } else if (path === '/metrics') {
+      metrics().then(
+        (m) => respond(res, m.status, m.contentType, m.body, { 'Cache-Control': 'no-store' }),
+        (err: unknown) => {
+          logger.error({ err }, 'metrics failed');
+          respond(res, 500, 'text/plain; charset=utf-8', 'metrics failed\n');
+        },
+      );
+    } else if (path === '/stats') {
+      respond(res, 200, 'text/html; charset=utf-8', statsPage(), { 'Cache-Control': 'no-cache' });
+    } else if (path === '/stats.json') {
+      respond(res, 200, 'application/json', sampler.json(), { 'Cache-Control': 'no-store' });
     } else if (path === '/') {
       respond(res, 200, 'text/html; charset=utf-8', page, { 'Cache-Control': 'no-cache' });
     } else if (path === '/healthz') {
@@ -148,7 +176,8 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   });
   const bound = (server.address() as AddressInfo).port;
   const url = `http://${host}:${bound}`;
-  log(`roomwire listening on ${url}`);
+  // Always printed, whatever LOG_LEVEL: operators and tests wait for this line.
+  write(`${JSON.stringify({ level: 'info', time: Date.now(), msg: `roomwire listening on ${url}`, path: config.path })}\n`);
 
   let closing: Promise<void> | undefined;
   return {
@@ -159,6 +188,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     server,
     close() {
       closing ??= (async () => {
+        sampler.stop();
         await hub.close();
         attachment.detach();
         await new Promise<void>((resolve) => {
@@ -185,7 +215,7 @@ export async function main(env: Record<string, string | undefined> = process.env
     if (stopping !== undefined) return;
     stopping = signal;
     if (running === undefined) return; // startServer resolves, then stops at once
-    console.log(`roomwire: ${signal} received, closing connections`);
+    process.stdout.write(`${JSON.stringify({ level: 'info', time: Date.now(), msg: `${signal} received, closing connections`, connections: running.hub.size })}\n`);
     running.close().then(
       () => process.exit(0),
       (err: unknown) => {
@@ -207,5 +237,31 @@ export async function main(env: Record<string, string | undefined> = process.env
     const signal = stopping;
     stopping = undefined;
     stop(signal);
+  }
+}
+
+interface MetricsResponse {
+  status: number;
+  contentType: string;
+  body: string;
+}
+
+/**
+ * `/metrics` from prom-client (an optional peer dependency): the hub's metrics plus the
+ * process's default metrics on a registry of this server. Without prom-client, `/metrics`
+ * answers 503 saying so.
+ */
+async function prometheusText(hub: Hub, logger: Logger): Promise<() => Promise<MetricsResponse>> {
+  try {
+    const prom = await import('prom-client');
+    const { registerHubMetrics } = await import('../metrics/prometheus');
+    const registry = new prom.Registry();
+    prom.collectDefaultMetrics({ register: registry });
+    registerHubMetrics(hub, { registry });
+    return async () => ({ status: 200, contentType: registry.contentType, body: await registry.metrics() });
+  } catch (err) {
+    logger.warn({ err }, 'prom-client is not installed: /metrics answers 503 (npm install prom-client)');
+    const body = 'metrics need prom-client: npm install prom-client\n';
+    return async () => ({ status: 503, contentType: 'text/plain; charset=utf-8', body });
   }
 }

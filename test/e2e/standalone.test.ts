@@ -27,7 +27,8 @@ describe('standalone server: HTTP routes (section 6)', () => {
     const lines: string[] = [];
     const s = await startServer({ env: { HOST: '127.0.0.1', PORT: '0' }, log: (l) => lines.push(l) });
     servers.push(s);
-    expect(lines).toEqual([`roomwire listening on http://127.0.0.1:${s.port}`]);
+    expect(lines).toHaveLength(1);
+    expect(JSON.parse(lines[0]!)).toEqual({ level: 'info', time: expect.any(Number), msg: `roomwire listening on http://127.0.0.1:${s.port}`, path: '/ws' });
   });
 
   it('serves the chat page at / speaking the protocol with the configured base path', async () => {
