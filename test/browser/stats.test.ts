@@ -1,0 +1,59 @@
+/** The standalone server's /stats page renders live numbers and charts in headless Chromium. */
+import { existsSync, mkdtempSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Browser } from 'playwright-core';
+import { startServer, type RunningServer } from '../../src/server/standalone';
+import { Peer, sleep } from '../helpers/client';
+
+const CHROMIUM = '/usr/bin/chromium';
+const hasBrowser = existsSync(CHROMIUM);
+if (!hasBrowser && process.env.ROOMWIRE_REQUIRE_BROWSER === '1') throw new Error(`${CHROMIUM} is missing`);
+
+describe.runIf(hasBrowser)('stats page in headless Chromium', () => {
+  let browser: Browser;
+  let server: RunningServer;
+  beforeAll(async () => {
+    const { chromium } = await import('playwright-core');
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+    server = await startServer({ env: { HOST: '127.0.0.1', PORT: '0', WEBSOCKET_MESSAGE_RATE: '1000/s,1000' }, log: () => {}, statsIntervalMs: 200 });
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await server?.close();
+  });
+
+  it('shows connections, rooms with occupancy and rate charts, refreshing by itself', async () => {
+    const base = `ws://127.0.0.1:${server.port}`;
+    const peers = await Promise.all([Peer.open(`${base}/ws/lobby`), Peer.open(`${base}/ws/lobby`), Peer.open(`${base}/ws/games`)]);
+    const page = await browser.newPage({ viewport: { width: 1000, height: 600 } });
+    await page.goto(`http://127.0.0.1:${server.port}/stats`);
+    await page.waitForSelector('body[data-ready="true"]');
+    for (let i = 0; i < 10; i++) {
+      peers[0]!.send({ type: 'message', room: 'lobby', content: `m${i}` });
+      peers[2]!.send('not json');
+      await sleep(60);
+    }
+    // Refreshes by itself: the rates become non-zero without a reload.
+    await page.waitForFunction(() => Number(document.querySelector('#t-messages .value')?.textContent) > 0, undefined, { timeout: 5000 });
+    expect(await page.textContent('#t-connections .value')).toBe('3');
+    expect(await page.textContent('#t-rooms .value')).toBe('2');
+    expect(await page.$$eval('#rooms tr', (rows) => rows.map((r) => [...r.querySelectorAll('td')].map((td) => td.textContent)))).toEqual([
+      ['lobby', '2'],
+      ['games', '1'],
+    ]);
+    const points = await page.getAttribute('#t-messages polyline', 'points');
+    expect(points?.split(' ').length).toBeGreaterThan(2);
+    await page.waitForFunction(() => Number(document.querySelector('#t-errors .value')?.textContent) > 0, undefined, { timeout: 5000 });
+
+    const file = join(mkdtempSync(join(tmpdir(), 'roomwire-stats-')), 'stats.png');
+    await page.screenshot({ path: file, fullPage: true });
+    expect(statSync(file).size).toBeGreaterThan(5000);
+    for (const p of peers) p.close();
+    await page.close();
+  });
+});
