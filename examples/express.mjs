@@ -1,0 +1,30 @@
+// @ts-check
+// roomwire in an Express app, configured from the environment like the standalone server
+// (HOST, PORT and the WEBSOCKET_* variables). Run from the repository root:
+//   npm run example:express
+import express from 'express';
+import { configFromEnv, createHub } from 'roomwire';
+import { attach } from 'roomwire/express';
+import { chatPage } from 'roomwire/server';
+
+const hub = createHub(configFromEnv()); // a bad configuration throws, naming every bad variable
+const app = express();
+app.get('/', (req, res) => res.type('html').send(chatPage(hub.config.path)));
+app.get('/hello', (req, res) => res.json({ hello: 'express', connections: hub.size }));
+attach(hub, app); // the server app.listen() creates hands upgrades under /ws to the hub
+
+hub.on('join', (client, room) => console.log(`${client.username} joined ${room}`));
+
+const host = process.env.HOST || '0.0.0.0';
+const server = app.listen(Number(process.env.PORT || 8080), host, (err) => {
+  if (err) throw err;
+  const { port } = /** @type {import('node:net').AddressInfo} */ (server.address());
+  console.log(`roomwire express example listening on http://${host}:${port}`);
+});
+
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.once(signal, async () => {
+    await hub.close(); // 1001 to every client
+    server.close(() => process.exit(0));
+  });
+}

@@ -1,0 +1,39 @@
+// @ts-check
+// roomwire in a Koa app, configured from the environment like the standalone server
+// (HOST, PORT and the WEBSOCKET_* variables). Run from the repository root:
+//   npm run example:koa
+import Koa from 'koa';
+import { configFromEnv, createHub } from 'roomwire';
+import { attach } from 'roomwire/koa';
+import { chatPage } from 'roomwire/server';
+
+const hub = createHub(configFromEnv()); // a bad configuration throws, naming every bad variable
+const page = chatPage(hub.config.path);
+const app = new Koa();
+app.use(async (ctx, next) => {
+  if (ctx.method !== 'GET') return next();
+  if (ctx.path === '/') {
+    ctx.type = 'html';
+    ctx.body = page;
+  } else if (ctx.path === '/hello') {
+    ctx.body = { hello: 'koa', connections: hub.size };
+  } else {
+    return next();
+  }
+});
+
+hub.on('join', (client, room) => console.log(`${client.username} joined ${room}`));
+
+const host = process.env.HOST || '0.0.0.0';
+const server = app.listen(Number(process.env.PORT || 8080), host, () => {
+  const { port } = /** @type {import('node:net').AddressInfo} */ (server.address());
+  console.log(`roomwire koa example listening on http://${host}:${port}`);
+});
+attach(hub, server); // upgrades under /ws go to the hub, other paths are left alone
+
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.once(signal, async () => {
+    await hub.close(); // 1001 to every client
+    server.close(() => process.exit(0));
+  });
+}
