@@ -18,7 +18,7 @@ export interface ConnectionOwner {
   readonly messageRatePerMs: number;
   readonly messageBurst: number;
   /** Handle one checked message; may return a promise to hold later frames back. */
-  dispatch(conn: Connection, message: ClientMessage, room: string | undefined): void | Promise<void>;
+  dispatch(conn: Connection, message: ClientMessage, room: string | undefined, text: string): void | Promise<void>;
   /** A handler threw: report it; the connection is then closed with 1011. */
   failed(conn: Connection, err: unknown): void;
   errorSent(conn: Connection, code: WireErrorCode, room: string | undefined): void;
@@ -181,7 +181,7 @@ export class Connection implements Client, TransportListener, Beating {
     counters.messagesIn[check.message.type]++;
     let pending: void | Promise<void>;
     try {
-      pending = this.owner.dispatch(this, check.message, check.room);
+      pending = this.owner.dispatch(this, check.message, check.room, data);
     } catch (err) {
       this.owner.failed(this, err);
       return;

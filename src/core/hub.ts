@@ -21,6 +21,7 @@ import {
   encodeUserList,
   identityFragment,
   isValidRoomName,
+  rawMember,
   type ClientMessage,
 } from './protocol';
 import { AddressLimiter } from './rate-limit';
@@ -399,10 +400,10 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
 
   // ---- messages (contract section 3) -------------------------------------------------
 
-  dispatch(conn: Connection, msg: ClientMessage, named: string | undefined): void | Promise<void> {
+  dispatch(conn: Connection, msg: ClientMessage, named: string | undefined, text: string): void | Promise<void> {
     switch (msg.type) {
       case 'message':
-        return this.say(conn, msg.room, msg.content, msg.data);
+        return this.say(conn, msg.room, msg.content, msg.data, text);
       case 'join':
         return this.join(conn, msg.room);
       case 'leave':
@@ -468,27 +469,27 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
     this.broker.leave(room, { connectionId: conn.id, userId: conn.userId, username: conn.username });
   }
 
-  private say(conn: Connection, room: string, content: string, data: Record<string, unknown> | undefined): void | Promise<void> {
+  private say(conn: Connection, room: string, content: string, data: Record<string, unknown> | undefined, text: string): void | Promise<void> {
     if (!conn.roomsJoined.has(room)) return conn.error('not_in_room', room);
     const hook = this.hooks.canPublish;
-    if (hook === undefined) return this.deliverMessage(conn, room, content, data);
+    if (hook === undefined) return this.deliverMessage(conn, room, content, data, text);
     const allowed = this.ask(conn, () => hook(conn, room, { content, data }));
-    if (allowed === true) return this.deliverMessage(conn, room, content, data);
+    if (allowed === true) return this.deliverMessage(conn, room, content, data, text);
     if (allowed === false) return conn.error('forbidden', room);
     return allowed.then((ok) => {
       if (!conn.open) return;
       if (!ok) return conn.error('forbidden', room);
       if (!conn.roomsJoined.has(room)) return conn.error('not_in_room', room);
-      this.deliverMessage(conn, room, content, data);
+      this.deliverMessage(conn, room, content, data, text);
     });
   }
 
-  private deliverMessage(conn: Connection, room: string, content: string, data: Record<string, unknown> | undefined): void {
+  private deliverMessage(conn: Connection, room: string, content: string, data: Record<string, unknown> | undefined, raw: string): void {
     let text: string;
     try {
-      text = encodeMessage(room, content, data, conn.identity, this.seconds());
+      text = encodeMessage(room, content, data, conn.identity, this.seconds(), () => rawMember(raw, 'data'));
     } catch {
-      // Only a `data` too deeply nested to serialize gets here.
+      // Unreachable for parsed input; kept so a serializer failure answers rather than throws.
       return conn.error('invalid_message', room);
     }
     this.broker.publish(room, new Outbound(text));

@@ -143,11 +143,80 @@ export function encodeMembership(type: 'join' | 'leave', room: string, identity:
 }
 
 /**
- * `{"type":"message","room","content","user_id","username","timestamp"}` plus `data` when
- * given. Throws a RangeError when `data` is too deeply nested to serialize.
+ * The JSON text of the top-level member `key` of the JSON object `text`, exactly as
+ * written, or undefined. For values too deeply nested for `JSON.stringify` (which
+ * recurses) to serialize again; `text` must be valid JSON (it was parsed already).
  */
-export function encodeMessage(room: string, content: string, data: unknown, identity: string, timestamp: number): string {
-  const tail = data === undefined ? '' : `,"data":${JSON.stringify(data)}`;
+export function rawMember(text: string, key: string): string | undefined {
+  let i = text.indexOf('{') + 1;
+  let found: string | undefined;
+  const skipSpace = () => {
+    while (i < text.length && (text[i] === ' ' || text[i] === '\n' || text[i] === '\r' || text[i] === '\t')) i++;
+  };
+  const skipString = () => {
+    i++; // opening quote
+    while (i < text.length && text[i] !== '"') i += text[i] === '\\' ? 2 : 1;
+    i++; // closing quote
+  };
+  const skipValue = () => {
+    let depth = 0;
+    while (i < text.length) {
+      const c = text[i];
+      if (c === '"') {
+        skipString();
+        if (depth === 0) return;
+        continue;
+      }
+      if (c === '{' || c === '[') {
+        depth++;
+      } else if (c === '}' || c === ']') {
+        if (depth === 0) return; // the end of the enclosing object
+        if (--depth === 0) {
+          i++;
+          return;
+        }
+      } else if (c === ',' && depth === 0) {
+        return;
+      }
+      i++;
+    }
+  };
+  for (;;) {
+    skipSpace();
+    if (text[i] !== '"') return found;
+    const keyStart = i;
+    skipString();
+    const name = JSON.parse(text.slice(keyStart, i)) as string;
+    skipSpace();
+    i++; // colon
+    skipSpace();
+    const valueStart = i;
+    skipValue();
+    // Duplicate keys: the last one wins, as in JSON.parse.
+    if (name === key) found = text.slice(valueStart, i).trimEnd();
+    skipSpace();
+    if (text[i] !== ',') return found;
+    i++;
+  }
+}
+
+/**
+ * `{"type":"message","room","content","user_id","username","timestamp"}` plus `data` when
+ * given. `rawData`, the client's own text of `data`, is used when `data` is too deeply
+ * nested to serialize again.
+ */
+export function encodeMessage(room: string, content: string, data: unknown, identity: string, timestamp: number, rawData?: () => string | undefined): string {
+  let tail = '';
+  if (data !== undefined) {
+    let json: string | undefined;
+    try {
+      json = JSON.stringify(data);
+    } catch (err) {
+      json = rawData?.();
+      if (json === undefined) throw err;
+    }
+    tail = `,"data":${json}`;
+  }
   return `{"type":"message","room":"${room}","content":${JSON.stringify(content)},${identity},"timestamp":${timestamp}${tail}}`;
 }
 

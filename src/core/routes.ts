@@ -28,12 +28,12 @@ export function matchRoute(base: string, url: string): Route | undefined {
   let path = q < 0 ? url : url.slice(0, q);
   const query = new URLSearchParams(q < 0 ? '' : url.slice(q + 1));
   if (!path.startsWith('/')) {
-    // absolute-form request target (http://host/ws): keep only the path
-    try {
-      path = new URL(path).pathname;
-    } catch {
-      return undefined;
-    }
+    // Absolute-form request target (http://host/ws): keep the path exactly as sent. (The
+    // URL parser would resolve `.` and `..` segments, routing it unlike the same path in
+    // origin-form.)
+    const authority = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i.exec(path);
+    if (authority === null) return undefined;
+    path = path.slice(authority[0].length) || '/';
   }
   if (path.length > 1 && path.endsWith('/')) path = path.slice(0, -1);
   const prefix = base === '/' ? '' : base;

@@ -702,3 +702,27 @@ describe('stats', () => {
 });
 
 void FakeTransport;
+
+describe('rawMember', async () => {
+  const { rawMember } = await import('../../src/core/protocol');
+  it.each([
+    ['{"type":"message","data":{"a":[1,{"b":"}"}]},"x":1}', 'data', '{"a":[1,{"b":"}"}]}'],
+    ['{ "data" : { "k" : "v\\"}" } }', 'data', '{ "k" : "v\\"}" }'],
+    ['{"data":1,"data":{"last":true}}', 'data', '{"last":true}'],
+    ['{"a":"data","b":[{"data":1}]}', 'data', undefined],
+    ['{"x":null,"data":[]}', 'data', '[]'],
+    ['{"data":12.5e3 }', 'data', '12.5e3'],
+  ])('%s', (text, key, expected) => {
+    expect(rawMember(text, key)).toBe(expected);
+  });
+
+  it('forwards data too deep for JSON.stringify exactly as sent', async () => {
+    const { hub } = setup({ maxMessageSize: 1_000_000 });
+    const a = await connect(hub, '/ws/r');
+    a.take();
+    const deep = `${'{"d":'.repeat(20_000)}1${'}'.repeat(20_000)}`;
+    a.text(`{"type":"message","room":"r","content":"deep","data":${deep}}`);
+    expect(a.texts).toHaveLength(1);
+    expect(a.texts[0]!.endsWith(`,"data":${deep}}`)).toBe(true);
+  });
+});
