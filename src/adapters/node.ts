@@ -15,7 +15,7 @@ import { RoomwireError } from '../core/errors';
 import type { Hub } from '../core/hub';
 import type { Outbound } from '../core/protocol';
 import type { RejectReason } from '../core/stats';
-import type { Transport } from '../core/types';
+import type { Transport, TransportListener } from '../core/types';
 
 /**
  * Handles one `upgrade` event. Returns false, touching nothing, when the path is not
@@ -132,6 +132,24 @@ function refuse(socket: Duplex, status: number, headers: Readonly<Record<string,
 
 function ignore(): void {}
 
+// One set of ws listeners shared by every connection (no closures per connection): each
+// finds its hub listener on the WebSocket it is called on.
+const kListener = Symbol('roomwire.listener');
+type Tagged = WebSocket & { [kListener]: TransportListener };
+
+function onMessage(this: Tagged, data: Buffer, isBinary: boolean): void {
+  this[kListener].message(isBinary ? '' : data.toString(), isBinary, data.length);
+}
+function onPong(this: Tagged): void {
+  this[kListener].pong();
+}
+function onPing(this: Tagged): void {
+  this[kListener].ping();
+}
+function onClose(this: Tagged, code: number, reason: Buffer): void {
+  this[kListener].closed(code, reason.toString());
+}
+
 /**
  * Create the upgrade handler of `hub`: route (paths outside the base path return
  * false), admit (contract section 1, answering refusals with a plain HTTP response),
@@ -172,13 +190,12 @@ export function createUpgradeHandler(hub: Hub): UpgradeHandler {
         wss.handleUpgrade(req, socket, head, (ws) => {
           opened = true;
           socket.off('error', ignore);
-          const listener = ticket.open(new WsTransport(ws, socket));
-          ws.on('message', (data: Buffer, isBinary: boolean) => {
-            listener.message(isBinary ? '' : data.toString(), isBinary, data.length);
-          });
-          ws.on('pong', () => listener.pong());
-          ws.on('ping', () => listener.ping());
-          ws.on('close', (code: number, reason: Buffer) => listener.closed(code, reason.toString()));
+          const tagged = ws as Tagged;
+          tagged[kListener] = ticket.open(new WsTransport(ws, socket));
+          tagged.on('message', onMessage as (this: WebSocket, ...args: unknown[]) => void);
+          tagged.on('pong', onPong as (this: WebSocket) => void);
+          tagged.on('ping', onPing as (this: WebSocket) => void);
+          tagged.on('close', onClose as (this: WebSocket, ...args: unknown[]) => void);
           // Protocol errors (bad UTF-8, oversized frames) are answered and closed by ws itself.
           ws.on('error', ignore);
         });
