@@ -2,7 +2,7 @@
  * Identity: where a token is found in an upgrade request (contract section 2), the JWT
  * verifier built on jose, and the default `authenticate` function that ties them.
  */
-import { createPublicKey, type KeyObject } from 'node:crypto';
+import { createHmac, createPublicKey, createSecretKey, timingSafeEqual, type KeyObject } from 'node:crypto';
 import type { JwtConfig } from './config';
 import { RoomwireError } from './errors';
 import type { AuthContext, Identity, UpgradeRequest } from './types';
@@ -77,17 +77,95 @@ export function identityFromClaims(claims: Readonly<Record<string, unknown>>): I
 /** Verifies a compact JWT and returns the identity it carries; rejects with an `unauthorized` {@link RoomwireError}. */
 export type JwtVerifier = (token: string) => Promise<Identity>;
 
+const HMAC_HASH: Record<string, string> = { HS256: 'sha256', HS384: 'sha384', HS512: 'sha512' };
+const SEGMENT = /^[A-Za-z0-9_-]+$/;
+
+function refuse(reason: string): never {
+  throw new RoomwireError('unauthorized', `token refused: ${reason}`);
+}
+
+function decodeSegment(segment: string, what: string): Record<string, unknown> {
+  if (!SEGMENT.test(segment) || segment.length % 4 === 1) refuse(`${what} is not base64url`);
+  let value: unknown;
+  try {
+    value = JSON.parse(Buffer.from(segment, 'base64url').toString('utf8'));
+  } catch {
+    refuse(`${what} is not JSON`);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) refuse(`${what} is not a JSON object`);
+  return value as Record<string, unknown>;
+}
+
+function numericDate(claims: Record<string, unknown>, name: string): number | undefined {
+  const v = claims[name];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !Number.isFinite(v)) refuse(`"${name}" claim must be a number`);
+  return v;
+}
+
+/**
+ * The registered-claim checks roomwire applies on both verification paths: `iss` and
+ * `aud` against the configured lists (a missing claim fails), `nbf` and `iat` numbers
+ * with `nbf` up to the tolerance in the future, and `exp` strictly in the future.
+ */
+function checkClaims(claims: Record<string, unknown>, jwt: JwtConfig, nowMs: number): void {
+  const now = Math.floor(nowMs / 1000);
+  if (jwt.issuer.length > 0 && !(typeof claims.iss === 'string' && jwt.issuer.includes(claims.iss))) refuse('unexpected "iss" claim value');
+  if (jwt.audience.length > 0) {
+    const aud = claims.aud;
+    const values = typeof aud === 'string' ? [aud] : Array.isArray(aud) ? aud : [];
+    if (!values.some((a) => typeof a === 'string' && jwt.audience.includes(a))) refuse('unexpected "aud" claim value');
+  }
+  numericDate(claims, 'iat');
+  const nbf = numericDate(claims, 'nbf');
+  if (nbf !== undefined && nbf > now + jwt.clockTolerance) refuse('"nbf" claim timestamp check failed');
+  const exp = numericDate(claims, 'exp');
+  if (exp !== undefined && exp * 1000 <= nowMs) refuse('"exp" claim timestamp check failed');
+}
+
+/**
+ * Verify an HS256/384/512 compact JWT with Node's synchronous HMAC: a few microseconds,
+ * against the hundreds jose's asynchronous WebCrypto path costs per handshake. Only
+ * algorithms in `algorithms` are accepted; `crit` extensions (and so unencoded payloads)
+ * are refused, as jose refuses them. A test holds both paths to the same answers.
+ */
+function verifyHmac(token: string, key: KeyObject, algorithms: ReadonlySet<string>, jwt: JwtConfig, nowMs: number): Record<string, unknown> {
+  const first = token.indexOf('.');
+  const second = token.indexOf('.', first + 1);
+  if (first < 0 || second < 0 || token.indexOf('.', second + 1) >= 0) refuse('not a compact JWS');
+  const headerPart = token.slice(0, first);
+  const payloadPart = token.slice(first + 1, second);
+  const signaturePart = token.slice(second + 1);
+  const header = decodeSegment(headerPart, 'header');
+  const alg = header.alg;
+  if (typeof alg !== 'string' || !algorithms.has(alg) || HMAC_HASH[alg] === undefined) refuse(`algorithm ${String(alg)} is not accepted`);
+  // No extension is understood, so any "crit" refuses the token (an unencoded payload,
+  // b64: false, only counts when listed there, as in jose).
+  if (header.crit !== undefined) refuse('"crit" header parameters are not supported');
+  if (!SEGMENT.test(signaturePart) || signaturePart.length % 4 === 1) refuse('signature is not base64url');
+  const expected = createHmac(HMAC_HASH[alg] as string, key).update(`${headerPart}.${payloadPart}`).digest();
+  const given = Buffer.from(signaturePart, 'base64url');
+  if (given.length !== expected.length || !timingSafeEqual(given, expected)) refuse('signature verification failed');
+  const claims = decodeSegment(payloadPart, 'payload');
+  checkClaims(claims, jwt, nowMs);
+  return claims;
+}
+
 /**
  * Build the JWT verifier for a configuration: HMAC secrets for HS*, a PEM public key
  * or certificate for the asymmetric algorithms, or a remote JWK set (fetched, cached and
  * refetched on unknown `kid` by jose). Only `jwt.algorithms` are accepted, and each key
  * serves only its own family, so an HS token signed with the public key is refused.
- * `alg: none` is always refused.
+ * `alg: none` is always refused. HMAC tokens are verified synchronously with Node's
+ * crypto; the others with jose.
  *
  * @param now - the hub clock in milliseconds, used for `exp` and `nbf`
+ * @param paths - `fastHmac: false` verifies HMAC tokens with jose too (tests compare both)
  */
-export function createJwtVerifier(jwt: JwtConfig, now: () => number = Date.now): JwtVerifier {
+export function createJwtVerifier(jwt: JwtConfig, now: () => number = Date.now, paths: { fastHmac?: boolean } = {}): JwtVerifier {
   const secret = jwt.secret === undefined ? undefined : new TextEncoder().encode(jwt.secret);
+  const hmacKey = secret === undefined || paths.fastHmac === false ? undefined : createSecretKey(secret);
+  const accepted = new Set(jwt.algorithms);
   let publicKey: KeyObject | undefined;
   if (jwt.publicKey !== undefined) {
     try {
@@ -109,6 +187,17 @@ export function createJwtVerifier(jwt: JwtConfig, now: () => number = Date.now):
   };
 
   return async (token) => {
+    if (hmacKey !== undefined && token.startsWith('eyJ')) {
+      // Tokens whose header names an HS algorithm take the synchronous path.
+      const dot = token.indexOf('.');
+      let alg: unknown;
+      try {
+        alg = (JSON.parse(Buffer.from(token.slice(0, dot < 0 ? token.length : dot), 'base64url').toString('utf8')) as { alg?: unknown }).alg;
+      } catch {
+        alg = undefined;
+      }
+      if (typeof alg === 'string' && alg.startsWith('HS')) return identityFromClaims(verifyHmac(token, hmacKey, accepted, jwt, now()));
+    }
     const jose = await loadJose();
     if (jwt.jwksUrl !== undefined && jwks === undefined) jwks = jose.createRemoteJWKSet(new URL(jwt.jwksUrl));
     const getKey = async (protectedHeader: { alg?: string }, input: Parameters<NonNullable<typeof jwks>>[1]) => {
@@ -132,11 +221,9 @@ export function createJwtVerifier(jwt: JwtConfig, now: () => number = Date.now):
       if (err instanceof RoomwireError) throw err;
       throw new RoomwireError('unauthorized', `token refused: ${(err as Error).message}`, { cause: err });
     }
-    // exp gets no leeway: a connection is closed when its token expires, so a token
-    // already expired must not open one.
-    if (typeof payload.exp === 'number' && payload.exp * 1000 <= at) {
-      throw new RoomwireError('unauthorized', 'token refused: "exp" claim timestamp check failed');
-    }
+    // Again with roomwire's rules: exp gets no leeway (a connection is closed when its
+    // token expires, so a token already expired must not open one).
+    checkClaims(payload, jwt, at);
     return identityFromClaims(payload);
   };
 }

@@ -25,10 +25,11 @@ describe('token expiry and in-band refresh over real sockets', () => {
   });
   afterAll(() => server.close());
 
+  // One room per source, so a test never sees the previous one's members leave.
   const sources = {
-    header: (t: string) => [`${base}/ws/auth/r`, { headers: { Authorization: `Bearer ${t}` } }] as const,
-    query: (t: string) => [`${base}/ws/auth/r?token=${t}`, {}] as const,
-    cookie: (t: string) => [`${base}/ws/auth/r`, { headers: { Cookie: `token=${t}` } }] as const,
+    header: (t: string) => [`${base}/ws/auth/r-header`, { headers: { Authorization: `Bearer ${t}` } }] as const,
+    query: (t: string) => [`${base}/ws/auth/r-query?token=${t}`, {}] as const,
+    cookie: (t: string) => [`${base}/ws/auth/r-cookie`, { headers: { Cookie: `token=${t}` } }] as const,
   };
 
   it.each(Object.keys(sources) as (keyof typeof sources)[])('works the same when the first token came from the %s', async (source) => {
@@ -53,9 +54,9 @@ describe('token expiry and in-band refresh over real sockets', () => {
     expect(await expires.closed).toEqual({ code: 1008, reason: 'token expired' });
     expect(Date.now() / 1000).toBeGreaterThanOrEqual(exp);
     // The remaining member is told, and the refreshed connection outlives the first token.
-    expect(await stays.next()).toMatchObject({ type: 'leave', room: 'r', user_id: `u-${source}`, username: source });
+    expect(await stays.next()).toMatchObject({ type: 'leave', room: `r-${source}`, user_id: `u-${source}`, username: source });
     await sleep(300);
-    stays.send({ type: 'message', room: 'r', content: 'still here' });
+    stays.send({ type: 'message', room: `r-${source}`, content: 'still here' });
     expect(await stays.next()).toMatchObject({ type: 'message', content: 'still here', username: source });
     stays.close();
   });

@@ -1,0 +1,111 @@
+/**
+ * HMAC tokens take roomwire's synchronous verification path; every other token, and
+ * HMAC ones when `fastHmac: false`, take jose's. Both must accept and refuse the same
+ * tokens with the same identity.
+ */
+import { createHmac } from 'node:crypto';
+import fc from 'fast-check';
+import { SignJWT } from 'jose';
+import { describe, expect, it } from 'vitest';
+import { configFromEnv, createJwtVerifier } from '../../src/index';
+
+const SECRET = 'paths-secret-0123456789abcdef0123456789abcdef';
+const NOW = 2_000_000_000;
+const b64 = (s: string) => Buffer.from(s).toString('base64url');
+
+async function hs(claims: Record<string, unknown>, header: Record<string, unknown> = { alg: 'HS256' }, secret = SECRET): Promise<string> {
+  return new SignJWT(claims).setProtectedHeader(header as { alg: string }).sign(new TextEncoder().encode(secret));
+}
+
+/** Sign any header and payload text with HS256, as jose would refuse to for odd ones. */
+function raw(header: Record<string, unknown>, payload: string): string {
+  const input = `${b64(JSON.stringify(header))}.${b64(payload)}`;
+  return `${input}.${createHmac('sha256', SECRET).update(input).digest('base64url')}`;
+}
+
+function verifiers(env: Record<string, string>) {
+  const jwt = configFromEnv({ WEBSOCKET_JWT_SECRET: SECRET, ...env }).jwt;
+  return {
+    fast: createJwtVerifier(jwt, () => NOW * 1000),
+    jose: createJwtVerifier(jwt, () => NOW * 1000, { fastHmac: false }),
+  };
+}
+
+async function outcome(p: Promise<unknown>): Promise<unknown> {
+  try {
+    return { ok: await p };
+  } catch (e) {
+    return { refused: (e as { code?: string }).code };
+  }
+}
+
+describe('fast HMAC path and jose agree', () => {
+  it('on a matrix of hand-made tokens', async () => {
+    const { fast, jose } = verifiers({ WEBSOCKET_JWT_ALGORITHMS: 'HS256,HS384', WEBSOCKET_JWT_ISSUER: 'iss-a,iss-b', WEBSOCKET_JWT_AUDIENCE: 'aud-a' });
+    const ok = { sub: 'u', iss: 'iss-a', aud: 'aud-a' };
+    const valid = await hs(ok);
+    const [h, p, s] = valid.split('.') as [string, string, string];
+    const tokens: [string, string][] = [
+      ['valid HS256', valid],
+      ['valid HS384', await hs(ok, { alg: 'HS384' })],
+      ['HS512 not accepted', await hs(ok, { alg: 'HS512' })],
+      ['wrong secret', await hs(ok, { alg: 'HS256' }, 'wrong')],
+      ['alg none', `${b64('{"alg":"none"}')}.${p}.`],
+      ['crit header', raw({ alg: 'HS256', crit: ['exp'], exp: 1 }, JSON.stringify(ok))],
+      ['b64 false', raw({ alg: 'HS256', b64: false, crit: ['b64'] }, JSON.stringify(ok))],
+      ['b64 false without crit', raw({ alg: 'HS256', b64: false }, JSON.stringify(ok))],
+      ['raw-signed valid', raw({ alg: 'HS256', typ: 'JWT' }, JSON.stringify(ok))],
+      ['payload not JSON, signed', raw({ alg: 'HS256' }, 'nope')],
+      ['payload an array, signed', raw({ alg: 'HS256' }, '[1]')],
+      ['header not JSON', `${b64('{alg')}.${p}.${s}`],
+      ['payload not JSON', `${h}.${b64('nope')}.${s}`],
+      ['four segments', `${valid}.x`],
+      ['two segments', `${h}.${p}`],
+      ['empty signature', `${h}.${p}.`],
+      ['signature with a bad character', `${h}.${p}.${s.slice(0, -1)}!`],
+      ['signature appended', `${valid}AA`],
+      ['payload swapped', `${h}.${b64(JSON.stringify({ ...ok, sub: 'admin' }))}.${s}`],
+      ['expired', await hs({ ...ok, exp: NOW - 1 })],
+      ['expiring now', await hs({ ...ok, exp: NOW })],
+      ['expiring later', await hs({ ...ok, exp: NOW + 60 })],
+      ['exp a string', await hs({ ...ok, exp: `${NOW + 60}` })],
+      ['nbf within tolerance', await hs({ ...ok, nbf: NOW + 4 })],
+      ['nbf beyond tolerance', await hs({ ...ok, nbf: NOW + 6 })],
+      ['iat a string', await hs({ ...ok, iat: 'yesterday' })],
+      ['wrong issuer', await hs({ ...ok, iss: 'iss-c' })],
+      ['second issuer', await hs({ ...ok, iss: 'iss-b' })],
+      ['missing issuer', await hs({ sub: 'u', aud: 'aud-a' })],
+      ['audience array', await hs({ ...ok, aud: ['x', 'aud-a'] })],
+      ['wrong audience', await hs({ ...ok, aud: ['x'] })],
+      ['missing sub', await hs({ iss: 'iss-a', aud: 'aud-a' })],
+      ['username claims', await hs({ ...ok, name: 'N', preferred_username: 'P' })],
+    ];
+    for (const [label, token] of tokens) {
+      expect({ label, outcome: await outcome(fast(token)) }).toEqual({ label, outcome: await outcome(jose(token)) });
+    }
+    expect(await outcome(fast(valid))).toMatchObject({ ok: { userId: 'u' } });
+  });
+
+  it('on arbitrary claim sets, algorithms and secrets', async () => {
+    const { fast, jose } = verifiers({ WEBSOCKET_JWT_ALGORITHMS: 'HS256,HS512', WEBSOCKET_JWT_AUDIENCE: 'a1,a2' });
+    const numeric = fc.oneof(fc.integer({ min: NOW - 20, max: NOW + 20 }), fc.constant('soon'), fc.constant(null));
+    const claims = fc.record(
+      {
+        sub: fc.oneof(fc.string({ maxLength: 5 }), fc.integer()),
+        aud: fc.oneof(fc.constantFrom('a1', 'a2', 'b'), fc.array(fc.constantFrom('a1', 'a2', 'b', 'c'), { maxLength: 3 })),
+        exp: numeric,
+        nbf: numeric,
+        iat: numeric,
+        username: fc.string({ maxLength: 5 }),
+      },
+      { requiredKeys: [] },
+    );
+    await fc.assert(
+      fc.asyncProperty(claims, fc.constantFrom('HS256', 'HS384', 'HS512'), fc.boolean(), async (c, alg, rightKey) => {
+        const token = await hs(c, { alg }, rightKey ? SECRET : 'other');
+        expect(await outcome(fast(token))).toEqual(await outcome(jose(token)));
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
