@@ -1,0 +1,200 @@
+// @ts-check
+/**
+ * Tables of a results document (plain text for the terminal, Markdown for
+ * docs/performance.md) and the check of issue 6's targets for roomwire.
+ */
+import { fmt, latency, markdownTable, median, minMax, ratio, table } from './stats.mjs';
+
+/**
+ * Median over repetitions of trial(a)[key] / trial(b)[key] at one window.
+ * @param {any[]} trials
+ * @param {string} a
+ * @param {string} b
+ * @param {number} window
+ * @param {string} key
+ */
+function paired(trials, a, b, window, key) {
+  const rs = trials
+    .filter((t) => t.target === a && t.window === window)
+    .map((t) => {
+      const o = trials.find((x) => x.target === b && x.window === window && x.rep === t.rep);
+      return o ? t[key] / o[key] : Number.NaN;
+    });
+  const [lo, hi] = minMax(rs);
+  return { median: median(rs), min: lo, max: hi };
+}
+
+/** @param {{ median: number, min: number, max: number } | undefined} r */
+function spread(r) {
+  if (!r || !Number.isFinite(r.median)) return '-';
+  return r.min === r.max ? ratio(r.median) : `${ratio(r.median)} (${r.min.toFixed(2)}-${r.max.toFixed(2)})`;
+}
+
+/**
+ * @param {any} doc the results document written by run.mjs
+ * @returns {{ plain: string, markdown: string, targets: any[] }}
+ */
+export function report(doc) {
+  /** @type {{ title: string, header: string[], rows: string[][], left?: number }[]} */
+  const sections = [];
+  const r = doc.results;
+
+  const f = r.fanout;
+  if (f && f.summary) {
+    const names = Object.keys(f.summary);
+    const p = f.params;
+    sections.push({
+      title: `Fan-out, window 16 (${p.rooms} rooms x ${p.members} members, ${p.messagesW16} messages per sender, medians of ${p.reps} repetitions; x = paired ratio vs ws-naive, median (min-max))`,
+      header: ['target', 'deliveries/s', 'x naive', 'server CPU us/delivery', 'x naive', 'server CPU %', 'clients CPU %', 'other CPU %', 'p50', 'p99', 'p99 x naive'],
+      rows: names.map((n) => {
+        const s = f.summary[n].w16;
+        return [n, fmt(s.deliveriesPerSec), spread(s.ratioDeliveries), fmt(s.cpuUsPerDelivery, 3), spread(s.ratioCpuPerDelivery), fmt(s.serverCpuPct, 0), fmt(s.clientCpuPct, 0), fmt(s.otherCpuPct, 0), latency(s.p50us), latency(s.p99us), spread(s.ratioP99)];
+      }),
+    });
+    sections.push({
+      title: `Fan-out, window 1 (${p.messagesW1} messages per sender)`,
+      header: ['target', 'deliveries/s', 'x naive', 'server CPU us/delivery', 'p50', 'p99', 'p99 x naive'],
+      rows: names.map((n) => {
+        const s = f.summary[n].w1;
+        return [n, fmt(s.deliveriesPerSec), spread(s.ratioDeliveries), fmt(s.cpuUsPerDelivery, 3), latency(s.p50us), latency(s.p99us), spread(s.ratioP99)];
+      }),
+    });
+    sections.push({
+      title: 'Fan-out delivery check (every trial, both windows; the warm-up excluded)',
+      header: ['target', 'expected deliveries', 'lost', 'duplicates', 'reordered', 'unexpected closes'],
+      rows: names.map((n) => {
+        const s = f.summary[n];
+        return [n, fmt(s.expected), fmt(s.lost), fmt(s.duplicates), fmt(s.reordered), fmt(s.closes)];
+      }),
+    });
+  }
+
+  const m = r.memory;
+  if (m && m.summary) {
+    sections.push({
+      title: `Memory (${fmt(m.params.connections)} idle connections, no room; RSS after - RSS before, per connection; ${m.params.reps} repetition(s))`,
+      header: ['target', 'KB per connection', 'x naive', 'RSS with the connections'],
+      rows: Object.entries(m.summary).map(([n, s]) => [n, fmt(s.bytesPerConnection / 1024, 1), spread(s.ratio), `${fmt(s.rssAfter / 2 ** 20, 0)} MiB`]),
+    });
+  }
+
+  const c = r.connrate;
+  if (c && c.summary) {
+    sections.push({
+      title: `Connection rate (${c.params.inflight} handshakes in flight, ${c.params.seconds} s trials, medians of ${c.params.reps} repetitions)`,
+      header: ['target', 'handshakes/s', 'x naive', 'server CPU us/handshake', 'server CPU %', 'clients CPU %', 'other CPU %', 'p50', 'p99', 'failed'],
+      rows: Object.entries(c.summary).map(([n, s]) => [n, fmt(s.perSecond), spread(s.ratio), fmt(s.serverCpuUsPerHandshake, 0), fmt(s.serverCpuPct, 0), fmt(s.clientCpuPct, 0), fmt(s.otherCpuPct, 0), latency(s.p50us), latency(s.p99us), fmt(s.failed)]),
+    });
+  }
+
+  const sc = r.scale;
+  if (sc && sc.trials) {
+    sections.push({
+      title: `Scale (idle connections with heartbeats: ping 5 s, pong wait 10 s, sweep 1 s; CPU over ${sc.params.windowSeconds} s; roomwire and ws-naive only)`,
+      header: ['target', 'tried', 'held', 'heartbeat CPU % of one core', 'CPU us per ping+pong', 'RSS', 'capped by'],
+      rows: sc.trials.map((/** @type {any} */ t) => [t.target, fmt(t.wanted), fmt(Math.min(t.heldAtWindowEnd, t.clientSideOpenAtEnd)), fmt(t.heartbeatCpuPct, 2), fmt(t.cpuUsPerPing, 1), `${fmt(t.rssBytes / 2 ** 20, 0)} MiB`, t.cappedBy ? `open-file limit ${t.serverNofile}` : '-']),
+    });
+  }
+
+  const targets = checkTargets(doc);
+  if (targets.length) {
+    sections.push({
+      title: "Issue 6 targets for roomwire (ratios measured in this run)",
+      header: ['target', 'required', 'measured', 'verdict'],
+      rows: targets.map((t) => [t.what, t.required, t.measured, t.verdict]),
+      left: 4,
+    });
+  }
+
+  const problems = doc.problems ?? [];
+  const plain = [
+    ...sections.map((s) => `${s.title}\n${table(s.header, s.rows)}`),
+    problems.length ? `Problems (${problems.length}):\n${problems.map((/** @type {any} */ p) => `  [${p.scenario}/${p.target}] ${p.what}`).join('\n')}` : 'Problems: none',
+  ].join('\n\n');
+  const markdown = sections.map((s) => `**${s.title}**\n\n${markdownTable(s.header, s.rows, s.left)}`).join('\n\n');
+  return { plain, markdown, targets };
+}
+
+/**
+ * Issue 6's targets, each with the measured value and whether this run meets it.
+ * @param {any} doc
+ */
+function checkTargets(doc) {
+  const r = doc.results;
+  /** @type {{ what: string, required: string, measured: string, verdict: string }[]} */
+  const out = [];
+  const verdict = (/** @type {boolean} */ ok, /** @type {number} */ x) => (!Number.isFinite(x) ? 'not measured' : ok ? 'met' : 'MISSED');
+  const f = r.fanout;
+  if (f && f.trials && f.summary?.roomwire) {
+    const rw = f.summary.roomwire;
+    if (f.summary['ws-preframed']) {
+      const d = paired(f.trials, 'roomwire', 'ws-preframed', 16, 'deliveriesPerSec');
+      out.push({
+        what: 'fan-out deliveries/s (window 16)',
+        required: '>= ws-preframed (about 1.25x naive)',
+        measured: `${spread(d)} ws-preframed; ${spread(rw.w16.ratioDeliveries)} naive`,
+        verdict: verdict(d.median >= 1, d.median),
+      });
+      const cpu = paired(f.trials, 'roomwire', 'ws-preframed', 16, 'cpuUsPerDelivery');
+      out.push({
+        what: 'fan-out server CPU per delivery',
+        required: '<= ws-preframed',
+        measured: `${spread(cpu)} ws-preframed (${fmt(rw.w16.cpuUsPerDelivery, 3)} vs ${fmt(f.summary['ws-preframed'].w16.cpuUsPerDelivery, 3)} us)`,
+        verdict: verdict(cpu.median <= 1, cpu.median),
+      });
+    }
+    if (f.summary.socketio) {
+      const d = paired(f.trials, 'roomwire', 'socketio', 16, 'deliveriesPerSec');
+      out.push({ what: 'fan-out deliveries/s vs Socket.IO', required: 'about 1.3x', measured: `${spread(d)} socketio`, verdict: verdict(d.median >= 1.3, d.median) });
+    }
+    for (const w of /** @type {const} */ ([1, 16])) {
+      const p = w === 1 ? rw.w1.ratioP99 : rw.w16.ratioP99;
+      const abs = w === 1 ? `${latency(rw.w1.p99us)} vs ${latency(f.summary['ws-naive']?.w1.p99us)}` : `${latency(rw.w16.p99us)} vs ${latency(f.summary['ws-naive']?.w16.p99us)}`;
+      out.push({ what: `p99 delivery latency, window ${w}`, required: '<= ws-naive', measured: `${spread(p)} naive (${abs})`, verdict: verdict(p.median <= 1, p.median) });
+    }
+    const bad = rw.lost + rw.duplicates + rw.reordered;
+    out.push({ what: 'fan-out deliveries complete', required: 'no loss, duplicate or reordering', measured: `lost ${rw.lost}, duplicates ${rw.duplicates}, reordered ${rw.reordered} of ${fmt(rw.expected)}`, verdict: bad === 0 ? 'met' : 'MISSED' });
+  }
+  const m = r.memory;
+  if (m && m.summary?.roomwire) {
+    const s = m.summary.roomwire;
+    const sio = m.summary.socketio;
+    out.push({
+      what: 'memory per idle connection',
+      required: '<= 1.1x ws-naive',
+      measured: `${spread(s.ratio)} naive (${fmt(s.bytesPerConnection / 1024, 1)} KB vs ${fmt(m.summary['ws-naive']?.bytesPerConnection / 1024, 1)} KB${sio ? `; Socket.IO ${fmt(sio.bytesPerConnection / 1024, 1)} KB` : ''})`,
+      verdict: verdict(s.ratio.median <= 1.1, s.ratio.median),
+    });
+  }
+  const c = r.connrate;
+  if (c && c.summary) {
+    for (const v of ['roomwire', 'roomwire+jwt']) {
+      const s = c.summary[v];
+      if (!s) continue;
+      out.push({
+        what: `connection rate${v === 'roomwire' ? ' (anonymous)' : ' (HS256 token)'}`,
+        required: '>= 0.9x ws-naive',
+        measured: `${spread(s.ratio)} naive (${fmt(s.perSecond)}/s vs ${fmt(c.summary['ws-naive']?.perSecond)}/s)`,
+        verdict: verdict(s.ratio.median >= 0.9, s.ratio.median),
+      });
+    }
+  }
+  const sc = r.scale;
+  const t = sc?.trials?.find((/** @type {any} */ x) => x.target === 'roomwire');
+  if (t) {
+    const held = Math.min(t.heldAtWindowEnd, t.clientSideOpenAtEnd);
+    out.push({
+      what: 'idle connections held with heartbeats',
+      required: '50,000',
+      measured: `${fmt(held)} of ${fmt(t.wanted)} tried${t.cappedBy ? ` (capped by ${t.cappedBy})` : ''}`,
+      verdict: held >= 50_000 ? 'met' : t.cappedBy && held >= t.wanted ? 'not measurable here' : 'MISSED',
+    });
+    out.push({
+      what: 'heartbeat CPU at that size',
+      required: '< 5% of one core (at 50,000)',
+      measured: `${fmt(t.heartbeatCpuPct, 2)}% at ${fmt(held)}`,
+      verdict: t.heartbeatCpuPct < 5 ? (held >= 50_000 ? 'met' : `met at ${fmt(held)} only`) : 'MISSED',
+    });
+  }
+  return out;
+}

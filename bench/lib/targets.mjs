@@ -1,0 +1,170 @@
+// @ts-check
+/**
+ * The four servers under test and how each is started: its own process on 127.0.0.1,
+ * port 0, configured so the load is within its limits while every check stays on.
+ */
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import { spawnNode, stopChild, watchOutput, nofileLimit } from './proc.mjs';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+/**
+ * @typedef {object} Target
+ * @property {string} name
+ * @property {'ws' | 'socketio'} kind client shim to use
+ * @property {string} script path relative to the repository root
+ * @property {string} describe one line for the output
+ */
+
+/** @type {Target[]} */
+export const TARGETS = [
+  { name: 'roomwire', kind: 'ws', script: 'dist/bin/roomwire.js', describe: 'roomwire standalone server (dist/bin/roomwire.js)' },
+  { name: 'ws-naive', kind: 'ws', script: 'bench/servers/ws-naive.mjs', describe: 'hand-written ws server, ws.send(string) per member' },
+  { name: 'ws-preframed', kind: 'ws', script: 'bench/servers/ws-preframed.mjs', describe: 'hand-written ws server, one frame per broadcast written to every socket' },
+  { name: 'socketio', kind: 'socketio', script: 'bench/servers/socketio.mjs', describe: 'Socket.IO 4, websocket transport only, no compression, io.to(room).emit' },
+];
+
+/** The baseline every ratio is taken against. */
+export const BASELINE = 'ws-naive';
+
+/**
+ * Heartbeat timings of a scenario, in milliseconds.
+ * @typedef {{ pingPeriod: number, pongWait: number, sweep: number }} Heartbeat
+ */
+
+/** roomwire's defaults (54 s / 60 s / 30 s sweep). */
+export const DEFAULT_HEARTBEAT = { pingPeriod: 54_000, pongWait: 60_000, sweep: 30_000 };
+
+/** Largest inbound message every server accepts (roomwire's default is 512). */
+export const MAX_MESSAGE_SIZE = 4096;
+
+/** Extra roomwire variables from --roomwire-env, applied over {@link roomwireEnv}. */
+/** @type {Record<string, string>} */
+export const ROOMWIRE_OVERRIDES = {};
+
+/**
+ * roomwire's environment: high limits, not off switches. Validation, the message and
+ * connect rate limiters, JWT verification of any presented token and the counters behind
+ * /metrics all run; only their thresholds are raised above the load.
+ * @param {Heartbeat} hb
+ * @param {string} jwtSecret
+ */
+export function roomwireEnv(hb, jwtSecret) {
+  return {
+    HOST: '127.0.0.1',
+    PORT: '0',
+    LOG_LEVEL: 'info',
+    WEBSOCKET_MAX_CONNECTIONS: '1000000',
+    WEBSOCKET_CONNECT_RATE: '1000000/s,1000000',
+    WEBSOCKET_MESSAGE_RATE: '1000000/s,1000000',
+    WEBSOCKET_MAX_MESSAGE_SIZE: String(MAX_MESSAGE_SIZE),
+    WEBSOCKET_WRITE_BUFFER_SIZE: String(1024 * 1024),
+    WEBSOCKET_PING_PERIOD: `${hb.pingPeriod}ms`,
+    WEBSOCKET_PONG_WAIT: `${hb.pongWait}ms`,
+    WEBSOCKET_HEARTBEAT_INTERVAL: `${hb.sweep}ms`,
+    WEBSOCKET_JWT_SECRET: jwtSecret,
+    ...ROOMWIRE_OVERRIDES,
+  };
+}
+
+/**
+ * The hand-written and Socket.IO servers' environment: the same heartbeat timings and
+ * message size limit.
+ * @param {Heartbeat} hb
+ */
+export function benchServerEnv(hb) {
+  return {
+    HOST: '127.0.0.1',
+    PORT: '0',
+    BENCH_PING_PERIOD_MS: String(hb.pingPeriod),
+    BENCH_PONG_WAIT_MS: String(hb.pongWait),
+    BENCH_SWEEP_MS: String(hb.sweep),
+    BENCH_MAX_MESSAGE_SIZE: String(MAX_MESSAGE_SIZE),
+  };
+}
+
+/**
+ * @typedef {object} RunningServer
+ * @property {Target} target
+ * @property {number} pid
+ * @property {string} url http://127.0.0.1:PORT
+ * @property {number} nofile the server's open-file limit
+ * @property {string[]} lines its last output lines
+ * @property {string[]} warnings stderr lines and log lines at warn level or above
+ * @property {() => boolean} alive
+ * @property {() => Promise<number | null>} stop SIGTERM; resolves with the exit code
+ * @property {import('node:child_process').ChildProcess} child
+ */
+
+/**
+ * Start one server and wait for its `listening on http://HOST:PORT` line.
+ * @param {Target} target
+ * @param {Heartbeat} hb
+ * @param {string} jwtSecret
+ * @returns {Promise<RunningServer>}
+ */
+export async function startServer(target, hb, jwtSecret) {
+  const env = target.name === 'roomwire' ? roomwireEnv(hb, jwtSecret) : benchServerEnv(hb);
+  const child = spawnNode([path.join(ROOT, target.script)], { env, cwd: ROOT });
+  const out = watchOutput(child);
+  /** @type {string[]} */
+  const warnings = [];
+  out.onLine((line, stream) => {
+    if (stream === 'stderr' || /"level":\s*"(warn|error|fatal)"/.test(line)) {
+      if (warnings.length < 50) warnings.push(`${stream}: ${line.slice(0, 500)}`);
+    }
+  });
+  const m = await out.waitFor(/listening on (http:\/\/[0-9.]+:\d+)/, 15_000);
+  const pid = /** @type {number} */ (child.pid);
+  return {
+    target,
+    pid,
+    url: m[1],
+    nofile: nofileLimit(pid),
+    lines: out.lines,
+    warnings,
+    alive: () => child.exitCode === null && child.signalCode === null,
+    stop: () => stopChild(child, 8000),
+    child,
+  };
+}
+
+/**
+ * GET a path of a server (loopback), bounded by a timeout.
+ * @param {string} url
+ * @param {number} [timeoutMs]
+ */
+export async function httpGet(url, timeoutMs = 5000) {
+  const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+  return { status: res.status, text: await res.text() };
+}
+
+/**
+ * Open connections as the server reports them (GET /healthz `connections`).
+ * @param {RunningServer} s
+ */
+export async function serverConnections(s) {
+  try {
+    const r = await httpGet(`${s.url}/healthz`);
+    return Number(JSON.parse(r.text).connections);
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/**
+ * roomwire's hub counters from /metrics (`roomwire_*` samples), to cross-check the
+ * load and to prove that metrics were on.
+ * @param {RunningServer} s
+ */
+export async function roomwireMetrics(s) {
+  const r = await httpGet(`${s.url}/metrics`);
+  /** @type {Record<string, number>} */
+  const out = {};
+  for (const line of r.text.split('\n')) {
+    const m = /^(roomwire_[a-z_]+(?:\{[^}]*\})?) ([0-9.eE+-]+)$/.exec(line);
+    if (m && !m[1].includes('_bucket')) out[m[1]] = Number(m[2]);
+  }
+  return { status: r.status, samples: out };
+}

@@ -1,0 +1,286 @@
+// @ts-check
+/**
+ * roomwire benchmark (issue 6): roomwire's standalone server against a hand-written
+ * `ws` room server (naive and pre-framed) and Socket.IO 4, each in its own process on
+ * loopback, loaded by separate client processes. Prints tables and writes
+ * bench/results/latest.json. See docs/performance.md.
+ *
+ *   npm run bench                       # build, then every scenario with the defaults
+ *   node bench/run.mjs --reps=12 --scenarios=fanout,memory
+ *   BENCH_SCALE_MAX=50000 BENCH_SCALE_WINDOW=30 node bench/run.mjs --scenarios=scale
+ *
+ * Every option is an environment variable BENCH_<NAME> or a flag --<name>=<value>
+ * (flags win); `--help` lists them.
+ */
+import { execFileSync } from 'node:child_process';
+import { randomBytes, createHmac } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { killAllNow, liveChildren, stopAll } from './lib/proc.mjs';
+import { ROOMWIRE_OVERRIDES, ROOT, TARGETS } from './lib/targets.mjs';
+import { report } from './lib/report.mjs';
+import { runFanout } from './scenarios/fanout.mjs';
+import { runMemory } from './scenarios/memory.mjs';
+import { runConnrate } from './scenarios/connrate.mjs';
+import { runScale } from './scenarios/scale.mjs';
+
+/** name, default, description; BENCH_<NAME in upper snake case> or --<name>. */
+const OPTIONS = /** @type {const} */ ([
+  ['scenarios', 'fanout,memory,connrate,scale', 'comma-separated scenarios to run'],
+  ['targets', 'roomwire,ws-naive,ws-preframed,socketio', 'comma-separated targets (ws-naive, the baseline, is always included)'],
+  ['reps', 8, 'fan-out repetitions (each: every target at window 16 and at window 1)'],
+  ['rooms', 10, 'fan-out rooms'],
+  ['members', 100, 'fan-out members per room (the sender included)'],
+  ['messages', 250, 'fan-out messages per sender at window 16'],
+  ['messages-w1', 80, 'fan-out messages per sender at window 1'],
+  ['warmup-messages', 200, 'fan-out warm-up messages per sender (not recorded)'],
+  ['content-bytes', 64, 'fan-out message content length'],
+  ['fanout-clients', 2, 'fan-out client processes per target'],
+  ['memory-conns', 10000, 'memory: idle connections'],
+  ['memory-reps', 1, 'memory: repetitions (alternating order)'],
+  ['memory-settle', 2, 'memory: seconds to settle before reading RSS'],
+  ['connrate-seconds', 1.5, 'connection rate: seconds per trial'],
+  ['connrate-reps', 4, 'connection rate: repetitions (alternating order)'],
+  ['connrate-inflight', 50, 'connection rate: handshakes in flight (total over client processes)'],
+  ['connrate-clients', 2, 'connection rate: client processes'],
+  ['scale-max', 50000, 'scale: most idle connections to try'],
+  ['scale-window', 15, 'scale: seconds of the idle window the heartbeat CPU is measured over (a multiple of the 5 s ping period)'],
+  ['scale-reps', 1, 'scale: repetitions (alternating order)'],
+  ['roomwire-env', '', 'extra roomwire environment, KEY=VALUE pairs separated by ; (overrides the benchmark settings)'],
+  ['out', 'bench/results/latest.json', 'where to write the JSON results'],
+]);
+
+/**
+ * @typedef {object} Options
+ * @property {string[]} scenarios
+ * @property {string[]} targets
+ * @property {number} reps
+ * @property {number} rooms
+ * @property {number} members
+ * @property {number} messages
+ * @property {number} messagesW1
+ * @property {number} warmupMessages
+ * @property {number} contentBytes
+ * @property {number} fanoutClients
+ * @property {number} memoryConns
+ * @property {number} memoryReps
+ * @property {number} memorySettle
+ * @property {number} connrateSeconds
+ * @property {number} connrateReps
+ * @property {number} connrateInflight
+ * @property {number} connrateClients
+ * @property {number} scaleMax
+ * @property {number} scaleWindow
+ * @property {number} scaleReps
+ * @property {string} roomwireEnv
+ * @property {string} out
+ */
+
+/**
+ * @typedef {object} Context
+ * @property {Options} options
+ * @property {import('./lib/targets.mjs').Target[]} targets
+ * @property {string} jwtSecret
+ * @property {string[]} tokens HS256 tokens signed with jwtSecret
+ * @property {(line: string) => void} log
+ * @property {(scenario: string, target: string, what: string, detail?: unknown) => void} problem
+ */
+
+function parseOptions() {
+  /** @type {Record<string, string>} */
+  const flags = {};
+  for (const arg of process.argv.slice(2)) {
+    if (arg === '--help' || arg === '-h') {
+      console.log('node bench/run.mjs [--name=value ...]; every option is also BENCH_<NAME>:\n');
+      for (const [name, def, what] of OPTIONS) console.log(`  --${name.padEnd(18)} BENCH_${name.toUpperCase().replace(/-/g, '_').padEnd(20)} ${what} (default ${def})`);
+      process.exit(0);
+    }
+    const m = /^--([a-z0-9-]+)=(.*)$/.exec(arg);
+    if (!m) throw new Error(`unknown argument ${arg} (try --help)`);
+    flags[m[1]] = m[2];
+  }
+  /** @type {Record<string, unknown>} */
+  const o = {};
+  for (const [name, def] of OPTIONS) {
+    const envName = `BENCH_${name.toUpperCase().replace(/-/g, '_')}`;
+    const raw = flags[name] ?? process.env[envName];
+    const key = name.replace(/-([a-z0-9])/g, (_, c) => c.toUpperCase());
+    if (typeof def === 'number') {
+      const v = raw === undefined || raw === '' ? def : Number(raw);
+      if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} / ${envName} must be a positive number, not "${raw}"`);
+      o[key] = v;
+    } else {
+      o[key] = raw === undefined || raw === '' ? def : raw;
+    }
+    delete flags[name];
+  }
+  const unknown = Object.keys(flags);
+  if (unknown.length) throw new Error(`unknown option --${unknown[0]} (try --help)`);
+  o.scenarios = String(o.scenarios).split(',').map((s) => s.trim()).filter(Boolean);
+  o.targets = String(o.targets).split(',').map((s) => s.trim()).filter(Boolean);
+  for (const s of /** @type {string[]} */ (o.scenarios)) {
+    if (!['fanout', 'memory', 'connrate', 'scale'].includes(s)) throw new Error(`unknown scenario ${s}`);
+  }
+  for (const t of /** @type {string[]} */ (o.targets)) {
+    if (!TARGETS.some((x) => x.name === t)) throw new Error(`unknown target ${t}`);
+  }
+  return /** @type {Options} */ (/** @type {unknown} */ (o));
+}
+
+/**
+ * An HS256 JWT, signed here with node:crypto.
+ * @param {Record<string, unknown>} claims
+ * @param {string} secret
+ */
+function signHs256(claims, secret) {
+  const enc = (/** @type {unknown} */ v) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  const body = `${enc({ alg: 'HS256', typ: 'JWT' })}.${enc(claims)}`;
+  return `${body}.${createHmac('sha256', secret).update(body).digest('base64url')}`;
+}
+
+function machine() {
+  const cpuinfo = existsSync('/proc/cpuinfo') ? readFileSync('/proc/cpuinfo', 'utf8') : '';
+  let osName = `${os.type()} ${os.release()}`;
+  try {
+    const pretty = /^PRETTY_NAME="?([^"\n]*)"?$/m.exec(readFileSync('/etc/os-release', 'utf8'));
+    if (pretty) osName = `${pretty[1]} (kernel ${os.release()})`;
+  } catch {
+    // keep the kernel name
+  }
+  return {
+    nproc: os.availableParallelism(),
+    cpuModel: /^model name\s*:\s*(.*)$/m.exec(cpuinfo)?.[1] ?? os.cpus()[0]?.model ?? 'unknown',
+    node: process.version,
+    os: osName,
+    memGiB: Math.round(os.totalmem() / 2 ** 30),
+  };
+}
+
+/** The commit roomwire was built from, and whether src/ had uncommitted changes. */
+function revision() {
+  const git = (/** @type {string[]} */ args) => execFileSync('git', args, { cwd: ROOT, encoding: 'utf8', timeout: 10_000 }).trim();
+  try {
+    const commit = git(['rev-parse', '--short', 'HEAD']);
+    const dirty = git(['status', '--porcelain', '--', 'src']).split('\n').filter(Boolean).length;
+    return { commit, srcUncommittedFiles: dirty };
+  } catch {
+    return { commit: 'unknown', srcUncommittedFiles: Number.NaN };
+  }
+}
+
+async function main() {
+  const started = Date.now();
+  const options = parseOptions();
+  if (!existsSync(path.join(ROOT, 'dist/bin/roomwire.js'))) {
+    throw new Error('dist/bin/roomwire.js is missing: build first (npx tsup), or run npm run bench');
+  }
+  if (!options.targets.includes('ws-naive')) options.targets.unshift('ws-naive');
+  const targets = TARGETS.filter((t) => options.targets.includes(t.name));
+  for (const pair of options.roomwireEnv.split(';').map((s) => s.trim()).filter(Boolean)) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0) throw new Error(`--roomwire-env: "${pair}" is not KEY=VALUE`);
+    ROOMWIRE_OVERRIDES[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  const jwtSecret = randomBytes(32).toString('hex');
+  const exp = Math.floor(Date.now() / 1000) + 3600;
+  const tokens = Array.from({ length: 64 }, (_, i) => signHs256({ sub: `bench-user-${i}`, username: `bench${i}`, exp }, jwtSecret));
+  /** @type {{ scenario: string, target: string, what: string, detail?: unknown }[]} */
+  const problems = [];
+  const log = (/** @type {string} */ line) => console.log(line.startsWith('\n') || line.startsWith('  ') ? line : `[${String(Math.round((Date.now() - started) / 1000)).padStart(3)} s] ${line}`);
+  /** @type {Context} */
+  const ctx = {
+    options,
+    targets,
+    jwtSecret,
+    tokens,
+    log,
+    problem(scenario, target, what, detail) {
+      problems.push({ scenario, target, what, detail });
+      console.log(`  PROBLEM [${scenario}/${target}] ${what}`);
+    },
+  };
+  const m = machine();
+  const rev = revision();
+  const loadStart = os.loadavg();
+  log(`roomwire benchmark: ${m.nproc} CPUs (${m.cpuModel}), node ${m.node}, ${m.os}`);
+  log(`load average at start: ${loadStart.map((x) => x.toFixed(2)).join(' ')}${loadStart[0] > 0.5 ? '  (other work is running: numbers will be noisier)' : ''}`);
+  log(`roomwire built from ${rev.commit}${rev.srcUncommittedFiles ? ` plus uncommitted changes in ${rev.srcUncommittedFiles} src/ file(s)` : ''}`);
+  log(`targets: ${targets.map((t) => t.name).join(', ')}; scenarios: ${options.scenarios.join(', ')}`);
+
+  /** @type {Record<string, unknown>} */
+  const results = {};
+  const runners = { fanout: runFanout, memory: runMemory, connrate: runConnrate, scale: runScale };
+  for (const s of options.scenarios) {
+    const t0 = Date.now();
+    log(`\n== ${s} ==`);
+    try {
+      results[s] = await runners[/** @type {keyof typeof runners} */ (s)](ctx);
+    } catch (err) {
+      const e = /** @type {Error} */ (err);
+      ctx.problem(s, '-', `scenario failed: ${e.message.split('\n')[0]}`, e.stack);
+      results[s] = { failed: e.message };
+    }
+    await stopAll();
+    log(`   (${s}: ${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+  }
+
+  /** @type {any} */
+  const doc = {
+    meta: {
+      date: new Date().toISOString(),
+      command: `node bench/run.mjs ${process.argv.slice(2).join(' ')}`.trim(),
+      machine: m,
+      roomwire: rev,
+      loadAverageStart: loadStart,
+      loadAverageEnd: os.loadavg(),
+      durationSeconds: Math.round((Date.now() - started) / 1000),
+      options,
+      targets: targets.map((t) => ({ name: t.name, describe: t.describe })),
+    },
+    results,
+    problems,
+  };
+  const text = report(doc);
+  doc.tables = text;
+  log(`\n${text.plain}`);
+  const out = path.resolve(ROOT, options.out);
+  mkdirSync(path.dirname(out), { recursive: true });
+  writeFileSync(out, `${JSON.stringify(doc, null, 2)}\n`);
+  log(`\nwrote ${path.relative(ROOT, out)} (${doc.meta.durationSeconds} s, load average at end ${doc.meta.loadAverageEnd.map((/** @type {number} */ x) => x.toFixed(2)).join(' ')})`);
+}
+
+let exiting = false;
+/** @param {number} code */
+async function shutdown(code) {
+  if (exiting) return;
+  exiting = true;
+  await stopAll(2000);
+  process.exit(code);
+}
+process.on('exit', killAllNow);
+process.on('SIGINT', () => {
+  console.error('\ninterrupted: stopping every child process');
+  void shutdown(130);
+});
+process.on('SIGTERM', () => void shutdown(143));
+process.on('uncaughtException', (err) => {
+  console.error(err);
+  void shutdown(1);
+});
+process.on('unhandledRejection', (err) => {
+  console.error(err);
+  void shutdown(1);
+});
+
+main().then(
+  async () => {
+    await stopAll(2000);
+    if (liveChildren() > 0) console.error(`warning: ${liveChildren()} child processes still running`);
+    process.exit(0);
+  },
+  async (err) => {
+    console.error(`bench failed: ${err?.stack ?? err}`);
+    await shutdown(1);
+  },
+);
