@@ -402,6 +402,39 @@ export function hubSuite(name: string, start: Start): void {
         expect(Date.now() - started).toBeGreaterThanOrEqual(400);
       });
 
+      it('terminates a reader whose unread bytes stay above WEBSOCKET_WRITE_BUFFER_SIZE for WEBSOCKET_WRITE_WAIT', async () => {
+        const s = await serve({
+          WEBSOCKET_MAX_MESSAGE_SIZE: '65536',
+          WEBSOCKET_WRITE_BUFFER_SIZE: '65536',
+          WEBSOCKET_WRITE_WAIT: '500ms',
+          WEBSOCKET_HEARTBEAT_INTERVAL: '100ms',
+        });
+        const stuck = await s.open('/ws/flood');
+        const sender = await s.open('/ws/flood');
+        await stuck.take(3);
+        await sender.take(2);
+        const rawSocket = (stuck.ws as unknown as { _socket: import('node:net').Socket })._socket;
+        rawSocket.pause(); // stops reading
+        const big = 'x'.repeat(60_000);
+        let sent = 0;
+        const started = Date.now();
+        // Fill the kernel buffers, then keep the backlog above the limit; bounded.
+        while (s.hub.stats().terminations.slow_consumer === 0 && sent < 3000 && Date.now() - started < 10_000) {
+          sender.send({ type: 'message', room: 'flood', content: big });
+          sent++;
+          if (sent % 20 === 0) await sleep(20);
+        }
+        expect(s.hub.stats().terminations.slow_consumer).toBe(1);
+        expect(s.hub.members('flood')).toHaveLength(1);
+        rawSocket.resume(); // now it sees the reset
+        expect((await stuck.closed).code).toBe(1006);
+        // The reading member is unaffected and still served: past its own echoes, a pong.
+        sender.send({ type: 'ping' });
+        let frame = await sender.next(5000);
+        for (let i = 0; frame.type !== 'pong' && i <= sent + 1; i++) frame = await sender.next(5000);
+        expect(frame).toEqual({ type: 'pong', timestamp: expect.any(Number) });
+      });
+
       it('sends 1001 to every client when the hub closes', async () => {
         const s = await serve();
         const a = await s.open('/ws/r');
