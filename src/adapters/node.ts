@@ -12,7 +12,7 @@ import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { RoomwireError } from '../core/errors';
-import type { Hub } from '../core/hub';
+import type { Admission, Hub } from '../core/hub';
 import type { Outbound } from '../core/protocol';
 import type { RejectReason } from '../core/stats';
 import type { Transport, TransportListener } from '../core/types';
@@ -214,46 +214,53 @@ export function createUpgradeHandler(hub: Hub): UpgradeHandler {
     maxPayload: hub.config.maxMessageSize,
   });
 
-  const upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
-    // Until ws owns the socket nobody else listens for its errors (a reset peer).
-    socket.on('error', ignore);
-    hub
-      .admit({ url: req.url, headers: req.headers, remoteAddress: req.socket.remoteAddress })
-      .then((admission) => {
-        if (!admission.accepted) {
-          refuse(socket, admission.status, admission.headers, admission.reason);
-          return;
-        }
-        const { ticket } = admission;
-        if (socket.destroyed) {
-          ticket.cancel();
-          return;
-        }
-        let opened = false;
-        wss.handleUpgrade(req, socket, head, (ws) => {
-          opened = true;
-          socket.off('error', ignore);
-          const tagged = ws as Tagged;
-          tagged[kListener] = ticket.open(new WsTransport(ws, socket));
-          tagged.on('message', onMessage as (this: WebSocket, ...args: unknown[]) => void);
-          tagged.on('pong', onPong as (this: WebSocket) => void);
-          tagged.on('ping', onPing as (this: WebSocket) => void);
-          tagged.on('close', onClose as (this: WebSocket, ...args: unknown[]) => void);
-          // Protocol errors (bad UTF-8, oversized frames) are answered and closed by ws itself.
-          ws.on('error', ignore);
-        });
-        // ws completes the handshake synchronously or refuses it (400) without the callback.
-        if (!opened) ticket.cancel();
-      })
-      .catch((err: unknown) => {
-        hub.emit('error', new RoomwireError('ERR_TRANSPORT', 'upgrade failed', { cause: err }), undefined);
-        socket.destroy();
-      });
+  const proceed = (admission: Admission, req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    if (!admission.accepted) {
+      refuse(socket, admission.status, admission.headers, admission.reason);
+      return;
+    }
+    const { ticket } = admission;
+    if (socket.destroyed) {
+      ticket.cancel();
+      return;
+    }
+    let opened = false;
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      opened = true;
+      socket.off('error', ignore);
+      const tagged = ws as Tagged;
+      tagged[kListener] = ticket.open(new WsTransport(ws, socket));
+      tagged.on('message', onMessage as (this: WebSocket, ...args: unknown[]) => void);
+      tagged.on('pong', onPong as (this: WebSocket) => void);
+      tagged.on('ping', onPing as (this: WebSocket) => void);
+      tagged.on('close', onClose as (this: WebSocket, ...args: unknown[]) => void);
+      // Protocol errors (bad UTF-8, oversized frames) are answered and closed by ws itself.
+      ws.on('error', ignore);
+    });
+    // ws completes the handshake synchronously or refuses it (400) without the callback.
+    if (!opened) ticket.cancel();
+  };
+
+  const failed = (err: unknown, socket: Duplex): void => {
+    hub.emit('error', new RoomwireError('ERR_TRANSPORT', 'upgrade failed', { cause: err }), undefined);
+    socket.destroy();
   };
 
   return (req, socket, head) => {
-    if (hub.route(req.url ?? '/') === undefined) return false;
-    upgrade(req, socket, head);
+    const route = hub.route(req.url ?? '/');
+    if (route === undefined) return false;
+    // Until ws owns the socket nobody else listens for its errors (a reset peer).
+    socket.on('error', ignore);
+    try {
+      const admission = hub.admit({ url: req.url, headers: req.headers, remoteAddress: req.socket.remoteAddress }, route);
+      if (admission instanceof Promise) {
+        admission.then((a) => proceed(a, req, socket, head)).catch((err: unknown) => failed(err, socket));
+      } else {
+        proceed(admission, req, socket, head);
+      }
+    } catch (err) {
+      failed(err, socket);
+    }
     return true;
   };
 }

@@ -24,15 +24,16 @@ function header(req: UpgradeRequest, name: string): string | undefined {
  * (other schemes are ignored), then the `token` query parameter, then the `token`
  * cookie. Empty values count as absent.
  *
- * @param query - the request's parsed query string
+ * @param query - the request's query string (without `?`), or its parsed form
  */
-export function extractToken(req: UpgradeRequest, query: URLSearchParams): string | undefined {
+export function extractToken(req: UpgradeRequest, query: string | URLSearchParams): string | undefined {
   const authorization = header(req, 'authorization');
   if (authorization !== undefined) {
     const m = /^\s*bearer\s+(\S+)\s*$/i.exec(authorization);
     if (m) return m[1];
   }
-  const fromQuery = query.get('token');
+  // Most upgrades carry no query token: parse the query only when it may hold one.
+  const fromQuery = typeof query === 'string' ? (query.includes('token=') ? new URLSearchParams(query).get('token') : null) : query.get('token');
   if (fromQuery) return fromQuery;
   const cookie = header(req, 'cookie');
   if (cookie !== undefined) {
@@ -74,8 +75,12 @@ export function identityFromClaims(claims: Readonly<Record<string, unknown>>): I
   return { userId: sub, username, expiresAt: exp, claims };
 }
 
-/** Verifies a compact JWT and returns the identity it carries; rejects with an `unauthorized` {@link RoomwireError}. */
-export type JwtVerifier = (token: string) => Promise<Identity>;
+/**
+ * Verifies a compact JWT and returns the identity it carries, or refuses it with an
+ * `unauthorized` {@link RoomwireError}. HMAC tokens are answered synchronously (a
+ * returned identity or a throw); the others through a promise. `await` it either way.
+ */
+export type JwtVerifier = (token: string) => Identity | Promise<Identity>;
 
 const HMAC_HASH: Record<string, string> = { HS256: 'sha256', HS384: 'sha384', HS512: 'sha512' };
 const SEGMENT = /^[A-Za-z0-9_-]+$/;
@@ -129,14 +134,13 @@ function checkClaims(claims: Record<string, unknown>, jwt: JwtConfig, nowMs: num
  * algorithms in `algorithms` are accepted; `crit` extensions (and so unencoded payloads)
  * are refused, as jose refuses them. A test holds both paths to the same answers.
  */
-function verifyHmac(token: string, key: KeyObject, algorithms: ReadonlySet<string>, jwt: JwtConfig, nowMs: number): Record<string, unknown> {
+function verifyHmac(token: string, header: Record<string, unknown>, key: KeyObject, algorithms: ReadonlySet<string>, jwt: JwtConfig, nowMs: number): Record<string, unknown> {
   const first = token.indexOf('.');
   const second = token.indexOf('.', first + 1);
   if (first < 0 || second < 0 || token.indexOf('.', second + 1) >= 0) refuse('not a compact JWS');
   const headerPart = token.slice(0, first);
   const payloadPart = token.slice(first + 1, second);
   const signaturePart = token.slice(second + 1);
-  const header = decodeSegment(headerPart, 'header');
   const alg = header.alg;
   if (typeof alg !== 'string' || !algorithms.has(alg) || HMAC_HASH[alg] === undefined) refuse(`algorithm ${String(alg)} is not accepted`);
   // No extension is understood, so any "crit" refuses the token (an unencoded payload,
@@ -186,18 +190,7 @@ export function createJwtVerifier(jwt: JwtConfig, now: () => number = Date.now, 
     clockTolerance: jwt.clockTolerance,
   };
 
-  return async (token) => {
-    if (hmacKey !== undefined && token.startsWith('eyJ')) {
-      // Tokens whose header names an HS algorithm take the synchronous path.
-      const dot = token.indexOf('.');
-      let alg: unknown;
-      try {
-        alg = (JSON.parse(Buffer.from(token.slice(0, dot < 0 ? token.length : dot), 'base64url').toString('utf8')) as { alg?: unknown }).alg;
-      } catch {
-        alg = undefined;
-      }
-      if (typeof alg === 'string' && alg.startsWith('HS')) return identityFromClaims(verifyHmac(token, hmacKey, accepted, jwt, now()));
-    }
+  const viaJose = async (token: string): Promise<Identity> => {
     const jose = await loadJose();
     if (jwt.jwksUrl !== undefined && jwks === undefined) jwks = jose.createRemoteJWKSet(new URL(jwt.jwksUrl));
     const getKey = async (protectedHeader: { alg?: string }, input: Parameters<NonNullable<typeof jwks>>[1]) => {
@@ -226,6 +219,24 @@ export function createJwtVerifier(jwt: JwtConfig, now: () => number = Date.now, 
     checkClaims(payload, jwt, at);
     return identityFromClaims(payload);
   };
+
+  return (token) => {
+    if (hmacKey !== undefined) {
+      // A token whose header names an HS algorithm takes the synchronous path.
+      const dot = token.indexOf('.');
+      let header: Record<string, unknown> | undefined;
+      try {
+        header = decodeSegment(dot < 0 ? token : token.slice(0, dot), 'header');
+      } catch {
+        header = undefined; // jose answers malformed tokens
+      }
+      const alg = header?.alg;
+      if (header !== undefined && typeof alg === 'string' && alg.startsWith('HS')) {
+        return identityFromClaims(verifyHmac(token, header, hmacKey, accepted, jwt, now()));
+      }
+    }
+    return viaJose(token);
+  };
 }
 
 /**
@@ -233,6 +244,6 @@ export function createJwtVerifier(jwt: JwtConfig, now: () => number = Date.now, 
  * as a JWT. Replace it through `createHub({ authenticate })`; call `ctx.verifyJwt` from
  * your own function to extend rather than replace it.
  */
-export function defaultAuthenticate(ctx: AuthContext): Promise<Identity> | null {
+export function defaultAuthenticate(ctx: AuthContext): Identity | Promise<Identity> | null {
   return ctx.token === undefined ? null : ctx.verifyJwt(ctx.token);
 }

@@ -49,8 +49,7 @@ function isPromise(v: unknown): v is Promise<void> {
 /** @internal */
 export class Connection implements Client, TransportListener, Beating {
   readonly connectedAt: number;
-  /** JSON fragment `"user_id":…,"username":…`, escaped once. */
-  readonly identity: string;
+  private identityJson: string | undefined;
   readonly roomsJoined = new Map<string, Room<Connection>>();
   claims: Readonly<Record<string, unknown>> | undefined;
 
@@ -88,7 +87,11 @@ export class Connection implements Client, TransportListener, Beating {
     this.tokensAt = now;
     this.claims = claims;
     this.expiresAt = expiresAtSeconds === undefined ? 0 : expiresAtSeconds * 1000;
-    this.identity = identityFragment(userId, username);
+  }
+
+  /** JSON fragment `"user_id":…,"username":…`, escaped once, when first needed. */
+  get identity(): string {
+    return (this.identityJson ??= identityFragment(this.userId, this.username));
   }
 
   get rooms(): readonly string[] {

@@ -188,9 +188,13 @@ export interface Hub extends EventEmitter<HubEvents> {
   /**
    * Decide an upgrade request per contract section 1: route (404), enabled (503),
    * origin (403), attempts per address (429), capacity (503), token (401), in that order.
-   * Adapters call this, then perform the handshake and call `ticket.open`.
+   * Adapters call this, then perform the handshake and call `ticket.open`. The answer is
+   * synchronous when deciding needs no asynchronous work (no token, or a synchronous
+   * `authenticate`), else a promise.
+   *
+   * @param route - the request's route, when the caller has matched it already
    */
-  admit(request: UpgradeRequest): Promise<Admission>;
+  admit(request: UpgradeRequest, route?: Route): Admission | Promise<Admission>;
   /** Open connections. */
   clients(): Client[];
   /** Names of the rooms with members in this process. */
@@ -289,6 +293,12 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
     return this.clock.now();
   }
 
+  /** Whether debug entries are read: builds none per connection for a silent logger. */
+  private debugging(): boolean {
+    const log = this.log;
+    return log !== SILENT && (log.isLevelEnabled?.('debug') ?? true);
+  }
+
   get size(): number {
     return this.connections.size;
   }
@@ -303,9 +313,8 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
 
   // ---- admission (contract section 1) ----------------------------------------------
 
-  async admit(request: UpgradeRequest): Promise<Admission> {
+  admit(request: UpgradeRequest, route: Route | undefined = this.route(request.url ?? '/')): Admission | Promise<Admission> {
     const cfg = this.config;
-    const route = this.route(request.url ?? '/');
     if (route === undefined) return this.reject(refusal(404, 'not_found'), request);
     const address = this.clientAddress(request);
     // Every request under B counts as an attempt, whatever its answer.
@@ -318,16 +327,28 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
     if (retryAfter > 0) return this.reject(refusal(429, 'rate_limited', { 'Retry-After': String(retryAfter) }), request);
     if (this.connections.size + this.pending >= cfg.maxConnections) return this.reject(refusal(503, 'capacity'), request);
 
-    const token = extractToken(request, route.query);
+    const token = extractToken(request, route.search);
     const required = route.auth || cfg.requireAuth;
-    this.pending++;
-    let identity: Identity | null;
+    this.pending++; // the slot is held while the identity is decided
+    let identity: Identity | null | Promise<Identity | null>;
     try {
-      identity = await this.authenticate({ token, required, request, verifyJwt: this.verifyJwt });
+      identity = this.authenticate({ token, required, request, verifyJwt: this.verifyJwt });
     } catch {
-      this.pending--;
-      return this.reject(refusal(401, 'unauthorized', { 'WWW-Authenticate': 'Bearer error="invalid_token"' }), request);
+      return this.unauthorized(request);
     }
+    if (!isPromise<Identity | null>(identity)) return this.admitted(identity, token, required, route, address, request);
+    return identity.then(
+      (id) => this.admitted(id, token, required, route, address, request),
+      () => this.unauthorized(request),
+    );
+  }
+
+  private unauthorized(request: UpgradeRequest): Admission {
+    this.pending--;
+    return this.reject(refusal(401, 'unauthorized', { 'WWW-Authenticate': 'Bearer error="invalid_token"' }), request);
+  }
+
+  private admitted(identity: Identity | null, token: string | undefined, required: boolean, route: Route, address: string, request: UpgradeRequest): Admission {
     if (identity === null && required) {
       this.pending--;
       const challenge = token === undefined ? 'Bearer' : 'Bearer error="invalid_token"';
@@ -343,7 +364,7 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
   private reject(a: Admission, request?: UpgradeRequest): Admission {
     if (!a.accepted) {
       this.counters.rejected[a.reason]++;
-      this.log.debug({ status: a.status, reason: a.reason, url: request?.url, address: request?.remoteAddress }, 'upgrade refused');
+      if (this.debugging()) this.log.debug({ status: a.status, reason: a.reason, url: request?.url, address: request?.remoteAddress }, 'upgrade refused');
     }
     return a;
   }
@@ -388,7 +409,7 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
     }
     this.connections.add(conn);
     this.counters.connectionsAccepted++;
-    this.log.debug({ client: id, userId: conn.userId, anonymous: conn.anonymous, address, room }, 'connection opened');
+    if (this.debugging()) this.log.debug({ client: id, userId: conn.userId, anonymous: conn.anonymous, address, room }, 'connection opened');
     this.notify('connection', conn);
     if (this.closing) {
       conn.close(1001, SHUTDOWN_REASON);
@@ -590,7 +611,7 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
 
   errorSent(conn: Connection, code: WireErrorCode, room: string | undefined): void {
     this.counters.errors[code]++;
-    this.log.debug({ client: conn.id, code, room }, 'error frame sent');
+    if (this.debugging()) this.log.debug({ client: conn.id, code, room }, 'error frame sent');
     if (this.listenerCount('error') > 0) {
       const text = room === undefined ? WIRE_ERRORS[code] : `${WIRE_ERRORS[code]} (room "${room}")`;
       this.emit('error', new RoomwireError(code, text), conn);
@@ -620,7 +641,7 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
         this.notify('leave', conn, room);
       }
     }
-    this.log.debug({ client: conn.id, code, reason, seconds: (now - conn.connectedAt) / 1000 }, 'connection closed');
+    if (this.debugging()) this.log.debug({ client: conn.id, code, reason, seconds: (now - conn.connectedAt) / 1000 }, 'connection closed');
     this.notify('disconnect', conn, code, reason);
     if (this.connections.size === 0) this.onEmpty?.();
   }

@@ -13,11 +13,11 @@ export interface Route {
   readonly auth: boolean;
   /** The URL-decoded room to join on connect. */
   readonly room: string | undefined;
-  /** The request's query string. */
-  readonly query: URLSearchParams;
+  /** The request's query string without the `?` (empty when none). */
+  readonly search: string;
 }
 
-const INVALID = (query: URLSearchParams): Route => ({ kind: 'invalid', auth: false, room: undefined, query });
+const INVALID = (search: string): Route => ({ kind: 'invalid', auth: false, room: undefined, search });
 
 /**
  * Classify `url` (a request target such as `/ws/lobby?token=…`) against the base path.
@@ -26,7 +26,7 @@ const INVALID = (query: URLSearchParams): Route => ({ kind: 'invalid', auth: fal
 export function matchRoute(base: string, url: string): Route | undefined {
   const q = url.indexOf('?');
   let path = q < 0 ? url : url.slice(0, q);
-  const query = new URLSearchParams(q < 0 ? '' : url.slice(q + 1));
+  const search = q < 0 ? '' : url.slice(q + 1);
   if (!path.startsWith('/')) {
     // Absolute-form request target (http://host/ws): keep the path exactly as sent. (The
     // URL parser would resolve `.` and `..` segments, routing it unlike the same path in
@@ -37,26 +37,26 @@ export function matchRoute(base: string, url: string): Route | undefined {
   }
   if (path.length > 1 && path.endsWith('/')) path = path.slice(0, -1);
   const prefix = base === '/' ? '' : base;
-  if (path === base || (base === '/' && path === '/')) return { kind: 'endpoint', auth: false, room: undefined, query };
+  if (path === base || (base === '/' && path === '/')) return { kind: 'endpoint', auth: false, room: undefined, search };
   if (!path.startsWith(`${prefix}/`)) return undefined;
   const rest = path.slice(prefix.length + 1).split('/');
   let auth = false;
   let segment: string | undefined;
   if (rest.length === 1) {
-    if (rest[0] === 'auth') return { kind: 'endpoint', auth: true, room: undefined, query };
+    if (rest[0] === 'auth') return { kind: 'endpoint', auth: true, room: undefined, search };
     segment = rest[0];
   } else if (rest.length === 2 && rest[0] === 'auth') {
     auth = true;
     segment = rest[1];
   } else {
-    return INVALID(query);
+    return INVALID(search);
   }
   let room: string;
   try {
     room = decodeURIComponent(segment as string);
   } catch {
-    return INVALID(query);
+    return INVALID(search);
   }
-  if (!isValidRoomName(room)) return INVALID(query);
-  return { kind: 'endpoint', auth, room, query };
+  if (!isValidRoomName(room)) return INVALID(search);
+  return { kind: 'endpoint', auth, room, search };
 }

@@ -85,8 +85,12 @@ export interface AuthContext {
   readonly required: boolean;
   /** The upgrade request; undefined for an in-band `auth` refresh. */
   readonly request: UpgradeRequest | undefined;
-  /** The hub's JWT verifier, to extend rather than replace it. */
-  verifyJwt(token: string): Promise<Identity>;
+  /**
+   * The hub's JWT verifier, to extend rather than replace it: an identity, or a throw
+   * (`unauthorized`). HMAC tokens are answered synchronously, others via a promise, so
+   * `await` it.
+   */
+  verifyJwt(token: string): Identity | Promise<Identity>;
 }
 
 /**
@@ -181,4 +185,6 @@ export interface Logger {
   warn(fields: object, message?: string): void;
   info(fields: object, message?: string): void;
   debug(fields: object, message?: string): void;
+  /** pino's level check; when present, the hub skips building debug entries nobody reads. */
+  isLevelEnabled?(level: string): boolean;
 }

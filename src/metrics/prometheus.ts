@@ -9,7 +9,7 @@
  */
 import { Counter, Gauge, Histogram, register as defaultRegistry, type Registry } from 'prom-client';
 import type { Hub, HubStats } from '../core/hub';
-import { DURATION_BUCKETS, REJECT_REASONS } from '../core/stats';
+import { REJECT_REASONS } from '../core/stats';
 
 /** Options of {@link registerHubMetrics}. */
 export interface HubMetricsOptions {
@@ -141,23 +141,34 @@ export function registerHubMetrics(hub: Hub, options: HubMetricsOptions = {}): H
     }),
   ];
 
-  // Connection lifetimes are observed as connections close.
-  const durations = new Histogram({
-    name: `${p}connection_duration_seconds`,
+  // Connection lifetimes: the hub keeps this histogram itself (one array increment per
+  // closed connection), so it is exposed as-is rather than observed again per disconnect.
+  const durationsName = `${p}connection_duration_seconds`;
+  const durations = {
+    name: durationsName,
     help: 'Lifetime of closed WebSocket connections, seconds.',
-    buckets: [...DURATION_BUCKETS],
-    registers,
-  });
-  durations.zero({});
-  const onDisconnect = (client: { connectedAt: number }) => {
-    durations.observe((Date.now() - client.connectedAt) / 1000);
+    type: 'histogram',
+    aggregator: 'sum',
+    async get() {
+      const h = stats().connectionDurations;
+      const values: { labels: Record<string, string | number>; value: number; metricName: string }[] = [];
+      let cumulative = 0;
+      h.buckets.forEach((le, i) => {
+        cumulative += h.counts[i] ?? 0;
+        values.push({ labels: { le }, value: cumulative, metricName: `${durationsName}_bucket` });
+      });
+      values.push({ labels: { le: '+Inf' }, value: h.count, metricName: `${durationsName}_bucket` });
+      values.push({ labels: {}, value: h.sum, metricName: `${durationsName}_sum` });
+      values.push({ labels: {}, value: h.count, metricName: `${durationsName}_count` });
+      return { name: durationsName, help: this.help, type: this.type, values, aggregator: this.aggregator };
+    },
+    reset() {},
   };
-  hub.on('disconnect', onDisconnect);
-  metrics.push(durations);
+  registry.registerMetric(durations as unknown as Histogram);
+  metrics.push(durations as unknown as Histogram);
 
   return {
     unregister() {
-      hub.off('disconnect', onDisconnect);
       for (const m of metrics) registry.removeSingleMetric((m as unknown as { name: string }).name);
     },
   };

@@ -34,5 +34,14 @@ export function createJsonLogger(level: LogLevel = 'info', write: (line: string)
       write(`${JSON.stringify(entry)}\n`);
     };
   };
-  return { debug: make('debug'), info: make('info'), warn: make('warn'), error: make('error') };
+  return {
+    debug: make('debug'),
+    info: make('info'),
+    warn: make('warn'),
+    error: make('error'),
+    isLevelEnabled: (name: string) => {
+      const i = LOG_LEVELS.indexOf(name as LogLevel);
+      return i >= min && i < LOG_LEVELS.indexOf('silent');
+    },
+  };
 }

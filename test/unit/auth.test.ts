@@ -3,7 +3,10 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { SignJWT, exportJWK, generateKeyPair } from 'jose';
 import { afterAll, describe, expect, it } from 'vitest';
-import { configFromEnv, createJwtVerifier, extractToken, identityFromClaims } from '../../src/index';
+import { type JwtVerifier, configFromEnv, createJwtVerifier, extractToken, identityFromClaims } from '../../src/index';
+
+/** The verifier answers HMAC tokens synchronously (a throw refuses); make every answer a promise. */
+const asPromise = (verify: JwtVerifier) => async (token: string) => verify(token);
 
 const req = (headers: Record<string, string>) => ({ headers });
 const q = (s: string) => new URLSearchParams(s);
@@ -52,7 +55,7 @@ describe('createJwtVerifier', () => {
     new SignJWT(claims).setProtectedHeader({ alg }).sign(new TextEncoder().encode(key));
 
   it('verifies HMAC tokens and refuses the wrong secret and alg none', async () => {
-    const verify = createJwtVerifier(configFromEnv({ WEBSOCKET_JWT_SECRET: secret }).jwt);
+    const verify = asPromise(createJwtVerifier(configFromEnv({ WEBSOCKET_JWT_SECRET: secret }).jwt));
     expect((await verify(await hs({ sub: 'u', name: 'U' }))).username).toBe('U');
     await expect(verify(await hs({ sub: 'u' }, 'HS256', 'other-secret'))).rejects.toMatchObject({ code: 'unauthorized' });
     const none = `${Buffer.from('{"alg":"none","typ":"JWT"}').toString('base64url')}.${Buffer.from('{"sub":"u"}').toString('base64url')}.`;
@@ -63,7 +66,7 @@ describe('createJwtVerifier', () => {
     const now = 2_000_000_000;
     const jwt = configFromEnv({ WEBSOCKET_JWT_SECRET: secret, WEBSOCKET_JWT_CLOCK_TOLERANCE: '5' }).jwt;
     expect(jwt.clockTolerance).toBe(5);
-    const verify = createJwtVerifier(jwt, () => now * 1000);
+    const verify = asPromise(createJwtVerifier(jwt, () => now * 1000));
     await expect(verify(await hs({ sub: 'u', exp: now + 1 }))).resolves.toMatchObject({ userId: 'u', expiresAt: now + 1 });
     await expect(verify(await hs({ sub: 'u', exp: now }))).rejects.toMatchObject({ code: 'unauthorized' });
     await expect(verify(await hs({ sub: 'u', exp: now - 3 }))).rejects.toMatchObject({ code: 'unauthorized' });
@@ -77,11 +80,11 @@ describe('createJwtVerifier', () => {
     const es = await new SignJWT({ sub: 'e' }).setProtectedHeader({ alg: 'ES256' }).sign(privateKey);
     const confused = await hs({ sub: 'mallory' }, 'HS256', pem);
 
-    const keyOnly = createJwtVerifier(configFromEnv({ WEBSOCKET_JWT_PUBLIC_KEY: pem }).jwt);
+    const keyOnly = asPromise(createJwtVerifier(configFromEnv({ WEBSOCKET_JWT_PUBLIC_KEY: pem }).jwt));
     expect((await keyOnly(es)).userId).toBe('e');
     await expect(keyOnly(confused)).rejects.toMatchObject({ code: 'unauthorized' });
 
-    const both = createJwtVerifier(configFromEnv({ WEBSOCKET_JWT_PUBLIC_KEY: pem, WEBSOCKET_JWT_SECRET: secret }).jwt);
+    const both = asPromise(createJwtVerifier(configFromEnv({ WEBSOCKET_JWT_PUBLIC_KEY: pem, WEBSOCKET_JWT_SECRET: secret }).jwt));
     expect((await both(es)).userId).toBe('e');
     await expect(both(confused)).rejects.toMatchObject({ code: 'unauthorized' });
   });
@@ -102,7 +105,7 @@ describe('createJwtVerifier', () => {
       });
       await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
       const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks.json`;
-      const verify = createJwtVerifier(configFromEnv({ WEBSOCKET_JWKS_URL: url }).jwt);
+      const verify = asPromise(createJwtVerifier(configFromEnv({ WEBSOCKET_JWKS_URL: url }).jwt));
 
       const token = await new SignJWT({ sub: 'j' }).setProtectedHeader({ alg: 'RS256', kid: 'k1' }).sign(good.privateKey);
       expect((await verify(token)).userId).toBe('j');
@@ -117,7 +120,7 @@ describe('createJwtVerifier', () => {
       // With a PEM key as well, a token naming a kid is checked against the set, one without against the key.
       const pemPair = generateKeyPairSync('ec', { namedCurve: 'P-256' });
       const pem = pemPair.publicKey.export({ type: 'spki', format: 'pem' }).toString();
-      const both = createJwtVerifier(configFromEnv({ WEBSOCKET_JWKS_URL: url, WEBSOCKET_JWT_PUBLIC_KEY: pem }).jwt);
+      const both = asPromise(createJwtVerifier(configFromEnv({ WEBSOCKET_JWKS_URL: url, WEBSOCKET_JWT_PUBLIC_KEY: pem }).jwt));
       expect((await both(token)).userId).toBe('j');
       const byPem = await new SignJWT({ sub: 'p' }).setProtectedHeader({ alg: 'ES256' }).sign(pemPair.privateKey);
       expect((await both(byPem)).userId).toBe('p');

@@ -7,7 +7,10 @@ import { createHmac } from 'node:crypto';
 import fc from 'fast-check';
 import { SignJWT } from 'jose';
 import { describe, expect, it } from 'vitest';
-import { configFromEnv, createJwtVerifier } from '../../src/index';
+import { type JwtVerifier, configFromEnv, createJwtVerifier } from '../../src/index';
+
+/** The verifier answers HMAC tokens synchronously (a throw refuses); make every answer a promise. */
+const asPromise = (verify: JwtVerifier) => async (token: string) => verify(token);
 
 const SECRET = 'paths-secret-0123456789abcdef0123456789abcdef';
 const NOW = 2_000_000_000;
@@ -26,8 +29,8 @@ function raw(header: Record<string, unknown>, payload: string): string {
 function verifiers(env: Record<string, string>) {
   const jwt = configFromEnv({ WEBSOCKET_JWT_SECRET: SECRET, ...env }).jwt;
   return {
-    fast: createJwtVerifier(jwt, () => NOW * 1000),
-    jose: createJwtVerifier(jwt, () => NOW * 1000, { fastHmac: false }),
+    fast: asPromise(createJwtVerifier(jwt, () => NOW * 1000)),
+    jose: asPromise(createJwtVerifier(jwt, () => NOW * 1000, { fastHmac: false })),
   };
 }
 
@@ -107,5 +110,19 @@ describe('fast HMAC path and jose agree', () => {
       }),
       { numRuns: 300 },
     );
+  });
+});
+
+describe('the HMAC path is synchronous', () => {
+  it('answers with an identity or a throw, no promise', async () => {
+    const verify = createJwtVerifier(configFromEnv({ WEBSOCKET_JWT_SECRET: SECRET }).jwt, () => NOW * 1000);
+    const identity = verify(await hs({ sub: 'sync' }));
+    expect(identity).not.toBeInstanceOf(Promise);
+    expect(identity).toMatchObject({ userId: 'sync' });
+    const forged = await hs({ sub: 'x' }, { alg: 'HS256' }, 'wrong');
+    expect(() => verify(forged)).toThrow(expect.objectContaining({ code: 'unauthorized' }));
+    // Anything else goes through jose, asynchronously.
+    expect(verify('not-a-jwt')).toBeInstanceOf(Promise);
+    await expect(verify('not-a-jwt')).rejects.toMatchObject({ code: 'unauthorized' });
   });
 });
