@@ -220,16 +220,27 @@ export function createJwtVerifier(jwt: JwtConfig, now: () => number = Date.now, 
     return identityFromClaims(payload);
   };
 
+  // Tokens of one issuer share their header, byte for byte: keep the last few decoded.
+  const headers = new Map<string, Record<string, unknown>>();
+  const decodeHeader = (segment: string): Record<string, unknown> | undefined => {
+    let header = headers.get(segment);
+    if (header === undefined) {
+      try {
+        header = decodeSegment(segment, 'header');
+      } catch {
+        return undefined; // jose answers malformed tokens
+      }
+      if (headers.size >= 16) headers.delete(headers.keys().next().value as string);
+      headers.set(segment, header);
+    }
+    return header;
+  };
+
   return (token) => {
     if (hmacKey !== undefined) {
       // A token whose header names an HS algorithm takes the synchronous path.
       const dot = token.indexOf('.');
-      let header: Record<string, unknown> | undefined;
-      try {
-        header = decodeSegment(dot < 0 ? token : token.slice(0, dot), 'header');
-      } catch {
-        header = undefined; // jose answers malformed tokens
-      }
+      const header = decodeHeader(dot < 0 ? token : token.slice(0, dot));
       const alg = header?.alg;
       if (header !== undefined && typeof alg === 'string' && alg.startsWith('HS')) {
         return identityFromClaims(verifyHmac(token, header, hmacKey, accepted, jwt, now()));
