@@ -45,7 +45,10 @@ const OPTIONS = /** @type {const} */ ([
   ['connrate-inflight', 50, 'connection rate: handshakes in flight (total over client processes)'],
   ['connrate-clients', 2, 'connection rate: client processes'],
   ['scale-max', 50000, 'scale: most idle connections to try'],
-  ['scale-window', 15, 'scale: seconds of the idle window the heartbeat CPU is measured over (a multiple of the 5 s ping period)'],
+  ['scale-window', 15, 'scale: seconds of the idle window the heartbeat CPU is measured over (a multiple of the ping period)'],
+  ['scale-ping-period', 5, 'scale: seconds between pings (roomwire WEBSOCKET_PING_PERIOD; its default is 54)'],
+  ['scale-pong-wait', 10, 'scale: seconds a ping may stay unanswered (WEBSOCKET_PONG_WAIT; default 60)'],
+  ['scale-sweep', 1, 'scale: seconds between heartbeat sweeps (WEBSOCKET_HEARTBEAT_INTERVAL; default 30)'],
   ['scale-reps', 1, 'scale: repetitions (alternating order)'],
   ['roomwire-env', '', 'extra roomwire environment, KEY=VALUE pairs separated by ; (overrides the benchmark settings)'],
   ['out', 'bench/results/latest.json', 'where to write the JSON results'],
@@ -72,6 +75,9 @@ const OPTIONS = /** @type {const} */ ([
  * @property {number} connrateClients
  * @property {number} scaleMax
  * @property {number} scaleWindow
+ * @property {number} scalePingPeriod
+ * @property {number} scalePongWait
+ * @property {number} scaleSweep
  * @property {number} scaleReps
  * @property {string} roomwireEnv
  * @property {string} out

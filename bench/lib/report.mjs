@@ -90,7 +90,7 @@ export function report(doc) {
   const sc = r.scale;
   if (sc && sc.trials) {
     sections.push({
-      title: `Scale (idle connections with heartbeats: ping 5 s, pong wait 10 s, sweep 1 s; CPU over ${sc.params.windowSeconds} s; roomwire and ws-naive only)`,
+      title: `Scale (idle connections with heartbeats: ping ${sc.params.heartbeat.pingPeriod / 1000} s, pong wait ${sc.params.heartbeat.pongWait / 1000} s, sweep ${sc.params.heartbeat.sweep / 1000} s; CPU over ${sc.params.windowSeconds} s; roomwire and ws-naive only)`,
       header: ['target', 'tried', 'held', 'heartbeat CPU % of one core', 'CPU us per ping+pong', 'RSS', 'capped by'],
       rows: sc.trials.map((/** @type {any} */ t) => [t.target, fmt(t.wanted), fmt(Math.min(t.heldAtWindowEnd, t.clientSideOpenAtEnd)), fmt(t.heartbeatCpuPct, 2), fmt(t.cpuUsPerPing, 1), `${fmt(t.rssBytes / 2 ** 20, 0)} MiB`, t.cappedBy ? `open-file limit ${t.serverNofile}` : '-']),
     });

@@ -4,10 +4,11 @@
  * on, up to --scale-max, and the server CPU the heartbeat costs at that size. Only
  * roomwire and the naive hand-written server (issue 6).
  *
- * Short heartbeat timings so the idle window holds several ping rounds: ping every 5 s,
- * pong wait 10 s, sweep every 1 s (roomwire: WEBSOCKET_PING_PERIOD=5s,
+ * By default short heartbeat timings so a short idle window holds several ping rounds:
+ * ping every 5 s, pong wait 10 s, sweep every 1 s (roomwire: WEBSOCKET_PING_PERIOD=5s,
  * WEBSOCKET_PONG_WAIT=10s, WEBSOCKET_HEARTBEAT_INTERVAL=1s; the hand-written server the
- * same single sweep). Connections come from several 127.0.0.x source addresses (at most
+ * same single sweep). --scale-ping-period, --scale-pong-wait and --scale-sweep change
+ * them, e.g. to roomwire's defaults (54, 60, 30) with a window of a few ping periods. Connections come from several 127.0.0.x source addresses (at most
  * 20,000 per address) and several client processes (at most 15,000 each), so neither
  * the ephemeral port range nor a client's open-file limit is the bound; the server's
  * own open-file limit is reported, and when it is below --scale-max it caps the attempt.
@@ -16,7 +17,10 @@ import { freshAddresses, spawnClient } from '../lib/clientproc.mjs';
 import { cpuMicros, nowMicros, rssBytes, sleep } from '../lib/proc.mjs';
 import { serverConnections, startServer } from '../lib/targets.mjs';
 
-export const SCALE_HEARTBEAT = { pingPeriod: 5000, pongWait: 10_000, sweep: 1000 };
+/** @param {import('../run.mjs').Options} o */
+function heartbeatOf(o) {
+  return { pingPeriod: o.scalePingPeriod * 1000, pongWait: o.scalePongWait * 1000, sweep: o.scaleSweep * 1000 };
+}
 const SCALE_TARGETS = ['roomwire', 'ws-naive'];
 const PER_CLIENT = 15_000;
 const PER_ADDRESS = 20_000;
@@ -27,7 +31,8 @@ const PER_ADDRESS = 20_000;
 export async function runScale(ctx) {
   const o = ctx.options;
   const targets = ctx.targets.filter((t) => SCALE_TARGETS.includes(t.name));
-  ctx.log(`scale: up to ${o.scaleMax} idle connections with heartbeats (ping 5 s, pong wait 10 s, sweep 1 s), ` +
+  const SCALE_HEARTBEAT = heartbeatOf(o);
+  ctx.log(`scale: up to ${o.scaleMax} idle connections with heartbeats (ping ${o.scalePingPeriod} s, pong wait ${o.scalePongWait} s, sweep ${o.scaleSweep} s), ` +
     `CPU over a ${o.scaleWindow} s idle window, ${o.scaleReps} repetition(s); only ${SCALE_TARGETS.join(' and ')} (ws-preframed and socketio are not part of this scenario)`);
   /** @type {any[]} */
   const trials = [];

@@ -140,7 +140,8 @@ class WsTransport implements Transport {
   }
 
   ping(): void {
-    if (this.ws.readyState === 1) this.ws.ping();
+    // The same two bytes for every connection: no frame is built per ping.
+    if (this.ws.readyState === 1) this.socket.write(PING_FRAME);
   }
 
   get bufferedAmount(): number {
@@ -174,6 +175,9 @@ function refuse(socket: Duplex, status: number, headers: Readonly<Record<string,
 }
 
 function ignore(): void {}
+
+/** An unmasked ping control frame with an empty payload. */
+const PING_FRAME = Buffer.from([0x89, 0x00]);
 
 // One set of ws listeners shared by every connection (no closures per connection): each
 // finds its hub listener on the WebSocket it is called on.
