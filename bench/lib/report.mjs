@@ -59,6 +59,14 @@ export function report(doc) {
         return [n, fmt(s.deliveriesPerSec), spread(s.ratioDeliveries), fmt(s.cpuUsPerDelivery, 3), latency(s.p50us), latency(s.p99us), spread(s.ratioP99)];
       }),
     });
+    if (typeof f.metricsScrapeCpuUs === 'number') {
+      const us = f.metricsScrapeCpuUs;
+      sections.push({
+        title: `roomwire metrics: what GET /metrics costs the server (50 scrapes after the trials, ${fmt(p.rooms * p.members)} connections in ${p.rooms} rooms still open)`,
+        header: ['server CPU per scrape', 'one scrape per 15 s', 'one scrape per second'],
+        rows: [[`${fmt(us, 0)} us`, `${fmt((us / 15e6) * 100, 4)}% of one core`, `${fmt((us / 1e6) * 100, 3)}% of one core`]],
+      });
+    }
     sections.push({
       title: 'Fan-out delivery check (every trial, both windows; the warm-up excluded)',
       header: ['target', 'expected deliveries', 'lost', 'duplicates', 'reordered', 'unexpected closes'],

@@ -169,13 +169,26 @@ export async function runFanout(ctx) {
           }
           const errors = Object.entries(samples).filter(([k, v]) => (k.startsWith('roomwire_errors_total') || k.startsWith('roomwire_heartbeat_terminations_total')) && v > 0);
           if (errors.length) ctx.problem('fanout', t.name, `roomwire counted errors or terminations: ${JSON.stringify(Object.fromEntries(errors))}`);
+          // What exposing the counters costs: server CPU per GET /metrics, with the
+          // fan-out's connections and rooms still open. (Counting itself runs in every
+          // trial above: a few field additions per message and per broadcast.)
+          const scrapes = 50;
+          const c0 = cpuMicros(server.pid);
+          for (let i = 0; i < scrapes; i++) await roomwireMetrics(server);
+          extra[t.name].metricsScrapeCpuUs = (cpuMicros(server.pid) - c0) / scrapes;
         } catch (err) {
           ctx.problem('fanout', t.name, `GET /metrics failed: ${/** @type {Error} */ (err).message}`);
         }
       }
       if (server.warnings.length) ctx.problem('fanout', t.name, `server wrote ${server.warnings.length} warning/error lines`, { lines: server.warnings.slice(0, 5) });
     }
-    return { params: { rooms: R, members: N, clientProcesses: P, reps: o.reps, messagesW16: o.messages, messagesW1: o.messagesW1, contentBytes: o.contentBytes }, summary: summarize(trials, targets.map((t) => t.name)), trials, servers: extra };
+    return {
+      params: { rooms: R, members: N, clientProcesses: P, reps: o.reps, messagesW16: o.messages, messagesW1: o.messagesW1, contentBytes: o.contentBytes },
+      summary: summarize(trials, targets.map((t) => t.name)),
+      trials,
+      servers: extra,
+      metricsScrapeCpuUs: extra.roomwire?.metricsScrapeCpuUs,
+    };
   } finally {
     for (const { clients } of setups.values()) await Promise.all(clients.map((c) => c.close()));
     for (const [name, { server }] of setups) {
