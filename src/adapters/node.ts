@@ -162,6 +162,7 @@ function refuse(socket: Duplex, status: number, headers: Readonly<Record<string,
     socket.destroy();
     return;
   }
+  socket.on('error', ignore); // a peer that resets before reading the answer
   const body = `${REASON_TEXT[reason]}\n`;
   const lines = [
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}`,
@@ -189,9 +190,6 @@ function onMessage(this: Tagged, data: Buffer, isBinary: boolean): void {
 }
 function onPong(this: Tagged): void {
   this[kListener].pong();
-}
-function onPing(this: Tagged): void {
-  this[kListener].ping();
 }
 function onClose(this: Tagged, code: number, reason: Buffer): void {
   this[kListener].closed(code, reason.toString());
@@ -231,12 +229,11 @@ export function createUpgradeHandler(hub: Hub): UpgradeHandler {
     let opened = false;
     wss.handleUpgrade(req, socket, head, (ws) => {
       opened = true;
-      socket.off('error', ignore);
+      socket.off('error', ignore); // if the admission was asynchronous; a no-op otherwise
       const tagged = ws as Tagged;
       tagged[kListener] = ticket.open(new WsTransport(ws, socket));
       tagged.on('message', onMessage as (this: WebSocket, ...args: unknown[]) => void);
       tagged.on('pong', onPong as (this: WebSocket) => void);
-      tagged.on('ping', onPing as (this: WebSocket) => void);
       tagged.on('close', onClose as (this: WebSocket, ...args: unknown[]) => void);
       // Protocol errors (bad UTF-8, oversized frames) are answered and closed by ws itself.
       ws.on('error', ignore);
@@ -253,11 +250,12 @@ export function createUpgradeHandler(hub: Hub): UpgradeHandler {
   return (req, socket, head) => {
     const route = hub.route(req.url ?? '/');
     if (route === undefined) return false;
-    // Until ws owns the socket nobody else listens for its errors (a reset peer).
-    socket.on('error', ignore);
     try {
       const admission = hub.admit({ url: req.url, headers: req.headers, remoteAddress: req.socket.remoteAddress }, route);
       if (admission instanceof Promise) {
+        // While the hub decides, nobody else listens for the socket's errors (a reset
+        // peer); ws takes over in handleUpgrade.
+        socket.on('error', ignore);
         admission.then((a) => proceed(a, req, socket, head)).catch((err: unknown) => failed(err, socket));
       } else {
         proceed(admission, req, socket, head);

@@ -379,23 +379,17 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
   }
 
   private ticket(identity: Identity | null, room: string | undefined, address: string): Ticket {
-    let settled = false;
-    return {
-      identity,
-      room,
-      open: (transport) => {
-        if (settled) throw new RoomwireError('ERR_TRANSPORT', 'ticket already used');
-        settled = true;
-        this.pending--;
-        return this.openConnection(transport, identity, room, address);
-      },
-      cancel: () => {
-        if (settled) return;
-        settled = true;
-        this.pending--;
-        this.counters.rejected.handshake++;
-      },
-    };
+    return new AdmissionTicket(this, identity, room, address);
+  }
+
+  /** @internal Called by a ticket exactly once. */
+  settle(ticket: AdmissionTicket, transport: Transport | undefined): Connection | undefined {
+    this.pending--;
+    if (transport === undefined) {
+      this.counters.rejected.handshake++;
+      return undefined;
+    }
+    return this.openConnection(transport, ticket.identity, ticket.room, ticket.address);
   }
 
   private openConnection(transport: Transport, identity: Identity | null, room: string | undefined, address: string): Connection {
@@ -753,6 +747,30 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
       }
     }
     await this.broker.close();
+  }
+}
+
+/** An accepted upgrade waiting for its handshake; a class, so admitting allocates no closures. */
+class AdmissionTicket implements Ticket {
+  private settled = false;
+
+  constructor(
+    private readonly hub: RoomwireHub,
+    readonly identity: Identity | null,
+    readonly room: string | undefined,
+    readonly address: string,
+  ) {}
+
+  open(transport: Transport): TransportListener {
+    if (this.settled) throw new RoomwireError('ERR_TRANSPORT', 'ticket already used');
+    this.settled = true;
+    return this.hub.settle(this, transport) as Connection;
+  }
+
+  cancel(): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.hub.settle(this, undefined);
   }
 }
 

@@ -9,7 +9,8 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { attach } from '../adapters/node';
+import type { Duplex } from 'node:stream';
+import { createUpgradeHandler } from '../adapters/node';
 import { configFromEnv, type HubConfig } from '../core/config';
 import { RoomwireError, configError, type ConfigIssue } from '../core/errors';
 import { createHub, type Hub, type HubOptions } from '../core/hub';
@@ -158,14 +159,16 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     }
   });
 
-  const attachment = attach(hub, server);
-  // The hub leaves paths outside its base path to other listeners; here there are none.
-  server.on('upgrade', (req, socket) => {
-    if (hub.route(req.url ?? '/') !== undefined) return;
+  // One upgrade listener: the hub's paths go to the hub, every other path gets 404 (the
+  // hub leaves those to the host, and here the host is this server).
+  const handleUpgrade = createUpgradeHandler(hub);
+  const onUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => {
+    if (handleUpgrade(req, socket, head)) return;
     socket.on('error', () => {});
     socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 10\r\n\r\nnot found\n');
     socket.once('finish', () => socket.destroy());
-  });
+  };
+  server.on('upgrade', onUpgrade);
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -190,7 +193,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       closing ??= (async () => {
         sampler.stop();
         await hub.close();
-        attachment.detach();
+        server.off('upgrade', onUpgrade);
         await new Promise<void>((resolve) => {
           server.close(() => resolve());
           server.closeAllConnections();
