@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser } from 'playwright-core';
 import { startServer, type RunningServer } from '../../src/server/standalone';
-import { Peer, sleep } from '../helpers/client';
+import { Peer } from '../helpers/client';
 
 const CHROMIUM = '/usr/bin/chromium';
 const hasBrowser = existsSync(CHROMIUM);
@@ -20,7 +20,7 @@ describe.runIf(hasBrowser)('stats page in headless Chromium', () => {
       executablePath: CHROMIUM,
       args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
     });
-    server = await startServer({ env: { HOST: '127.0.0.1', PORT: '0', WEBSOCKET_MESSAGE_RATE: '1000/s,1000' }, log: () => {}, statsIntervalMs: 200 });
+    server = await startServer({ env: { HOST: '127.0.0.1', PORT: '0', WEBSOCKET_MESSAGE_RATE: '1000/s,100000' }, log: () => {}, statsIntervalMs: 200 });
   });
   afterAll(async () => {
     await browser?.close();
@@ -33,13 +33,18 @@ describe.runIf(hasBrowser)('stats page in headless Chromium', () => {
     const page = await browser.newPage({ viewport: { width: 1000, height: 600 } });
     await page.goto(`http://127.0.0.1:${server.port}/stats`);
     await page.waitForSelector('body[data-ready="true"]');
-    for (let i = 0; i < 10; i++) {
-      peers[0]!.send({ type: 'message', room: 'lobby', content: `m${i}` });
+    // Steady traffic while the page refreshes by itself (a rate is of the last interval).
+    let i = 0;
+    const traffic = setInterval(() => {
+      peers[0]!.send({ type: 'message', room: 'lobby', content: `m${i++}` });
       peers[2]!.send('not json');
-      await sleep(60);
+    }, 40);
+    try {
+      await page.waitForFunction(() => Number(document.querySelector('#t-messages .value')?.textContent) > 0, undefined, { timeout: 10_000 });
+      await page.waitForFunction(() => Number(document.querySelector('#t-errors .value')?.textContent) > 0, undefined, { timeout: 10_000 });
+    } finally {
+      clearInterval(traffic);
     }
-    // Refreshes by itself: the rates become non-zero without a reload.
-    await page.waitForFunction(() => Number(document.querySelector('#t-messages .value')?.textContent) > 0, undefined, { timeout: 5000 });
     expect(await page.textContent('#t-connections .value')).toBe('3');
     expect(await page.textContent('#t-rooms .value')).toBe('2');
     expect(await page.$$eval('#rooms tr', (rows) => rows.map((r) => [...r.querySelectorAll('td')].map((td) => td.textContent)))).toEqual([
@@ -48,7 +53,6 @@ describe.runIf(hasBrowser)('stats page in headless Chromium', () => {
     ]);
     const points = await page.getAttribute('#t-messages polyline', 'points');
     expect(points?.split(' ').length).toBeGreaterThan(2);
-    await page.waitForFunction(() => Number(document.querySelector('#t-errors .value')?.textContent) > 0, undefined, { timeout: 5000 });
 
     const file = join(mkdtempSync(join(tmpdir(), 'roomwire-stats-')), 'stats.png');
     await page.screenshot({ path: file, fullPage: true });
