@@ -8,7 +8,8 @@
  * @packageDocumentation
  * @module roomwire/node
  */
-import { STATUS_CODES, type IncomingMessage } from 'node:http';
+import { STATUS_CODES, ServerResponse, type IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { RoomwireError } from '../core/errors';
@@ -27,6 +28,34 @@ export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer
 export interface UpgradeEmitter {
   on(event: 'upgrade', listener: (req: IncomingMessage, socket: Duplex, head: Buffer) => void): unknown;
   off(event: 'upgrade', listener: (req: IncomingMessage, socket: Duplex, head: Buffer) => void): unknown;
+  listenerCount(event: 'upgrade' | 'request'): number;
+  emit(event: 'request', req: IncomingMessage, res: ServerResponse): boolean;
+}
+
+/**
+ * Answer an upgrade request nobody upgrades as the plain HTTP request it also is, with
+ * the server's `request` listeners (404 when there are none), then close the socket.
+ * Without any `upgrade` listener Node itself does this; once one is attached, a request
+ * no listener takes would otherwise hang (an `Upgrade: h2c` from curl, a WebSocket for
+ * a path the application never served).
+ *
+ * @internal
+ */
+export function answerAsRequest(server: UpgradeEmitter, req: IncomingMessage, socket: Duplex): void {
+  socket.on('error', ignore);
+  const res = new ServerResponse(req);
+  res.shouldKeepAlive = false;
+  res.assignSocket(socket as Socket);
+  res.once('finish', () => {
+    res.detachSocket(socket as Socket);
+    socket.end();
+  });
+  if (server.listenerCount('request') === 0) {
+    res.statusCode = 404;
+    res.end();
+    return;
+  }
+  server.emit('request', req, res);
 }
 
 /** What {@link attach} returns. */
@@ -231,20 +260,29 @@ export function createUpgradeHandler(hub: Hub): UpgradeHandler {
       opened = true;
       socket.off('error', ignore); // if the admission was asynchronous; a no-op otherwise
       const tagged = ws as Tagged;
-      tagged[kListener] = ticket.open(new WsTransport(ws, socket));
+      // Protocol errors (bad UTF-8, oversized frames) are answered and closed by ws itself.
+      ws.on('error', ignore);
+      try {
+        tagged[kListener] = ticket.open(new WsTransport(ws, socket));
+      } catch (err) {
+        ws.terminate();
+        throw err;
+      }
       tagged.on('message', onMessage as (this: WebSocket, ...args: unknown[]) => void);
       tagged.on('pong', onPong as (this: WebSocket) => void);
       tagged.on('close', onClose as (this: WebSocket, ...args: unknown[]) => void);
-      // Protocol errors (bad UTF-8, oversized frames) are answered and closed by ws itself.
-      ws.on('error', ignore);
     });
     // ws completes the handshake synchronously or refuses it (400) without the callback.
     if (!opened) ticket.cancel();
   };
 
   const failed = (err: unknown, socket: Duplex): void => {
-    hub.emit('error', new RoomwireError('ERR_TRANSPORT', 'upgrade failed', { cause: err }), undefined);
     socket.destroy();
+    try {
+      hub.emit('error', new RoomwireError('ERR_TRANSPORT', 'upgrade failed', { cause: err }), undefined);
+    } catch {
+      // nowhere left to report a throwing 'error' listener
+    }
   };
 
   return (req, socket, head) => {
@@ -270,7 +308,8 @@ export function createUpgradeHandler(hub: Hub): UpgradeHandler {
 /**
  * Attach `hub` to a Node `http.Server` or `https.Server`: upgrades under the hub's base
  * path become hub connections; other paths are left to the server's other `upgrade`
- * listeners. Close the hub with `hub.close()` (1001 to every client) before closing
+ * listeners, or, when there are none, answered by its `request` listeners as Node would
+ * without any `upgrade` listener. Close the hub with `hub.close()` (1001 to every client) before closing
  * the server.
  *
  * @example
@@ -288,7 +327,9 @@ export function createUpgradeHandler(hub: Hub): UpgradeHandler {
 export function attach(hub: Hub, server: UpgradeEmitter): Attachment {
   const handleUpgrade = createUpgradeHandler(hub);
   const listener = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
-    handleUpgrade(req, socket, head);
+    if (handleUpgrade(req, socket, head)) return;
+    // Not the hub's path, and no other upgrade listener will take it: answer it as HTTP.
+    if (server.listenerCount('upgrade') === 1) answerAsRequest(server, req, socket);
   };
   server.on('upgrade', listener);
   return {

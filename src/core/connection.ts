@@ -2,7 +2,7 @@
  * One connection inside the hub: its identity, rooms, rate bucket, liveness numbers and
  * the in-order inbound queue. Flat numeric fields keep an idle connection small.
  */
-import type { WireErrorCode } from './errors';
+import { RoomwireError, type WireErrorCode } from './errors';
 import type { Beating, TerminationReason } from './heartbeat';
 import { Outbound, checkFrame, encodeError, encodePong, identityFragment, namedRoom, type ClientMessage } from './protocol';
 import type { Room } from './rooms';
@@ -40,6 +40,16 @@ function roomOf(text: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Throw unless `code` may be sent in a close frame (1000-1003, 1007-1014, 3000-4999) and
+ * `reason` fits one (123 bytes of UTF-8), before any state changes.
+ */
+export function checkClose(code: number, reason: string): void {
+  const valid = Number.isInteger(code) && ((code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999));
+  if (!valid) throw new RoomwireError('ERR_INVALID_ARGUMENT', `${code} is not a close code that can be sent`);
+  if (Buffer.byteLength(reason) > 123) throw new RoomwireError('ERR_INVALID_ARGUMENT', 'a close reason is at most 123 bytes of UTF-8');
 }
 
 function isPromise(v: unknown): v is Promise<void> {
@@ -255,8 +265,8 @@ export class Connection implements Client, TransportListener, Beating {
   /** Send an `error` frame (the connection stays open, nothing else changes). */
   error(code: WireErrorCode, room: string | undefined): void {
     const now = this.owner.now();
-    this.owner.errorSent(this, code, room);
     this.sendOutbound(new Outbound(encodeError(code, room, Math.floor(now / 1000))), now);
+    this.owner.errorSent(this, code, room);
   }
 
   /** Reply to an application-level `ping`. */
@@ -274,6 +284,7 @@ export class Connection implements Client, TransportListener, Beating {
   // ---- closing ----------------------------------------------------------------------
 
   close(code = 1000, reason = ''): void {
+    checkClose(code, reason);
     if (this.state !== OPEN) return;
     this.state = CLOSING;
     this.transport.close(code, reason);

@@ -30,6 +30,8 @@ export type WireErrorCode = keyof typeof WIRE_ERRORS;
 export type ApplicationErrorCode =
   /** A configuration value (environment variable or option) is invalid. */
   | 'ERR_INVALID_CONFIG'
+  /** A function was called with an argument it cannot use (a close code, a room name). */
+  | 'ERR_INVALID_ARGUMENT'
   /** An application hook (canJoin, canPublish) or event listener threw, or handling a message failed. */
   | 'ERR_HOOK'
   /** A broker failed to publish or answer. */

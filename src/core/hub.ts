@@ -9,7 +9,7 @@ import { createMemoryBroker } from '../brokers/memory';
 import { createJwtVerifier, defaultAuthenticate, extractToken, type JwtVerifier } from './auth';
 import { systemClock } from './clock';
 import { resolveConfig, ratePeriodMs, type HubConfig, type HubConfigInput } from './config';
-import { Connection, type ConnectionOwner } from './connection';
+import { Connection, checkClose, type ConnectionOwner } from './connection';
 import { RoomwireError, WIRE_ERRORS, configError, type WireErrorCode } from './errors';
 import { checkLiveness, sweepPeriod, type TerminationReason } from './heartbeat';
 import { compileOrigins } from './origin';
@@ -337,7 +337,8 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
       return this.unauthorized(request);
     }
     if (!isPromise<Identity | null>(identity)) return this.admitted(identity, token, required, route, address, request);
-    return identity.then(
+    // Promise.resolve: any thenable becomes a native promise, which adapters can tell apart.
+    return Promise.resolve(identity).then(
       (id) => this.admitted(id, token, required, route, address, request),
       () => this.unauthorized(request),
     );
@@ -443,6 +444,7 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
   }
 
   private join(conn: Connection, room: string): void | Promise<void> {
+    if (!conn.open) return; // closed by a 'connection' listener before its path join
     if (conn.roomsJoined.has(room)) return this.sendUserList(conn, room);
     const refused = this.joinRefusal(conn, room);
     if (refused !== undefined) return conn.error(refused, room);
@@ -596,7 +598,11 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
   }
 
   publish(room: string, content: string, options: PublishOptions = {}): void {
-    if (!isValidRoomName(room)) throw new RoomwireError('invalid_room', `"${room}" is not a valid room name`);
+    if (typeof room !== 'string' || !isValidRoomName(room)) throw new RoomwireError('invalid_room', `"${String(room)}" is not a valid room name`);
+    if (typeof content !== 'string') throw new RoomwireError('ERR_INVALID_ARGUMENT', 'content must be a string');
+    if (options.data !== undefined && (typeof options.data !== 'object' || options.data === null || Array.isArray(options.data))) {
+      throw new RoomwireError('ERR_INVALID_ARGUMENT', 'data must be an object');
+    }
     const identity = identityFragment(options.userId ?? 'server', options.username ?? 'server');
     this.broker.publish(room, new Outbound(encodeMessage(room, content, options.data, identity, this.seconds())));
   }
@@ -608,7 +614,11 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
     if (this.debugging()) this.log.debug({ client: conn.id, code, room }, 'error frame sent');
     if (this.listenerCount('error') > 0) {
       const text = room === undefined ? WIRE_ERRORS[code] : `${WIRE_ERRORS[code]} (room "${room}")`;
-      this.emit('error', new RoomwireError(code, text), conn);
+      try {
+        this.emit('error', new RoomwireError(code, text), conn);
+      } catch {
+        // A throwing 'error' listener must not stop the error frame or break the socket.
+      }
     }
   }
 
@@ -722,6 +732,7 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
   // ---- shutdown ----------------------------------------------------------------------
 
   close(options: CloseOptions = {}): Promise<void> {
+    if (this.closePromise === undefined) checkClose(options.code ?? 1001, options.reason ?? SHUTDOWN_REASON);
     this.closePromise ??= this.shutdown(options);
     return this.closePromise;
   }

@@ -123,7 +123,11 @@ export function checkFrame(text: string): FrameCheck {
  * so a broadcast is framed once too.
  */
 export class Outbound {
-  /** Cached transport encoding of {@link Outbound.text}, set by the first transport that sends it. */
+  /**
+   * The complete unmasked WebSocket text frame of {@link Outbound.text}, cached by the first
+   * transport that sends it. Every transport that uses this field must store exactly that
+   * encoding (roomwire/node does); a transport needing another one keeps its own cache.
+   */
   frame: Uint8Array | undefined = undefined;
 
   constructor(

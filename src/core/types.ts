@@ -39,7 +39,11 @@ export interface TransportListener {
   message(data: string, isBinary: boolean, size: number): void;
   /** A protocol pong arrived. */
   pong(): void;
-  /** A protocol ping arrived (the transport answers it itself); counts as traffic. */
+  /**
+   * A protocol ping arrived (the transport answers it itself); counts as traffic.
+   * Optional for transports: the contract counts data frames and pongs, and
+   * `roomwire/node` reports only those.
+   */
   ping(): void;
   /** The connection is closed; the hub forgets it. Idempotent. */
   closed(code: number, reason: string): void;

@@ -61,6 +61,16 @@ export function chatPage(basePath: string): string {
     ul.textContent = '';
     list.forEach(function (name) { var li = document.createElement('li'); li.textContent = name; ul.appendChild(li); });
   }
+  // One user_list request per burst of joins and leaves, so a busy room stays well
+  // under the message rate limit.
+  var usersTimer = null;
+  function refreshUsers() {
+    if (usersTimer) return;
+    usersTimer = setTimeout(function () {
+      usersTimer = null;
+      if (ws && ws.readyState === 1) ws.send(JSON.stringify({ type: 'user_list', room: room }));
+    }, 250);
+  }
   function setOpen(open) {
     $('text').disabled = !open; $('send').disabled = !open;
     $('status').textContent = open ? 'connected to ' + room : 'disconnected';
@@ -83,9 +93,7 @@ export function chatPage(basePath: string): string {
         case 'user_list': users(m.data); break;
         case 'error': line('error: ' + m.content + ' (' + m.data.code + ')', 'error'); break;
       }
-      if ((m.type === 'join' || m.type === 'leave') && m.room === room && ws && ws.readyState === 1) {
-        ws.send(JSON.stringify({ type: 'user_list', room: room }));
-      }
+      if ((m.type === 'join' || m.type === 'leave') && m.room === room) refreshUsers();
     };
     ws.onclose = function (event) {
       line('connection closed' + (event.code ? ' (' + event.code + (event.reason ? ' ' + event.reason : '') + ')' : ''), 'notice');

@@ -10,7 +10,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { createUpgradeHandler } from '../adapters/node';
+import { answerAsRequest, createUpgradeHandler } from '../adapters/node';
 import { configFromEnv, type HubConfig } from '../core/config';
 import { RoomwireError, configError, type ConfigIssue } from '../core/errors';
 import { createHub, type Hub, type HubOptions } from '../core/hub';
@@ -159,14 +159,12 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     }
   });
 
-  // One upgrade listener: the hub's paths go to the hub, every other path gets 404 (the
-  // hub leaves those to the host, and here the host is this server).
+  // One upgrade listener: the hub's paths go to the hub; any other upgrade request is
+  // answered as the HTTP request it also is (404 for unknown paths, /healthz still works
+  // for a client that offers Upgrade: h2c).
   const handleUpgrade = createUpgradeHandler(hub);
   const onUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => {
-    if (handleUpgrade(req, socket, head)) return;
-    socket.on('error', () => {});
-    socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 10\r\n\r\nnot found\n');
-    socket.once('finish', () => socket.destroy());
+    if (!handleUpgrade(req, socket, head)) answerAsRequest(server, req, socket);
   };
   server.on('upgrade', onUpgrade);
 
@@ -227,8 +225,10 @@ export async function main(env: Record<string, string | undefined> = process.env
       },
     );
   };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
+  // `on`, not `once`: a second signal during the graceful window must not kill the
+  // process with the default handler; stop() ignores repeats.
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
   try {
     running = await startServer({ env });
   } catch (err) {

@@ -122,3 +122,38 @@ describe('roomwire/node: application seams over real sockets', () => {
     }
   });
 });
+
+describe('roomwire/node: upgrades nobody takes', () => {
+  it('are answered by the server’s request listener when the hub is the only upgrade listener', async () => {
+    const hub = createHub();
+    const server = http.createServer((req, res) => {
+      if (req.url === '/api') res.end('app says hi');
+      else res.writeHead(404).end('app 404');
+    });
+    attach(hub, server);
+    const port = await listen(server);
+    try {
+      const { upgrade } = await import('../helpers/client');
+      // A WebSocket upgrade for a path the hub does not serve: the app's own 404.
+      expect(await upgrade(port, '/other')).toMatchObject({ status: 404, body: 'app 404' });
+      // A client offering HTTP/2 cleartext still gets the plain HTTP answer.
+      const h2c = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = http.request({ host: '127.0.0.1', port, path: '/api', headers: { Connection: 'Upgrade, HTTP2-Settings', Upgrade: 'h2c', 'HTTP2-Settings': 'AAMAAABkAARAAAAAAAIAAAAA' } });
+        req.on('response', (res) => {
+          let body = '';
+          res.on('data', (c: Buffer) => (body += c.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+      expect(h2c).toEqual({ status: 200, body: 'app says hi' });
+      const p = await Peer.open(`ws://127.0.0.1:${port}/ws/r`);
+      expect((await p.next()).type).toBe('join');
+      p.close();
+    } finally {
+      await hub.close();
+      await new Promise((r) => server.close(r));
+    }
+  });
+});

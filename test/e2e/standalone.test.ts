@@ -58,6 +58,13 @@ describe('standalone server: HTTP routes (section 6)', () => {
     }
   });
 
+  it('answers an upgrade request outside the base path as HTTP (a client offering h2c still gets /healthz)', async () => {
+    const s = await serve();
+    const r = await upgrade(s.port, '/healthz', { Upgrade: 'h2c', Connection: 'Upgrade' });
+    expect(r.status).toBe(200);
+    expect(JSON.parse(r.body)).toMatchObject({ status: 'ok' });
+  });
+
   it('answers 404 elsewhere, for plain requests and for upgrades outside the base path', async () => {
     const s = await serve();
     expect((await fetch(`http://127.0.0.1:${s.port}/nope`)).status).toBe(404);
@@ -118,6 +125,23 @@ describe('standalone server: the roomwire process', () => {
     expect(await a.closed).toEqual({ code: 1001, reason: 'server shutting down' });
     expect(await b.closed).toEqual({ code: 1001, reason: 'server shutting down' });
     expect(await p.exited).toBe(0);
+  });
+
+  it('exits 0 when a second SIGTERM arrives during the graceful window', async () => {
+    const p = run({ HOST: '127.0.0.1', PORT: '0' });
+    const port = await p.listening;
+    // A client that never answers the close frame keeps the shutdown waiting (5 s).
+    const raw = net.connect(port, '127.0.0.1');
+    await new Promise<void>((resolve) => {
+      raw.write('GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n');
+      raw.once('data', () => resolve());
+    });
+    raw.on('error', () => {});
+    p.child.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 200));
+    p.child.kill('SIGTERM');
+    expect(await p.exited).toBe(0);
+    raw.destroy();
   });
 
   it('exits 0 on SIGINT too', async () => {

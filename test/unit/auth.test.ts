@@ -19,6 +19,11 @@ describe('extractToken', () => {
     expect(extractToken(req({ cookie: 'a=1; token=c; token=d' }), q(''))).toBe('c');
   });
 
+  it('takes everything after "Bearer" as the token, malformed or not', () => {
+    expect(extractToken(req({ authorization: 'Bearer a b', cookie: 'token=c' }), q('token=q'))).toBe('a b');
+    expect(extractToken(req({ authorization: 'Bearer', cookie: 'token=c' }), q(''))).toBe('c');
+  });
+
   it('ignores other schemes and empty values', () => {
     expect(extractToken(req({ authorization: 'Basic abc', cookie: 'token=c' }), q(''))).toBe('c');
     expect(extractToken(req({ authorization: 'Bearer ' }), q('token='))).toBeUndefined();

@@ -726,3 +726,58 @@ describe('rawMember', async () => {
     expect(a.texts[0]!.endsWith(`,"data":${deep}}`)).toBe(true);
   });
 });
+
+describe('robustness (review findings)', () => {
+  it('still sends the error frame when an error listener throws', async () => {
+    const { hub } = setup();
+    hub.on('error', () => {
+      throw new Error('listener boom');
+    });
+    const a = await connect(hub);
+    expect(() => a.text('{')).not.toThrow();
+    expect(a.take()).toEqual([{ type: 'error', content: expect.any(String), data: { code: 'invalid_json' }, timestamp: SEC }]);
+  });
+
+  it('refuses a close code or reason that cannot be sent, and keeps the connection usable', async () => {
+    const { hub } = setup();
+    const a = await connect(hub, '/ws/r');
+    a.take();
+    const client = hub.clients()[0]!;
+    expect(() => client.close(1006, 'x')).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }));
+    expect(() => client.close(1000, 'x'.repeat(124))).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }));
+    expect(() => hub.close({ code: 999 })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }));
+    expect(hub.closing).toBe(false);
+    a.json({ type: 'ping' });
+    expect(a.take()).toEqual([{ type: 'pong', timestamp: SEC }]);
+    client.close(4000, 'bye');
+    expect(a.closedWith).toEqual({ code: 4000, reason: 'bye' });
+    expect(hub.size).toBe(0);
+  });
+
+  it('turns a thenable from authenticate into a native promise', async () => {
+    const thenable = { then: (resolve: (v: unknown) => void) => resolve({ userId: 'u', username: 'U' }) };
+    const { hub } = setup({ authenticate: () => thenable as unknown as Promise<null> });
+    const admission = hub.admit({ url: '/ws', headers: {} });
+    expect(admission).toBeInstanceOf(Promise);
+    expect(await admission).toMatchObject({ accepted: true, ticket: { identity: { userId: 'u' } } });
+  });
+
+  it('does not join the path room for a connection a listener already closed', async () => {
+    const { hub } = setup();
+    const watcher = await connect(hub, '/ws/r');
+    watcher.take();
+    hub.on('connection', (client) => client.close(4001, 'not today'));
+    const b = await connect(hub, '/ws/r');
+    expect(b.closedWith).toEqual({ code: 4001, reason: 'not today' });
+    expect(watcher.take()).toEqual([]);
+    expect(hub.members('r')).toHaveLength(1);
+  });
+
+  it('checks publish arguments', () => {
+    const { hub } = setup();
+    expect(() => hub.publish('r', undefined as unknown as string)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }));
+    expect(() => hub.publish('r', 'x', { data: [] as unknown as Record<string, unknown> })).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }),
+    );
+  });
+});

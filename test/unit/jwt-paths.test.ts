@@ -82,6 +82,13 @@ describe('fast HMAC path and jose agree', () => {
       ['wrong audience', await hs({ ...ok, aud: ['x'] })],
       ['missing sub', await hs({ iss: 'iss-a', aud: 'aud-a' })],
       ['username claims', await hs({ ...ok, name: 'N', preferred_username: 'P' })],
+      ['signature with = padding', `${h}.${p}.${s}=`],
+      ['payload with = padding', raw({ alg: 'HS256' }, JSON.stringify(ok)).replace(/^([^.]+)\.([^.]+)\./, (_m, a: string, b: string) => `${a}.${b}=.`)],
+      ['payload of invalid UTF-8', (() => {
+        const input = `${b64('{"alg":"HS256"}')}.${Buffer.from([0x7b, 0x22, 0x73, 0x75, 0x62, 0x22, 0x3a, 0x22, 0xff, 0xfe, 0x22, 0x7d]).toString('base64url')}`;
+        return `${input}.${createHmac('sha256', SECRET).update(input).digest('base64url')}`;
+      })()],
+      ['crit b64 true', raw({ alg: 'HS256', b64: true, crit: ['b64'] }, JSON.stringify(ok))],
     ];
     for (const [label, token] of tokens) {
       expect({ label, outcome: await outcome(fast(token)) }).toEqual({ label, outcome: await outcome(jose(token)) });
