@@ -11,7 +11,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { FastifyInstance, FastifyPluginCallback } from 'fastify';
 import { createHub, type Hub, type HubOptions } from '../core/hub';
-import { createUpgradeHandler } from './node';
+import { answerAsRequest, createUpgradeHandler } from './node';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -59,6 +59,9 @@ export const roomwire: FastifyPluginCallback<RoomwirePluginOptions> = (fastify: 
   const claimed = new WeakSet<IncomingMessage>();
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     if (handle(req, socket, head)) claimed.add(req);
+    // Not the hub's, and no other upgrade listener (no @fastify/websocket): let Fastify's
+    // router answer it as plain HTTP rather than leave it hanging.
+    else if (fastify.server.listenerCount('upgrade') === 1) answerAsRequest(fastify.server, req, socket);
   };
   // First in line, so the claim exists before any other upgrade listener runs.
   fastify.server.prependListener('upgrade', onUpgrade);

@@ -73,6 +73,16 @@ describe('roomwire/fastify', () => {
     expect(app.server.listenerCount('upgrade')).toBe(0);
   });
 
+  it('lets Fastify answer upgrades outside the hub when no other plugin takes upgrades', async () => {
+    const s = await start({}, false);
+    try {
+      const r = await upgrade(s.port, '/');
+      expect(r).toMatchObject({ status: 200, body: 'fastify app' });
+    } finally {
+      await s.close();
+    }
+  });
+
   it('refuses to register with a bad configuration', async () => {
     const app = Fastify();
     await expect(app.register(roomwire, { maxConnections: -1 })).rejects.toMatchObject({ code: 'ERR_INVALID_CONFIG' });
