@@ -3,7 +3,7 @@
  * hub's counters, the JSON it serves at `/stats.json`, and the self-contained page at
  * `/stats` that draws them (no CDN, no build step).
  */
-import type { Hub } from '../core/hub';
+import type { Hub, HubStats } from '../core/hub';
 
 /** One sample of the hub's totals. */
 export interface StatsSample {
@@ -25,6 +25,10 @@ function sum(values: Readonly<Record<string, number>>): number {
   return total;
 }
 
+function sampleOf(s: HubStats): StatsSample {
+  return { t: Date.now(), connections: s.connections, rooms: s.rooms, messages: sum(s.messagesIn), errors: sum(s.errors), deliveries: s.deliveries };
+}
+
 /** Samples a hub every `intervalMs` and keeps the last `keep` samples. */
 export class StatsSampler {
   private readonly samples: StatsSample[] = [];
@@ -41,8 +45,7 @@ export class StatsSampler {
   }
 
   private sample(): StatsSample {
-    const s = this.hub.stats();
-    const sample = { t: Date.now(), connections: s.connections, rooms: s.rooms, messages: sum(s.messagesIn), errors: sum(s.errors), deliveries: s.deliveries };
+    const sample = sampleOf(this.hub.stats());
     this.samples.push(sample);
     if (this.samples.length > this.keep) this.samples.shift();
     return sample;
@@ -55,8 +58,7 @@ export class StatsSampler {
       .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))
       .slice(0, maxRooms)
       .map(([name, members]) => ({ name, members }));
-    const current: StatsSample = { t: Date.now(), connections: s.connections, rooms: s.rooms, messages: sum(s.messagesIn), errors: sum(s.errors), deliveries: s.deliveries };
-    return JSON.stringify({ intervalMs: this.intervalMs, history: [...this.samples, current], rooms, errors: s.errors, rejected: s.rejected });
+    return JSON.stringify({ intervalMs: this.intervalMs, history: [...this.samples, sampleOf(s)], rooms, errors: s.errors, rejected: s.rejected });
   }
 
   stop(): void {
