@@ -2,33 +2,23 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import { describe, expect, it } from 'vitest';
-import { configFromEnv, createHub } from '../../src/index';
+import { createHub } from '../../src/index';
 import { attach } from '../../src/adapters/express';
 import { Peer } from '../helpers/client';
-import { hubSuite } from './suite';
+import { hubSuite, listeningApp } from './suite';
 
 function listening(server: Server): Promise<number> {
   return new Promise((resolve) => server.once('listening', () => resolve((server.address() as AddressInfo).port)));
 }
 
-hubSuite('roomwire/express (app passed before listen)', async (env) => {
-  const app = express();
-  app.get('/', (_req, res) => res.send('express app'));
-  const hub = createHub(configFromEnv(env));
-  const attachment = attach(hub, app);
-  const server = app.listen(0, '127.0.0.1');
-  const port = await listening(server);
-  return {
-    port,
-    hub,
-    async close() {
-      await hub.close();
-      attachment.detach();
-      server.closeAllConnections();
-      await new Promise((r) => server.close(r));
-    },
-  };
-});
+hubSuite(
+  'roomwire/express (app passed before listen)',
+  listeningApp(() => {
+    const app = express();
+    app.get('/', (_req, res) => res.send('express app'));
+    return app;
+  }, attach),
+);
 
 describe('roomwire/express', () => {
   it('attaches to the server app.listen() returns, next to the app routes', async () => {

@@ -13,6 +13,7 @@ import type { ClientOptions } from 'ws';
 import { startServer, type RunningServer } from '../../src/server/standalone';
 import { Peer, SECRET, sign, sleep, upgrade, type Frame } from '../helpers/client';
 import { RawSocket, b64url, rawHttp, unsignedToken } from '../helpers/hostile';
+import { err } from './suite';
 
 // ---- fixtures ------------------------------------------------------------------------
 
@@ -57,14 +58,6 @@ async function openRaw(s: RunningServer, path: string, headers?: Record<string, 
   raws.push(r.raw);
   return r.raw;
 }
-
-const err = (code: string, room?: string): Record<string, unknown> => ({
-  type: 'error',
-  content: expect.any(String),
-  data: { code },
-  ...(room === undefined ? {} : { room }),
-  timestamp: expect.any(Number),
-});
 
 function codeOf(f: Frame | Record<string, unknown>): string | undefined {
   return f.type === 'error' ? (f.data as { code?: string } | undefined)?.code : undefined;

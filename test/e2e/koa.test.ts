@@ -2,35 +2,25 @@ import http, { type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Koa from 'koa';
 import { describe, expect, it } from 'vitest';
-import { configFromEnv, createHub } from '../../src/index';
+import { createHub } from '../../src/index';
 import { attach } from '../../src/adapters/koa';
 import { Peer } from '../helpers/client';
-import { hubSuite } from './suite';
+import { hubSuite, listeningApp } from './suite';
 
 function listening(server: Server): Promise<number> {
   return new Promise((resolve) => server.once('listening', () => resolve((server.address() as AddressInfo).port)));
 }
 
-hubSuite('roomwire/koa (app passed before listen)', async (env) => {
-  const app = new Koa();
-  app.use((ctx) => {
-    ctx.body = 'koa app';
-  });
-  const hub = createHub(configFromEnv(env));
-  const attachment = attach(hub, app);
-  const server = app.listen(0, '127.0.0.1');
-  const port = await listening(server);
-  return {
-    port,
-    hub,
-    async close() {
-      await hub.close();
-      attachment.detach();
-      server.closeAllConnections();
-      await new Promise((r) => server.close(r));
-    },
-  };
-});
+hubSuite(
+  'roomwire/koa (app passed before listen)',
+  listeningApp(() => {
+    const app = new Koa();
+    app.use((ctx) => {
+      ctx.body = 'koa app';
+    });
+    return app;
+  }, attach),
+);
 
 describe('roomwire/koa', () => {
   it('attaches to a server made from app.callback(), next to the app', async () => {

@@ -16,13 +16,42 @@ export interface Started {
 
 export type Start = (env: Record<string, string>) => Promise<Started>;
 
-const err = (code: string, room?: string): Record<string, unknown> => ({
+/** The `error` frame the contract sends for `code` (and the echoed `room`). */
+export const err = (code: string, room?: string): Record<string, unknown> => ({
   type: 'error',
   content: expect.any(String),
   data: { code },
   ...(room === undefined ? {} : { room }),
   timestamp: expect.any(Number),
 });
+
+/**
+ * A {@link Start} for frameworks whose `app.listen()` makes the server (Express, Koa):
+ * the app is attached before it listens, as their adapters document.
+ */
+export function listeningApp<App extends { listen(port: number, host: string): import('node:http').Server }>(
+  makeApp: () => App,
+  attachApp: (hub: Hub, app: App) => { detach(): void },
+): Start {
+  return async (env) => {
+    const { configFromEnv, createHub } = await import('../../src/index');
+    const app = makeApp();
+    const hub = createHub(configFromEnv(env));
+    const attachment = attachApp(hub, app);
+    const server = app.listen(0, '127.0.0.1');
+    const port = await new Promise<number>((resolve) => server.once('listening', () => resolve((server.address() as import('node:net').AddressInfo).port)));
+    return {
+      port,
+      hub,
+      async close() {
+        await hub.close();
+        attachment.detach();
+        server.closeAllConnections();
+        await new Promise((r) => server.close(r));
+      },
+    };
+  };
+}
 
 export function hubSuite(name: string, start: Start): void {
   describe(`${name}: shared end-to-end suite`, () => {
@@ -43,15 +72,6 @@ export function hubSuite(name: string, start: Start): void {
         return p;
       };
       return { ...s, base, open, upgrade: (path: string, headers?: Record<string, string>) => upgrade(s.port, path, headers) };
-    }
-
-    async function refusedStatus(promise: Promise<unknown>): Promise<number> {
-      try {
-        await promise;
-      } catch (e) {
-        return (e as { status: number }).status;
-      }
-      throw new Error('connection was accepted');
     }
 
     describe('endpoints (section 1)', () => {
