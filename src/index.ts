@@ -44,6 +44,8 @@ export type { ClientMessage, ClientMessageType, FrameCheck } from './core/protoc
 export { createJwtVerifier, defaultAuthenticate, extractToken, identityFromClaims } from './core/auth';
 export type { JwtVerifier } from './core/auth';
 export { createMemoryBroker } from './brokers/memory';
+export { createRedisBroker } from './brokers/redis';
+export type { RedisBrokerOptions } from './brokers/redis';
 export { systemClock } from './core/clock';
 export type { Route } from './core/routes';
 export { DURATION_BUCKETS, REJECT_REASONS } from './core/stats';
@@ -54,6 +56,7 @@ export type {
   Authenticate,
   AuthorizationHooks,
   Broker,
+  BrokerHealth,
   BrokerHost,
   Client,
   Clock,

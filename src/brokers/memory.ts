@@ -26,5 +26,8 @@ export function createMemoryBroker(): Broker {
     close() {
       host = undefined;
     },
+    health() {
+      return { kind: 'memory', connected: true, processes: 1 };
+    },
   };
 }

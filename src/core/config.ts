@@ -6,6 +6,7 @@
  * variable, its parser and its default, so the environment path and the programmatic
  * path validate identically and report every bad entry at once.
  */
+import { parseRedisUrl } from '../brokers/redis-url';
 import { createPublicKey } from 'node:crypto';
 import { configError, type ConfigIssue } from './errors';
 import { normalizeOriginPattern } from './origin';
@@ -273,13 +274,11 @@ function httpUrl(raw: unknown): string | undefined {
 function redisUrl(raw: unknown): string | undefined {
   const s = optionalString(raw);
   if (s === undefined) return undefined;
-  let u: URL;
   try {
-    u = new URL(s);
-  } catch {
-    throw `"${s}" is not a URL`;
+    parseRedisUrl(s);
+  } catch (err) {
+    throw err instanceof TypeError && err.message.startsWith('"') ? err.message : `"${s}" is not a URL`;
   }
-  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw `"${s}" must be a redis:// or rediss:// URL`;
   return s;
 }
 

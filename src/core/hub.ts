@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'eventemitter3';
 import { createMemoryBroker } from '../brokers/memory';
+import { createRedisBroker } from '../brokers/redis';
 import { createJwtVerifier, defaultAuthenticate, extractToken, type JwtVerifier } from './auth';
 import { systemClock } from './clock';
 import { resolveConfig, ratePeriodMs, type HubConfig, type HubConfigInput } from './config';
@@ -32,6 +33,7 @@ import type {
   Authenticate,
   AuthorizationHooks,
   Broker,
+  BrokerHealth,
   BrokerHost,
   Client,
   Clock,
@@ -47,7 +49,10 @@ import type {
 export interface HubOptions extends HubConfigInput, AuthorizationHooks {
   /** Replace or extend token verification. @default verify the token as a JWT per `jwt`; no token is anonymous */
   authenticate?: Authenticate;
-  /** Carries room traffic and presence. @default createMemoryBroker() */
+  /**
+   * Carries room traffic and presence.
+   * @default createRedisBroker({ url: redisUrl }) when `redisUrl` is set, else createMemoryBroker()
+   */
   broker?: Broker;
   /** Time source for heartbeats, rate limits and timestamps. @default the system clock */
   clock?: Clock;
@@ -137,6 +142,8 @@ export interface HubStats {
   readonly roomMembers: Readonly<Record<string, number>>;
   /** Lifetimes of closed connections as a histogram. */
   readonly connectionDurations: DurationHistogram;
+  /** The broker: whether it reaches the other processes, and how many there are. */
+  readonly broker: BrokerHealth;
 }
 
 /** A histogram of connection lifetimes in seconds. */
@@ -208,6 +215,20 @@ export interface Hub extends EventEmitter<HubEvents> {
   publish(room: string, content: string, options?: PublishOptions): void;
   /** A snapshot of the counters; cheap enough to call every second. */
   stats(): HubStats;
+  /**
+   * Resolves once the broker has started: at once in a single process. With Redis, once
+   * connected and in step with the other processes (their members are in `user_list`),
+   * or after the broker's `startTimeout` (3 s) when Redis is unreachable: the hub then
+   * serves its own members and keeps trying. Never rejects.
+   *
+   * @example
+   * ```ts
+   * const hub = createHub(configFromEnv(process.env));
+   * await hub.ready();
+   * server.listen(8080);
+   * ```
+   */
+  ready(): Promise<void>;
   /** Close every connection (1001 by default), stop the heartbeat and the broker. */
   close(options?: CloseOptions): Promise<void>;
 }
@@ -256,6 +277,7 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
   private pending = 0;
   private closePromise: Promise<void> | undefined;
   private onEmpty: (() => void) | undefined;
+  private readonly started: Promise<void>;
 
   constructor(options: HubOptions) {
     super();
@@ -266,13 +288,9 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
     if (cfg.requireAuth && !hasKey && custom === undefined) {
       throw configError([{ name: 'requireAuth', message: 'needs jwt.secret, jwt.publicKey, jwt.jwksUrl or an authenticate function' }]);
     }
-    if (cfg.redisUrl !== undefined && options.broker === undefined) {
-      // Serving one process while the operator expects shared rooms would split them silently.
-      throw configError([{ name: 'redisUrl', message: 'scale-out over Redis is not available in this version; unset it, or pass a broker' }]);
-    }
     this.clock = options.clock ?? systemClock;
     this.log = options.logger ?? SILENT;
-    this.broker = options.broker ?? createMemoryBroker();
+    this.broker = options.broker ?? (cfg.redisUrl === undefined ? createMemoryBroker() : createRedisBroker({ url: cfg.redisUrl }));
     this.hooks = { canJoin: options.canJoin, canPublish: options.canPublish };
     this.verifyJwt = createJwtVerifier(cfg.jwt, () => this.clock.now());
     this.authenticate = custom ?? defaultAuthenticate;
@@ -286,7 +304,9 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
     this.sweepMs = sweepPeriod(cfg);
     this.stopSweep = this.clock.every(this.sweepMs, () => this.sweep());
     const started = this.broker.start(this);
-    if (isPromise(started)) started.catch((err: unknown) => this.report('ERR_BROKER', 'broker failed to start', err, undefined));
+    this.started = isPromise(started)
+      ? started.then(noop, (err: unknown) => this.report('ERR_BROKER', 'broker failed to start', err, undefined))
+      : Promise.resolve();
   }
 
   now(): number {
@@ -597,6 +617,14 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
     return this.rooms.get(room)?.usernames() ?? [];
   }
 
+  brokerFailed(message: string, cause: unknown): void {
+    this.report('ERR_BROKER', message, cause, undefined);
+  }
+
+  brokerNotice(level: 'info' | 'warn', fields: object, message: string): void {
+    this.log[level](fields, message);
+  }
+
   publish(room: string, content: string, options: PublishOptions = {}): void {
     if (typeof room !== 'string' || !isValidRoomName(room)) throw new RoomwireError('invalid_room', `"${String(room)}" is not a valid room name`);
     if (typeof content !== 'string') throw new RoomwireError('ERR_INVALID_ARGUMENT', 'content must be a string');
@@ -722,7 +750,12 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
         sum: c.durationSeconds,
         count: c.connectionsClosed,
       },
+      broker: this.broker.health?.() ?? { kind: 'custom', connected: true, processes: 1 },
     };
+  }
+
+  ready(): Promise<void> {
+    return this.started;
   }
 
   private seconds(): number {

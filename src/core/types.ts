@@ -152,6 +152,20 @@ export interface BrokerHost {
   deliver(room: string, message: Outbound): void;
   /** Usernames of this process's members of `room`, each user once. */
   localUsers(room: string): string[];
+  /** Report a broker failure: logged at error and emitted as an `ERR_BROKER` `error` event. */
+  brokerFailed(message: string, cause: unknown): void;
+  /** Log a broker state change (connected, reconnected, a process gone). */
+  brokerNotice(level: 'info' | 'warn', fields: object, message: string): void;
+}
+
+/** How a broker is doing; part of {@link HubStats}. */
+export interface BrokerHealth {
+  /** `memory` for the in-process broker, `redis` for the Redis broker. */
+  readonly kind: string;
+  /** Whether the broker reaches the other processes now (always true in memory). */
+  readonly connected: boolean;
+  /** Hub processes it knows of, this one included (1 when alone or disconnected). */
+  readonly processes: number;
 }
 
 /**
@@ -172,6 +186,8 @@ export interface Broker {
   users(room: string): readonly string[] | Promise<readonly string[]>;
   /** Release resources; called by {@link Hub.close}. */
   close(): void | Promise<void>;
+  /** How the broker is doing; assumed connected and alone when absent. */
+  health?(): BrokerHealth;
 }
 
 /**

@@ -42,6 +42,8 @@ export const METRIC_NAMES = [
   'rooms',
   'room_members',
   'connection_duration_seconds',
+  'broker_connected',
+  'broker_processes',
 ] as const;
 
 /**
@@ -128,6 +130,8 @@ export function registerHubMetrics(hub: Hub, options: HubMetricsOptions = {}): H
     labelledCounter('errors_total', 'Error frames sent to clients, by code.', 'code', (s) => s.errors),
     labelledCounter('heartbeat_terminations_total', 'Connections ended by the heartbeat sweep, by reason.', 'reason', (s) => s.terminations),
     gauge('rooms', 'Rooms with members in this process.', (s) => s.rooms),
+    gauge('broker_connected', '1 while the broker reaches the other hub processes (always 1 in a single process), else 0.', (s) => (s.broker.connected ? 1 : 0)),
+    gauge('broker_processes', 'Hub processes the broker knows of, this one included.', (s) => s.broker.processes),
     new Histogram({
       name: `${p}room_members`,
       help: 'Room occupancy: rooms by their number of member connections.',

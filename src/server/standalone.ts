@@ -87,9 +87,6 @@ export function serverConfigFromEnv(env: Record<string, string | undefined> = pr
       }];
     }
   }
-  if (set('WEBSOCKET_REDIS_URL') && !issues.some((i) => i.name === 'WEBSOCKET_REDIS_URL')) {
-    issues = [...issues, { name: 'WEBSOCKET_REDIS_URL', message: 'scale-out over Redis is not available in this version; unset it to serve one process' }];
-  }
   if (logLevel === undefined) {
     issues = [...issues, { name: 'LOG_LEVEL', message: `must be one of ${LOG_LEVELS.join(', ')}, not "${env.LOG_LEVEL}"` }];
   }
@@ -151,6 +148,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
         websocket: { enabled: config.enabled, path: config.path },
         connections: hub.size,
         rooms: hub.roomNames().length,
+        broker: hub.stats().broker,
         uptime_seconds: Math.floor((Date.now() - startedAt) / 1000),
       });
       respond(res, 200, 'application/json', body, { 'Cache-Control': 'no-store' });
@@ -168,6 +166,9 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   };
   server.on('upgrade', onUpgrade);
 
+  // With Redis: connected and in step with the other processes before the first client
+  // comes (or, Redis unreachable, serving this process alone after a few seconds).
+  await hub.ready();
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {

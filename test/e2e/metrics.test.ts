@@ -87,6 +87,8 @@ describe('metrics after a scripted session', () => {
       expect(m.get('roomwire_errors_total{code="not_in_room"}')).toBe(1);
       expect(m.get('roomwire_errors_total{code="room_full"}')).toBe(0);
       expect(m.get('roomwire_rooms')).toBe(1);
+      expect(m.get('roomwire_broker_connected')).toBe(1);
+      expect(m.get('roomwire_broker_processes')).toBe(1);
       expect(m.get('roomwire_room_members_bucket{le="1"}')).toBe(0);
       expect(m.get('roomwire_room_members_bucket{le="2"}')).toBe(1);
       expect(m.get('roomwire_room_members_sum')).toBe(2);

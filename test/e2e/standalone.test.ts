@@ -53,6 +53,7 @@ describe('standalone server: HTTP routes (section 6)', () => {
         websocket: { enabled: enabled === 'true', path: '/ws' },
         connections: 0,
         rooms: 0,
+        broker: { kind: 'memory', connected: true, processes: 1 },
         uptime_seconds: expect.any(Number),
       });
     }

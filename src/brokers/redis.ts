@@ -1,0 +1,441 @@
+/**
+ * The Redis broker: several hub processes sharing one Redis form one hub.
+ *
+ * Room traffic goes over one pub/sub channel per room (`<prefix>:room:<room>`), which a
+ * process subscribes to while it has members there. Each frame carries the publishing
+ * process's id, so its own copy, already delivered locally, is skipped: every member gets
+ * every frame exactly once, and a sender's frames keep their order because one process
+ * publishes them over one socket.
+ *
+ * Presence goes over `<prefix>:control`: every process announces its members' joins and
+ * leaves, a heartbeat every `heartbeatInterval` with its member count, and its whole state
+ * whenever it (re)connects or another process asks. Each process keeps a mirror of the
+ * others, so `user_list` needs no Redis query. A process unheard of for `processTimeout`
+ * is gone: its members leave every mirror, and the members of their rooms here receive
+ * `leave` for them. While Redis is unreachable a process serves its own members and lists
+ * only them; once it is back (an empty, restarted Redis included) the processes
+ * resubscribe, exchange their states, and send `join`/`leave` for what changed meanwhile.
+ */
+import { randomBytes } from 'node:crypto';
+import { encodeMembership, identityFragment, Outbound } from '../core/protocol';
+import type { Broker, BrokerHealth, BrokerHost, PresenceEntry } from '../core/types';
+import { parseRedisUrl } from './redis-url';
+import { RedisConnection, RedisReplyError } from './resp';
+
+/** Options of {@link createRedisBroker}. */
+export interface RedisBrokerOptions {
+  /** `redis://[[user]:password@]host[:port][/db]`, or `rediss://` for TLS. */
+  readonly url: string;
+  /** Prefix of every channel and key, so several hubs can share one Redis. @default 'roomwire' */
+  readonly prefix?: string;
+  /** Milliseconds between heartbeats of this process. @default 2000 */
+  readonly heartbeatInterval?: number;
+  /**
+   * Milliseconds without a word from another process after which it counts as gone and
+   * its members leave. Keep it several heartbeats long. @default 10000
+   */
+  readonly processTimeout?: number;
+  /**
+   * Milliseconds {@link Hub.ready} waits for Redis and for the other processes' states at
+   * start; after that the hub serves its own members and keeps trying. @default 3000
+   */
+  readonly startTimeout?: number;
+  /** Milliseconds a Redis command may go unanswered before the socket is dropped and reconnected. @default 5000 */
+  readonly commandTimeout?: number;
+}
+
+interface Member {
+  readonly userId: string;
+  readonly username: string;
+}
+
+/** What this process knows of another. */
+interface Remote {
+  seen: number;
+  rooms: Map<string, Map<string, Member>>;
+  /** When this process last asked it for its state (0: never). */
+  asked: number;
+}
+
+/** `[room, connectionId, userId, username]` */
+type StateRow = [string, string, string, string];
+
+type Control =
+  | { t: 'beat'; p: string; n: number }
+  | { t: 'join' | 'leave'; p: string; r: string; c: string; u: string; n: string }
+  | { t: 'state'; p: string; m: StateRow[]; ask?: boolean }
+  | { t: 'ask'; p: string; to: string }
+  | { t: 'bye'; p: string };
+
+const ID_LENGTH = 16;
+
+/**
+ * Create a {@link Broker} that spreads one hub over every process using the same Redis
+ * (and `prefix`). {@link createHub} creates one by itself when `redisUrl` is set; create
+ * it yourself to change its timings.
+ *
+ * @example
+ * ```ts
+ * import { createHub, createRedisBroker } from 'roomwire';
+ * const hub = createHub({ broker: createRedisBroker({ url: 'redis://127.0.0.1:6379' }) });
+ * await hub.ready();
+ * ```
+ */
+export function createRedisBroker(options: RedisBrokerOptions): Broker {
+  return new RedisBroker(options);
+}
+
+class RedisBroker implements Broker {
+  /** This process's id in channel payloads. */
+  readonly id = randomBytes(ID_LENGTH / 2).toString('hex');
+  private host: BrokerHost | undefined;
+  private readonly pub: RedisConnection;
+  private readonly sub: RedisConnection;
+  private readonly prefix: string;
+  private readonly control: string;
+  private readonly roomPrefix: string;
+  private readonly processesKey: string;
+  private readonly heartbeatMs: number;
+  private readonly timeoutMs: number;
+  private readonly startMs: number;
+  /** This process's members by room, then connection id. */
+  private readonly local = new Map<string, Map<string, Member>>();
+  private localCount = 0;
+  private readonly remotes = new Map<string, Remote>();
+  /** Rooms whose SUBSCRIBE is not acknowledged yet. */
+  private readonly subscribing = new Map<string, Promise<void>>();
+  /** Both sockets up and the control channel subscribed: remote presence counts. */
+  private linked = false;
+  private linking = 0;
+  private wasLinked = false;
+  private stopped = false;
+  private timer: NodeJS.Timeout | undefined;
+  /** Processes whose state {@link RedisBroker.start} still waits for. */
+  private awaiting: Set<string> | undefined;
+  private onSynced: (() => void) | undefined;
+  /** Processes whose state arrived since the last (re)link. */
+  private readonly heard = new Set<string>();
+
+  constructor(options: RedisBrokerOptions) {
+    const endpoint = parseRedisUrl(options.url);
+    this.prefix = options.prefix ?? 'roomwire';
+    this.control = `${this.prefix}:control`;
+    this.roomPrefix = `${this.prefix}:room:`;
+    this.processesKey = `${this.prefix}:processes`;
+    this.heartbeatMs = options.heartbeatInterval ?? 2000;
+    this.timeoutMs = options.processTimeout ?? 10_000;
+    this.startMs = options.startTimeout ?? 3000;
+    const timings = { timeout: options.commandTimeout ?? 5000 };
+    this.pub = new RedisConnection(endpoint, { up: () => this.relink(), down: (err) => this.unlink(err) }, timings);
+    this.sub = new RedisConnection(
+      endpoint,
+      { up: () => this.relink(), down: (err) => this.unlink(err), message: (channel, payload) => this.onMessage(channel, payload) },
+      timings,
+    );
+  }
+
+  start(host: BrokerHost): Promise<void> {
+    this.host = host;
+    this.pub.connect();
+    this.sub.connect();
+    this.timer = setInterval(() => this.beat(), this.heartbeatMs);
+    this.timer.unref();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.onSynced = undefined;
+        if (!this.linked) host.brokerNotice('warn', { after: this.startMs }, 'Redis is not reachable yet; serving this process only until it is');
+        resolve();
+      }, this.startMs);
+      timer.unref();
+      this.onSynced = () => {
+        clearTimeout(timer);
+        this.onSynced = undefined;
+        resolve();
+      };
+    });
+  }
+
+  // ---- the link ----------------------------------------------------------------------
+
+  /** A socket came up: once both are, subscribe everything and announce this process. */
+  private relink(): void {
+    if (!this.pub.isUp || !this.sub.isUp || this.stopped) return;
+    const attempt = ++this.linking;
+    this.sub.send(['SUBSCRIBE', this.control], (reply) => {
+      if (reply instanceof RedisReplyError || attempt !== this.linking) return;
+      this.linked = true;
+      this.heard.clear();
+      const now = Date.now();
+      for (const r of this.remotes.values()) r.seen = now;
+      this.host?.brokerNotice('info', { process: this.id }, this.wasLinked ? 'Redis connection restored' : 'connected to Redis');
+      this.wasLinked = true;
+      this.pub.send(['HSET', this.processesKey, this.id, String(now)]);
+      this.pub.send(['PUBLISH', this.control, JSON.stringify(this.state(true))]);
+      if (this.onSynced !== undefined) this.expectPeers(now);
+    });
+    for (const room of this.local.keys()) this.subscribe(room);
+  }
+
+  /** Wait (in {@link RedisBroker.start}) for the state of every process alive in the registry. */
+  private expectPeers(now: number): void {
+    this.pub.send(['HGETALL', this.processesKey], (reply) => {
+      const awaiting = new Set<string>();
+      if (Array.isArray(reply)) {
+        for (let i = 0; i + 1 < reply.length; i += 2) {
+          const id = reply[i] as string;
+          if (id !== this.id && now - Number(reply[i + 1]) < this.timeoutMs && !this.heard.has(id)) awaiting.add(id);
+        }
+      }
+      this.awaiting = awaiting;
+      this.checkSynced();
+    });
+  }
+
+  private checkSynced(): void {
+    if (this.awaiting !== undefined && this.awaiting.size === 0) {
+      this.awaiting = undefined;
+      this.onSynced?.();
+    }
+  }
+
+  private unlink(err: Error): void {
+    this.linking++;
+    // Pending SUBSCRIBE acknowledgements have been answered with the connection error.
+    this.subscribing.clear();
+    if (!this.linked) return;
+    this.linked = false;
+    if (!this.stopped) this.host?.brokerFailed("lost the Redis connection; serving this process's members only until it is back", err);
+  }
+
+  private subscribe(room: string): void {
+    let done!: () => void;
+    const acked = new Promise<void>((resolve) => (done = resolve));
+    this.subscribing.set(room, acked);
+    const sent = this.sub.send(['SUBSCRIBE', this.roomPrefix + room], () => {
+      if (this.subscribing.get(room) === acked) this.subscribing.delete(room);
+      done();
+    });
+    if (!sent) this.subscribing.delete(room);
+  }
+
+  // ---- Broker ------------------------------------------------------------------------
+
+  publish(room: string, message: Outbound): void {
+    this.host?.deliver(room, message);
+    if (this.pub.isUp) this.pub.send(['PUBLISH', this.roomPrefix + room, this.id + message.text]);
+  }
+
+  join(room: string, entry: PresenceEntry): void {
+    let members = this.local.get(room);
+    if (members === undefined) {
+      members = new Map();
+      this.local.set(room, members);
+      if (this.sub.isUp) this.subscribe(room);
+    }
+    if (members.has(entry.connectionId)) return;
+    members.set(entry.connectionId, { userId: entry.userId, username: entry.username });
+    this.localCount++;
+    this.announce({ t: 'join', p: this.id, r: room, c: entry.connectionId, u: entry.userId, n: entry.username });
+  }
+
+  leave(room: string, entry: PresenceEntry): void {
+    const members = this.local.get(room);
+    if (members === undefined || !members.delete(entry.connectionId)) return;
+    this.localCount--;
+    if (members.size === 0) {
+      this.local.delete(room);
+      this.subscribing.delete(room);
+      this.sub.send(['UNSUBSCRIBE', this.roomPrefix + room]);
+    }
+    this.announce({ t: 'leave', p: this.id, r: room, c: entry.connectionId, u: entry.userId, n: entry.username });
+  }
+
+  users(room: string): readonly string[] | Promise<readonly string[]> {
+    if (!this.linked) return this.list(room);
+    // Reply once the room's subscription is live and this process's earlier publishes
+    // (its join among them) went through Redis: a member that has its user_list gets
+    // every later frame of the room, and other processes already know of it.
+    const subscribed = this.subscribing.get(room);
+    return new Promise((resolve) => {
+      let left = subscribed === undefined ? 1 : 2;
+      const done = (): void => {
+        if (--left === 0) resolve(this.list(room));
+      };
+      subscribed?.then(done);
+      this.pub.send(['PING'], done);
+    });
+  }
+
+  health(): BrokerHealth {
+    let processes = 1;
+    if (this.linked) processes += this.remotes.size;
+    return { kind: 'redis', connected: this.linked, processes };
+  }
+
+  async close(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.timer !== undefined) clearInterval(this.timer);
+    if (this.pub.isUp) {
+      this.pub.send(['PUBLISH', this.control, JSON.stringify({ t: 'bye', p: this.id })]);
+      this.pub.send(['HDEL', this.processesKey, this.id]);
+    }
+    this.linked = false;
+    await Promise.all([this.pub.close(), this.sub.close()]);
+    this.host = undefined;
+  }
+
+  // ---- presence ----------------------------------------------------------------------
+
+  /** Usernames in `room`: this process's users, then the other processes', each user once. */
+  private list(room: string): string[] {
+    const users = new Map<string, string>();
+    for (const m of this.local.get(room)?.values() ?? []) if (!users.has(m.userId)) users.set(m.userId, m.username);
+    if (this.linked) {
+      for (const remote of this.remotes.values()) {
+        for (const m of remote.rooms.get(room)?.values() ?? []) if (!users.has(m.userId)) users.set(m.userId, m.username);
+      }
+    }
+    return [...users.values()];
+  }
+
+  private state(ask: boolean): Control {
+    const m: StateRow[] = [];
+    for (const [room, members] of this.local) for (const [c, u] of members) m.push([room, c, u.userId, u.username]);
+    return ask ? { t: 'state', p: this.id, m, ask } : { t: 'state', p: this.id, m };
+  }
+
+  private announce(message: Control): void {
+    if (this.pub.isUp) this.pub.send(['PUBLISH', this.control, JSON.stringify(message)]);
+  }
+
+  private beat(): void {
+    if (!this.linked) return;
+    const now = Date.now();
+    this.pub.send(['HSET', this.processesKey, this.id, String(now)]);
+    this.announce({ t: 'beat', p: this.id, n: this.localCount });
+    this.sub.send(['PING']); // the connection's watchdog drops a socket whose replies stall
+    for (const [id, remote] of this.remotes) {
+      if (now - remote.seen > this.timeoutMs) this.gone(id, 'timeout');
+    }
+  }
+
+  /** Forget process `id`; the members of its rooms here receive `leave` for its members. */
+  private gone(id: string, why: 'timeout' | 'bye'): void {
+    const remote = this.remotes.get(id);
+    if (remote === undefined) return;
+    this.remotes.delete(id);
+    let members = 0;
+    for (const [room, conns] of remote.rooms) {
+      members += conns.size;
+      for (const m of conns.values()) this.notice('leave', room, m);
+    }
+    if (why === 'timeout') {
+      this.pub.send(['HDEL', this.processesKey, id]);
+      this.host?.brokerNotice('warn', { process: id, members }, 'a hub process stopped answering; its members left');
+    }
+    this.awaiting?.delete(id);
+    this.checkSynced();
+  }
+
+  /** Deliver a `join`/`leave` notice for a member of another process to this process's members. */
+  private notice(type: 'join' | 'leave', room: string, m: Member): void {
+    if (!this.local.has(room)) return;
+    const text = encodeMembership(type, room, identityFragment(m.userId, m.username), Math.floor(Date.now() / 1000));
+    this.host?.deliver(room, new Outbound(text));
+  }
+
+  private onMessage(channel: string, payload: string): void {
+    if (channel === this.control) {
+      this.onControl(payload);
+      return;
+    }
+    if (!channel.startsWith(this.roomPrefix) || payload.length < ID_LENGTH || payload.startsWith(this.id)) return;
+    this.host?.deliver(channel.slice(this.roomPrefix.length), new Outbound(payload.slice(ID_LENGTH)));
+  }
+
+  private onControl(payload: string): void {
+    let msg: Control;
+    try {
+      msg = JSON.parse(payload) as Control;
+    } catch {
+      return; // not ours: another program publishing on the channel
+    }
+    if (typeof msg !== 'object' || msg === null || typeof msg.p !== 'string' || msg.p === this.id) return;
+    const now = Date.now();
+    if (msg.t === 'bye') {
+      this.gone(msg.p, 'bye');
+      return;
+    }
+    let remote = this.remotes.get(msg.p);
+    const known = remote !== undefined;
+    if (remote === undefined) {
+      remote = { seen: now, rooms: new Map(), asked: 0 };
+      this.remotes.set(msg.p, remote);
+    }
+    remote.seen = now;
+    switch (msg.t) {
+      case 'state':
+        this.replace(remote, msg.m);
+        if (msg.ask === true) this.announce(this.state(false));
+        this.heard.add(msg.p);
+        this.awaiting?.delete(msg.p);
+        this.checkSynced();
+        return;
+      case 'ask':
+        if (msg.to === this.id) this.announce(this.state(false));
+        return;
+      case 'join': {
+        let conns = remote.rooms.get(msg.r);
+        if (conns === undefined) remote.rooms.set(msg.r, (conns = new Map()));
+        conns.set(msg.c, { userId: msg.u, username: msg.n });
+        break;
+      }
+      case 'leave': {
+        const conns = remote.rooms.get(msg.r);
+        if (conns !== undefined && conns.delete(msg.c) && conns.size === 0) remote.rooms.delete(msg.r);
+        break;
+      }
+      case 'beat': {
+        let count = 0;
+        for (const conns of remote.rooms.values()) count += conns.size;
+        if (count !== msg.n) this.ask(msg.p, remote, now);
+        return;
+      }
+      default:
+        return;
+    }
+    // A process first heard of in the middle of its life: its earlier members are unknown.
+    if (!known) this.ask(msg.p, remote, now);
+  }
+
+  /** Ask process `id` for its whole state, at most once per heartbeat. */
+  private ask(id: string, remote: Remote, now: number): void {
+    if (now - remote.asked < this.heartbeatMs) return;
+    remote.asked = now;
+    this.announce({ t: 'ask', p: this.id, to: id });
+  }
+
+  /** Take a process's whole state; members of this process's rooms hear of the difference. */
+  private replace(remote: Remote, rows: unknown): void {
+    if (!Array.isArray(rows)) return;
+    const rooms = new Map<string, Map<string, Member>>();
+    for (const row of rows as unknown[]) {
+      if (!Array.isArray(row) || row.length !== 4 || !row.every((x) => typeof x === 'string')) continue;
+      const [room, c, userId, username] = row as StateRow;
+      let conns = rooms.get(room);
+      if (conns === undefined) rooms.set(room, (conns = new Map()));
+      conns.set(c, { userId, username });
+    }
+    const before = remote.rooms;
+    remote.rooms = rooms;
+    for (const [room, conns] of before) {
+      const now = rooms.get(room);
+      for (const [c, m] of conns) if (now?.has(c) !== true) this.notice('leave', room, m);
+    }
+    for (const [room, conns] of rooms) {
+      const then = before.get(room);
+      for (const [c, m] of conns) if (then?.has(c) !== true) this.notice('join', room, m);
+    }
+  }
+}

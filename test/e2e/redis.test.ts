@@ -1,0 +1,258 @@
+/**
+ * Contract section 7: several processes sharing one real redis-server form one hub.
+ * Hubs run in this process (startServer, as the bin does) and, where a process must die
+ * without a goodbye, as a separate `roomwire` process killed with SIGKILL.
+ */
+import { spawn } from 'node:child_process';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { startServer, type RunningServer } from '../../src/server/standalone';
+import { Peer, SECRET, sign, sleep, type Frame } from '../helpers/client';
+import { freePort, redisCommand, RedisServer } from '../helpers/redis';
+import { hubSuite } from './suite';
+
+const quiet = () => {};
+let redis: RedisServer;
+
+beforeAll(async () => {
+  redis = await RedisServer.start();
+});
+afterAll(async () => {
+  await redis.kill();
+});
+
+// Every single-process behaviour of the contract holds with the Redis broker in place.
+hubSuite('standalone server with WEBSOCKET_REDIS_URL', async (env) => {
+  const running = await startServer({ env: { ...env, HOST: '127.0.0.1', PORT: '0', WEBSOCKET_REDIS_URL: redis.url }, log: quiet });
+  expect(running.hub.stats().broker).toMatchObject({ kind: 'redis', connected: true });
+  return { port: running.port, hub: running.hub, close: () => running.close() };
+});
+
+let roomCounter = 0;
+/** A room name no earlier test used, so no test sees another's traffic. */
+const freshRoom = () => `r${++roomCounter}-${Date.now().toString(36)}`;
+
+async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeout: number): Promise<number> {
+  const start = Date.now();
+  while (!(await check())) {
+    if (Date.now() - start > timeout) throw new Error(`${what}: not within ${timeout} ms`);
+    await sleep(50);
+  }
+  return Date.now() - start;
+}
+
+/** Frames until (and including) the first that matches; fails if it does not come in `timeout`. */
+async function until(peer: Peer, match: (f: Frame) => boolean, timeout = 3000): Promise<Frame[]> {
+  const seen: Frame[] = [];
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const f = await peer.next(Math.max(1, deadline - Date.now()));
+    seen.push(f);
+    if (match(f)) return seen;
+  }
+}
+
+describe('scale-out over Redis (contract section 7)', () => {
+  const servers: RunningServer[] = [];
+  const peers: Peer[] = [];
+  afterEach(async () => {
+    for (const p of peers.splice(0)) p.close();
+    await Promise.all(servers.splice(0).map((s) => s.close()));
+  });
+
+  async function serve(env: Record<string, string> = {}): Promise<RunningServer> {
+    const s = await startServer({
+      env: { HOST: '127.0.0.1', PORT: '0', WEBSOCKET_REDIS_URL: redis.url, WEBSOCKET_MESSAGE_RATE: '10000/s,10000', WEBSOCKET_JWT_SECRET: SECRET, ...env },
+      log: quiet,
+    });
+    servers.push(s);
+    return s;
+  }
+
+  async function connect(s: RunningServer, path: string, token?: string): Promise<Peer> {
+    const p = await Peer.open(`ws://127.0.0.1:${s.port}${path}${token === undefined ? '' : `?token=${token}`}`);
+    peers.push(p);
+    return p;
+  }
+
+  /** Connect to `/ws/{room}` and take the join notice and user_list; returns the peer and its list. */
+  async function enter(s: RunningServer, room: string, token?: string) {
+    const p = await connect(s, `/ws/${room}`, token);
+    const [join, list] = await p.take(2);
+    expect(join).toMatchObject({ type: 'join', room });
+    expect(list).toMatchObject({ type: 'user_list', room });
+    return { peer: p, name: join!.username as string, id: join!.user_id as string, users: list!.data as string[] };
+  }
+
+  it('delivers join, message and leave across three processes exactly once, in each sender order', async () => {
+    const [s1, s2, s3] = [await serve(), await serve(), await serve()];
+    const room = freshRoom();
+    const a = await enter(s1, room);
+    expect(a.users).toEqual([a.name]);
+    const b = await enter(s2, room);
+    expect(b.users.sort()).toEqual([a.name, b.name].sort());
+    expect(await a.peer.next()).toMatchObject({ type: 'join', room, user_id: b.id, username: b.name });
+    const c = await enter(s3, room);
+    expect(c.users.sort()).toEqual([a.name, b.name, c.name].sort());
+    for (const p of [a, b]) expect(await p.peer.next()).toMatchObject({ type: 'join', room, user_id: c.id, username: c.name });
+
+    const N = 150;
+    for (let i = 0; i < N; i++) for (const p of [a, b, c]) p.peer.send({ type: 'message', room, content: `${p.name}#${i}` });
+    for (const receiver of [a, b, c]) {
+      const frames = await receiver.peer.take(3 * N, 5000);
+      for (const sender of [a, b, c]) {
+        const got = frames.filter((f) => f.username === sender.name).map((f) => f.content);
+        expect(got).toEqual(Array.from({ length: N }, (_, i) => `${sender.name}#${i}`));
+        expect(frames.filter((f) => f.username === sender.name).every((f) => f.type === 'message' && f.user_id === sender.id && f.room === room)).toBe(true);
+      }
+    }
+
+    b.peer.send({ type: 'leave', room });
+    expect(await b.peer.next()).toMatchObject({ type: 'leave', room, user_id: b.id });
+    for (const p of [a, c]) expect(await p.peer.next()).toMatchObject({ type: 'leave', room, user_id: b.id, username: b.name });
+    c.peer.close();
+    expect(await a.peer.next()).toMatchObject({ type: 'leave', room, user_id: c.id, username: c.name });
+    a.peer.send({ type: 'user_list', room });
+    expect(await a.peer.next()).toMatchObject({ type: 'user_list', room, data: [a.name] });
+    for (const p of [a, b]) await p.peer.quiet(300); // nothing twice
+  });
+
+  it('lists every process in user_list, each user once however many processes it is on', async () => {
+    const [s1, s2] = [await serve(), await serve()];
+    const room = freshRoom();
+    const alice = await sign({ sub: 'u-alice', name: 'alice' });
+    await enter(s1, room, alice);
+    await enter(s2, room, alice);
+    const bob = await enter(s2, room, await sign({ sub: 'u-bob', name: 'bob' }));
+    expect(bob.users.sort()).toEqual(['alice', 'bob']);
+    const carol = await enter(s1, room, await sign({ sub: 'u-carol', name: 'carol' }));
+    expect(carol.users.sort()).toEqual(['alice', 'bob', 'carol']);
+    expect(s1.hub.stats().broker).toEqual({ kind: 'redis', connected: true, processes: 2 });
+    const metrics = await (await fetch(`http://127.0.0.1:${s1.port}/metrics`)).text();
+    expect(metrics).toMatch(/^roomwire_broker_connected 1$/m);
+    expect(metrics).toMatch(/^roomwire_broker_processes 2$/m);
+  });
+
+  it('sends hub.publish of one process to the members on every process, once', async () => {
+    const [s1, s2] = [await serve(), await serve()];
+    const room = freshRoom();
+    const a = await enter(s1, room);
+    const b = await enter(s2, room);
+    await a.peer.next(); // b's join
+    s2.hub.publish(room, 'maintenance at noon', { data: { level: 'info' } });
+    for (const p of [a, b]) {
+      expect(await p.peer.next()).toEqual({
+        type: 'message', room, content: 'maintenance at noon', data: { level: 'info' }, user_id: 'server', username: 'server', timestamp: expect.any(Number),
+      });
+      await p.peer.quiet(200);
+    }
+  });
+
+  it('keeps serving each process alone while Redis is away and recovers within 15 s of an empty restart', async () => {
+    const [s1, s2] = [await serve(), await serve()];
+    const room = freshRoom();
+    const a = await enter(s1, room);
+    const b = await enter(s2, room);
+    await a.peer.next(); // b's join
+
+    await redis.kill();
+    await waitFor('both processes notice', () => !s1.hub.stats().broker.connected && !s2.hub.stats().broker.connected, 10_000);
+    expect(s1.hub.stats().broker).toEqual({ kind: 'redis', connected: false, processes: 1 });
+    const health = (await (await fetch(`http://127.0.0.1:${s1.port}/healthz`)).json()) as Record<string, unknown>;
+    expect(health).toMatchObject({ status: 'ok', broker: { kind: 'redis', connected: false, processes: 1 } });
+    const metrics = await (await fetch(`http://127.0.0.1:${s1.port}/metrics`)).text();
+    expect(metrics).toMatch(/^roomwire_broker_connected 0$/m);
+    // Each process serves its own members: local delivery, local user_list, new members.
+    a.peer.send({ type: 'message', room, content: 'during the outage' });
+    expect(await a.peer.next()).toMatchObject({ type: 'message', content: 'during the outage', user_id: a.id });
+    const a2 = await enter(s1, room);
+    expect(a2.users.sort()).toEqual([a.name, a2.name].sort());
+    expect(await a.peer.next()).toMatchObject({ type: 'join', user_id: a2.id });
+    a.peer.send({ type: 'user_list', room });
+    expect((await a.peer.next()).data).toEqual([a.name, a2.name]);
+    await b.peer.quiet(200);
+
+    await redis.restart(); // same port, empty
+    const restarted = Date.now();
+    // Recovery: b hears of the member that joined meanwhile, and traffic flows again.
+    expect(await b.peer.next(15_000)).toMatchObject({ type: 'join', room, user_id: a2.id, username: a2.name });
+    await waitFor('both processes reconnect', () => s1.hub.stats().broker.connected && s2.hub.stats().broker.connected, 15_000);
+    a.peer.send({ type: 'message', room, content: 'after the outage' });
+    expect(await b.peer.next()).toMatchObject({ type: 'message', content: 'after the outage', user_id: a.id });
+    expect(Date.now() - restarted).toBeLessThan(15_000);
+    b.peer.send({ type: 'user_list', room });
+    expect(((await b.peer.next()).data as string[]).sort()).toEqual([a.name, a2.name, b.name].sort());
+    for (const p of [a, a2]) await until(p.peer, (f) => f.content === 'after the outage');
+    for (const p of [a, a2, b]) await p.peer.quiet(200);
+  }, 45_000);
+
+  it('starts serving alone when Redis is unreachable and joins the others once it appears', async () => {
+    const port = await freePort();
+    const started = Date.now();
+    const lone = await serve({ WEBSOCKET_REDIS_URL: `redis://127.0.0.1:${port}` });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(2900); // ready() gave up waiting after 3 s
+    expect(lone.hub.stats().broker.connected).toBe(false);
+    const room = freshRoom();
+    const a = await enter(lone, room);
+    expect(a.users).toEqual([a.name]);
+    const late = await RedisServer.start(port);
+    try {
+      await waitFor('connects once Redis is up', () => lone.hub.stats().broker.connected, 5000);
+      const other = await serve({ WEBSOCKET_REDIS_URL: late.url });
+      const b = await enter(other, room);
+      expect(b.users.sort()).toEqual([a.name, b.name].sort());
+      expect(await a.peer.next()).toMatchObject({ type: 'join', user_id: b.id });
+    } finally {
+      await Promise.all(servers.splice(0).map((s) => s.close()));
+      await late.kill();
+    }
+  }, 20_000);
+
+  it('tells the other processes at once when a process shuts down, and only once', async () => {
+    const [s1, s2] = [await serve(), await serve()];
+    const room = freshRoom();
+    const a = await enter(s1, room);
+    const b = await enter(s2, room);
+    await a.peer.next(); // b's join
+    expect(s1.hub.stats().broker.processes).toBe(2);
+    servers.splice(servers.indexOf(s2), 1);
+    await s2.close();
+    expect(await a.peer.next()).toMatchObject({ type: 'leave', room, user_id: b.id });
+    await a.peer.quiet(500);
+    expect(s1.hub.stats().broker.processes).toBe(1);
+    expect(await redisCommand(redis.port, 'HLEN roomwire:processes')).toBe(':1\r\n'); // s2 took itself off
+  });
+
+  it('drops the members of a process that dies without a goodbye within 30 s', async () => {
+    const s1 = await serve();
+    const room = freshRoom();
+    const a = await enter(s1, room);
+    const child = spawn(process.execPath, ['dist/bin/roomwire.js'], {
+      env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: '0', WEBSOCKET_REDIS_URL: redis.url },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    try {
+      let stdout = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      await waitFor('the child listens', () => /listening on http:\/\/127\.0\.0\.1:\d+/.test(stdout), 10_000);
+      const port = Number(/listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(stdout)![1]);
+      const x = await Peer.open(`ws://127.0.0.1:${port}/ws/${room}`);
+      const [xJoin] = await x.take(2);
+      expect(await a.peer.next()).toMatchObject({ type: 'join', user_id: xJoin!.user_id });
+      a.peer.send({ type: 'user_list', room });
+      expect((await a.peer.next()).data).toHaveLength(2);
+
+      const killed = Date.now();
+      child.kill('SIGKILL');
+      expect(await a.peer.next(30_000)).toMatchObject({ type: 'leave', room, user_id: xJoin!.user_id, username: xJoin!.username });
+      expect(Date.now() - killed).toBeLessThan(30_000);
+      a.peer.send({ type: 'user_list', room });
+      expect(await a.peer.next()).toMatchObject({ type: 'user_list', data: [a.name] });
+      const late = await enter(s1, room);
+      expect(late.users.sort()).toEqual([a.name, late.name].sort());
+      await a.peer.next(); // late's join
+      await a.peer.quiet(300);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  }, 45_000);
+});

@@ -1,0 +1,89 @@
+/** The Redis broker's RESP2 reader and writer, and its redis:// URL parser. */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { parseRedisUrl } from '../../src/brokers/redis-url';
+import { encodeCommand, RedisReplyError, RespReader, type Reply } from '../../src/brokers/resp';
+
+/** Encode a reply the way a Redis server does (bulk strings for strings). */
+function encodeReply(r: Reply): string {
+  if (r === null) return '$-1\r\n';
+  if (typeof r === 'number') return `:${r}\r\n`;
+  if (typeof r === 'string') return `$${Buffer.byteLength(r)}\r\n${r}\r\n`;
+  if (r instanceof RedisReplyError) return `-${r.message}\r\n`;
+  return `*${r.length}\r\n${r.map(encodeReply).join('')}`;
+}
+
+function readAll(bytes: Buffer, cuts: number[]): Reply[] {
+  const out: Reply[] = [];
+  const reader = new RespReader((r) => out.push(r));
+  let at = 0;
+  for (const cut of [...cuts].sort((x, y) => x - y)) {
+    reader.feed(bytes.subarray(at, Math.max(at, cut)));
+    at = Math.max(at, cut);
+  }
+  reader.feed(bytes.subarray(at));
+  return out;
+}
+
+const replyArb: fc.Arbitrary<Reply> = fc.letrec<{ reply: Reply }>((tie) => ({
+  reply: fc.oneof(
+    { depthSize: 'small' },
+    fc.string({ unit: 'binary' }),
+    fc.constantFrom('', 'a\r\nb', '\r\n', '$3\r\nfoo', 'caf\u00e9 \u{1F600}'),
+    fc.integer(),
+    fc.constant(null),
+    fc.array(tie('reply'), { maxLength: 5 }),
+  ),
+})).reply;
+
+describe('RespReader', () => {
+  it('reads every reply type, whole', () => {
+    const bytes = Buffer.from('+OK\r\n-ERR wrong\r\n:42\r\n:-7\r\n$5\r\nhe\r\no\r\n$0\r\n\r\n$-1\r\n*-1\r\n*2\r\n*1\r\n:1\r\n$1\r\nx\r\n*0\r\n');
+    const out = readAll(bytes, []);
+    expect(out).toEqual(['OK', new RedisReplyError('ERR wrong'), 42, -7, 'he\r\no', '', null, null, [[1], 'x'], []]);
+    expect((out[1] as RedisReplyError).message).toBe('ERR wrong');
+  });
+
+  it('reads the same replies however the bytes are split (property)', () => {
+    fc.assert(
+      fc.property(fc.array(replyArb, { minLength: 1, maxLength: 6 }), fc.array(fc.nat(), { maxLength: 12 }), (replies, rawCuts) => {
+        const bytes = Buffer.from(replies.map(encodeReply).join(''));
+        const cuts = rawCuts.map((c) => c % (bytes.length + 1));
+        expect(readAll(bytes, cuts)).toEqual(replies);
+      }),
+      { numRuns: 400 },
+    );
+  });
+
+  it('reads a reply split inside a multi-byte character', () => {
+    const bytes = Buffer.from(encodeReply(['message', 'ch', 'caf\u00e9']));
+    const cut = bytes.indexOf(0xc3) + 1;
+    expect(readAll(bytes, [cut])).toEqual([['message', 'ch', 'caf\u00e9']]);
+  });
+
+  it('refuses bytes that are not RESP', () => {
+    const reader = new RespReader(() => {});
+    expect(() => reader.feed(Buffer.from('HTTP/1.1 400 Bad Request\r\n'))).toThrow('unexpected RESP type byte 72');
+    expect(() => new RespReader(() => {}).feed(Buffer.from('$x1\r\n'))).toThrow('malformed RESP length "x1"');
+  });
+});
+
+describe('encodeCommand', () => {
+  it('writes an array of bulk strings with byte lengths', () => {
+    expect(encodeCommand(['PUBLISH', 'roomwire:room:lobby', 'caf\u00e9\r\n'])).toBe('*3\r\n$7\r\nPUBLISH\r\n$19\r\nroomwire:room:lobby\r\n$7\r\ncaf\u00e9\r\n\r\n');
+  });
+});
+
+describe('parseRedisUrl', () => {
+  it('reads host, port, TLS, credentials and database', () => {
+    expect(parseRedisUrl('redis://127.0.0.1:6390')).toEqual({ host: '127.0.0.1', port: 6390, tls: false, username: undefined, password: undefined, database: undefined });
+    expect(parseRedisUrl('rediss://app:p%40ss@cache.example.com/3')).toEqual({ host: 'cache.example.com', port: 6379, tls: true, username: 'app', password: 'p@ss', database: 3 });
+    expect(parseRedisUrl('redis://:secret@[::1]:7000/0')).toEqual({ host: '::1', port: 7000, tls: false, username: undefined, password: 'secret', database: 0 });
+  });
+
+  it('refuses other schemes and paths that are not a database number', () => {
+    expect(() => parseRedisUrl('http://redis')).toThrow('"http://redis" must be a redis:// or rediss:// URL');
+    expect(() => parseRedisUrl('redis://h/db')).toThrow('"redis://h/db": the path must be a database number');
+    expect(() => parseRedisUrl('not a url')).toThrow(TypeError);
+  });
+});
