@@ -76,6 +76,7 @@ attach(hub, server);
 
 const host = env.HOST || '0.0.0.0';
 const port = Number(env.PORT || 8080);
+await hub.ready(); // with WEBSOCKET_REDIS_URL: in step with the other processes first
 server.listen(port, host, () => {
   const address = /** @type {import('node:net').AddressInfo} */ (server.address());
   console.log(`roomwire auth-chat example listening on http://${host}:${address.port}`);

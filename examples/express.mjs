@@ -16,6 +16,7 @@ attach(hub, app); // the server app.listen() creates hands upgrades under /ws to
 hub.on('join', (client, room) => console.log(`${client.username} joined ${room}`));
 
 const host = process.env.HOST || '0.0.0.0';
+await hub.ready(); // with WEBSOCKET_REDIS_URL: in step with the other processes first
 const server = app.listen(Number(process.env.PORT || 8080), host, (err) => {
   if (err) throw err;
   const { port } = /** @type {import('node:net').AddressInfo} */ (server.address());

@@ -25,6 +25,7 @@ app.use(async (ctx, next) => {
 hub.on('join', (client, room) => console.log(`${client.username} joined ${room}`));
 
 const host = process.env.HOST || '0.0.0.0';
+await hub.ready(); // with WEBSOCKET_REDIS_URL: in step with the other processes first
 const server = app.listen(Number(process.env.PORT || 8080), host, () => {
   const { port } = /** @type {import('node:net').AddressInfo} */ (server.address());
   console.log(`roomwire koa example listening on http://${host}:${port}`);

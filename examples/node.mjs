@@ -22,6 +22,7 @@ hub.on('join', (client, room) => console.log(`${client.username} joined ${room}`
 
 const host = process.env.HOST || '0.0.0.0';
 const port = Number(process.env.PORT || 8080);
+await hub.ready(); // with WEBSOCKET_REDIS_URL: in step with the other processes first
 server.listen(port, host, () => {
   const address = /** @type {import('node:net').AddressInfo} */ (server.address());
   console.log(`roomwire node example listening on http://${host}:${address.port}`);

@@ -80,7 +80,8 @@ export const roomwire: FastifyPluginCallback<RoomwirePluginOptions> = (fastify: 
     fastify.routing = routing;
     next();
   });
-  done();
+  // With Redis, registration completes once the hub is in step with the other processes.
+  hub.ready().then(() => done(), done);
 };
 
 // Register at the level of the caller (as fastify-plugin does), so the decorator and the

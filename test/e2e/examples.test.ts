@@ -9,6 +9,7 @@ import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, it, type ExpectStatic } from 'vitest';
 import { Peer, upgrade, type Frame } from '../helpers/client';
+import { RedisServer } from '../helpers/redis';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const FRAMEWORKS = ['node', 'express', 'fastify', 'koa'] as const;
@@ -142,4 +143,33 @@ describe.concurrent('examples', () => {
       expect(p.stdout()).not.toContain('listening on');
     });
   }
+});
+
+describe('examples sharing one Redis', () => {
+  it('node, express, fastify and koa serve one hub: a message from each reaches the members on all four', async ({ expect }) => {
+    const redis = await RedisServer.start();
+    try {
+      const servers = FRAMEWORKS.map((name) => run(name, { WEBSOCKET_REDIS_URL: redis.url }));
+      const ports = await Promise.all(servers.map((p) => p.listening));
+      const peers: Peer[] = [];
+      const names: string[] = [];
+      for (const port of ports) {
+        const peer = await Peer.open(`ws://127.0.0.1:${port}/ws/shared`);
+        const [join, list] = (await peer.take(2)) as [Frame, Frame];
+        names.push(join.username as string);
+        expect([...(list.data as string[])].sort()).toEqual([...names].sort());
+        for (const earlier of peers) expect(await earlier.next()).toMatchObject({ type: 'join', username: join.username });
+        peers.push(peer);
+      }
+      peers.forEach((peer, i) => peer.send({ type: 'message', room: 'shared', content: `from ${FRAMEWORKS[i]}` }));
+      for (const peer of peers) {
+        const got = (await peer.take(4)).map((f) => `${f.username as string}: ${f.content as string}`).sort();
+        expect(got).toEqual(FRAMEWORKS.map((name, i) => `${names[i]!}: from ${name}`).sort());
+      }
+      for (const p of servers) p.child.kill('SIGTERM');
+      for (const p of servers) expect(await p.exited()).toBe(0);
+    } finally {
+      await redis.kill();
+    }
+  });
 });
