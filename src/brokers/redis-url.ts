@@ -17,12 +17,23 @@ export function parseRedisUrl(url: string): RedisEndpoint {
   const path = u.pathname.replace(/^\//, '');
   if (path !== '' && !/^\d+$/.test(path)) throw new TypeError(`"${url}": the path must be a database number`);
   const host = u.hostname.replace(/^\[(.*)\]$/, '$1');
+  const decode = (part: string): string | undefined => {
+    if (part === '') return undefined;
+    try {
+      return decodeURIComponent(part);
+    } catch {
+      throw new TypeError(`"${url}": bad percent-encoding in the user or password`);
+    }
+  };
+  const username = decode(u.username);
+  const password = decode(u.password);
+  if (username !== undefined && password === undefined) throw new TypeError(`"${url}": a user name needs a password (redis://user:password@host)`);
   return {
     host: host === '' ? '127.0.0.1' : host,
     port: u.port === '' ? 6379 : Number(u.port),
     tls: u.protocol === 'rediss:',
-    username: u.username === '' ? undefined : decodeURIComponent(u.username),
-    password: u.password === '' ? undefined : decodeURIComponent(u.password),
+    username,
+    password,
     database: path === '' ? undefined : Number(path),
   };
 }

@@ -20,7 +20,7 @@ import { randomBytes } from 'node:crypto';
 import { encodeMembership, identityFragment, Outbound } from '../core/protocol';
 import type { Broker, BrokerHealth, BrokerHost, PresenceEntry } from '../core/types';
 import { parseRedisUrl } from './redis-url';
-import { RedisConnection, RedisReplyError } from './resp';
+import { RedisConnection, RedisReplyError, type Reply } from './resp';
 
 /** Options of {@link createRedisBroker}. */
 export interface RedisBrokerOptions {
@@ -68,6 +68,8 @@ type Control =
   | { t: 'bye'; p: string };
 
 const ID_LENGTH = 16;
+/** Longest wait for Redis before a `user_list` is sent from what this process knows. */
+const USERS_WAIT_MS = 500;
 
 /**
  * Create a {@link Broker} that spreads one hub over every process using the same Redis
@@ -113,8 +115,12 @@ class RedisBroker implements Broker {
   /** Processes whose state {@link RedisBroker.start} still waits for. */
   private awaiting: Set<string> | undefined;
   private onSynced: (() => void) | undefined;
-  /** Processes whose state arrived since the last (re)link. */
+  /** While starting: processes whose state arrived since the link came up. */
   private readonly heard = new Set<string>();
+  private lastBeat = 0;
+  private lastRefusal = 0;
+  /** The last SUBSCRIBE of the control channel was refused (reported once per streak). */
+  private refused = false;
 
   constructor(options: RedisBrokerOptions) {
     const endpoint = parseRedisUrl(options.url);
@@ -140,16 +146,19 @@ class RedisBroker implements Broker {
     this.sub.connect();
     this.timer = setInterval(() => this.beat(), this.heartbeatMs);
     this.timer.unref();
+    // This timer is not unref'd: a program that awaits hub.ready() before it listens has
+    // nothing else keeping it alive while Redis is unreachable.
     return new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         this.onSynced = undefined;
+        this.heard.clear();
         if (!this.linked) host.brokerNotice('warn', { after: this.startMs }, 'Redis is not reachable yet; serving this process only until it is');
         resolve();
       }, this.startMs);
-      timer.unref();
       this.onSynced = () => {
         clearTimeout(timer);
         this.onSynced = undefined;
+        this.heard.clear();
         resolve();
       };
     });
@@ -161,31 +170,53 @@ class RedisBroker implements Broker {
   private relink(): void {
     if (!this.pub.isUp || !this.sub.isUp || this.stopped) return;
     const attempt = ++this.linking;
-    this.sub.send(['SUBSCRIBE', this.control], (reply) => {
-      if (reply instanceof RedisReplyError || attempt !== this.linking) return;
+    // One SUBSCRIBE for the control channel and every room, which Redis applies at once:
+    // no frame of a room can fall between the control channel's subscription and the room's.
+    const rooms = [...this.local.keys()];
+    let done!: () => void;
+    const acked = new Promise<void>((resolve) => (done = resolve));
+    for (const room of rooms) this.subscribing.set(room, acked);
+    const channels = [this.control, ...rooms.map((room) => this.roomPrefix + room)];
+    this.sub.send(['SUBSCRIBE', ...channels], (reply) => {
+      for (const room of rooms) if (this.subscribing.get(room) === acked) this.subscribing.delete(room);
+      done();
+      if (attempt !== this.linking) return;
+      if (reply instanceof RedisReplyError) {
+        if (!reply.local) {
+          if (!this.refused) this.host?.brokerFailed('Redis refused SUBSCRIBE; retrying', reply);
+          this.refused = true;
+          this.sub.drop(reply);
+        }
+        return;
+      }
+      this.refused = false;
       this.linked = true;
-      this.heard.clear();
       const now = Date.now();
+      this.lastBeat = now;
       for (const r of this.remotes.values()) r.seen = now;
       this.host?.brokerNotice('info', { process: this.id }, this.wasLinked ? 'Redis connection restored' : 'connected to Redis');
       this.wasLinked = true;
-      this.pub.send(['HSET', this.processesKey, this.id, String(now)]);
-      this.pub.send(['PUBLISH', this.control, JSON.stringify(this.state(true))]);
-      if (this.onSynced !== undefined) this.expectPeers(now);
-    });
-    for (const room of this.local.keys()) this.subscribe(room);
+      this.pub.send(['HSET', this.processesKey, this.id, String(Date.now())], this.checked);
+      this.announce(this.state(true));
+      if (this.onSynced !== undefined) this.expectPeers(Date.now());
+    }, channels.length);
   }
 
   /** Wait (in {@link RedisBroker.start}) for the state of every process alive in the registry. */
   private expectPeers(now: number): void {
     this.pub.send(['HGETALL', this.processesKey], (reply) => {
       const awaiting = new Set<string>();
+      const stale: string[] = [];
       if (Array.isArray(reply)) {
         for (let i = 0; i + 1 < reply.length; i += 2) {
           const id = reply[i] as string;
-          if (id !== this.id && now - Number(reply[i + 1]) < this.timeoutMs && !this.heard.has(id)) awaiting.add(id);
+          if (id === this.id) continue;
+          if (!(now - Number(reply[i + 1]) < this.timeoutMs)) stale.push(id);
+          else if (!this.heard.has(id)) awaiting.add(id);
         }
       }
+      // Entries of processes that died with nobody watching (each live one refreshes its own).
+      if (stale.length > 0) this.pub.send(['HDEL', this.processesKey, ...stale], this.checked);
       this.awaiting = awaiting;
       this.checkSynced();
     });
@@ -211,18 +242,28 @@ class RedisBroker implements Broker {
     let done!: () => void;
     const acked = new Promise<void>((resolve) => (done = resolve));
     this.subscribing.set(room, acked);
-    const sent = this.sub.send(['SUBSCRIBE', this.roomPrefix + room], () => {
+    const sent = this.sub.send(['SUBSCRIBE', this.roomPrefix + room], (reply) => {
       if (this.subscribing.get(room) === acked) this.subscribing.delete(room);
       done();
+      this.checked(reply);
     });
     if (!sent) this.subscribing.delete(room);
   }
+
+  /** Report an error reply from Redis (not a lost connection) at most every 10 s. */
+  private readonly checked = (reply: Reply): void => {
+    if (!(reply instanceof RedisReplyError) || reply.local) return;
+    const now = Date.now();
+    if (now - this.lastRefusal < 10_000) return;
+    this.lastRefusal = now;
+    this.host?.brokerFailed('Redis refused a command', reply);
+  };
 
   // ---- Broker ------------------------------------------------------------------------
 
   publish(room: string, message: Outbound): void {
     this.host?.deliver(room, message);
-    if (this.pub.isUp) this.pub.send(['PUBLISH', this.roomPrefix + room, this.id + message.text]);
+    if (this.pub.isUp) this.pub.send(['PUBLISH', this.roomPrefix + room, this.id + message.text], this.checked);
   }
 
   join(room: string, entry: PresenceEntry): void {
@@ -245,7 +286,7 @@ class RedisBroker implements Broker {
     if (members.size === 0) {
       this.local.delete(room);
       this.subscribing.delete(room);
-      this.sub.send(['UNSUBSCRIBE', this.roomPrefix + room]);
+      this.sub.send(['UNSUBSCRIBE', this.roomPrefix + room], this.checked);
     }
     this.announce({ t: 'leave', p: this.id, r: room, c: entry.connectionId, u: entry.userId, n: entry.username });
   }
@@ -255,11 +296,18 @@ class RedisBroker implements Broker {
     // Reply once the room's subscription is live and this process's earlier publishes
     // (its join among them) went through Redis: a member that has its user_list gets
     // every later frame of the room, and other processes already know of it.
+    // A Redis that stops answering delays the list by USERS_WAIT_MS at most.
     const subscribed = this.subscribing.get(room);
     return new Promise((resolve) => {
       let left = subscribed === undefined ? 1 : 2;
+      const timer = setTimeout(() => {
+        left = -1;
+        resolve(this.list(room));
+      }, USERS_WAIT_MS);
       const done = (): void => {
-        if (--left === 0) resolve(this.list(room));
+        if (--left !== 0) return;
+        clearTimeout(timer);
+        resolve(this.list(room));
       };
       subscribed?.then(done);
       this.pub.send(['PING'], done);
@@ -306,18 +354,33 @@ class RedisBroker implements Broker {
   }
 
   private announce(message: Control): void {
-    if (this.pub.isUp) this.pub.send(['PUBLISH', this.control, JSON.stringify(message)]);
+    if (this.pub.isUp) this.pub.send(['PUBLISH', this.control, JSON.stringify(message)], this.checked);
   }
 
   private beat(): void {
-    if (!this.linked) return;
     const now = Date.now();
-    this.pub.send(['HSET', this.processesKey, this.id, String(now)]);
-    this.announce({ t: 'beat', p: this.id, n: this.localCount });
-    this.sub.send(['PING']); // the connection's watchdog drops a socket whose replies stall
-    for (const [id, remote] of this.remotes) {
-      if (now - remote.seen > this.timeoutMs) this.gone(id, 'timeout');
+    const late = now - this.lastBeat > 2 * this.heartbeatMs;
+    this.lastBeat = now;
+    // Heartbeats go out whenever they can reach Redis, so the others keep this process's
+    // members while only its subscriber connection is down.
+    if (this.pub.isUp) {
+      this.pub.send(['HSET', this.processesKey, this.id, String(Date.now())], this.checked);
+      this.announce({ t: 'beat', p: this.id, n: this.localCount });
     }
+    if (!this.linked) return;
+    this.sub.send(['PING']); // the connection's watchdog drops a socket whose replies stall
+    if (late) {
+      // This process was stalled (GC, CPU): the others' heartbeats are waiting unread, so
+      // silence means nothing yet.
+      for (const remote of this.remotes.values()) remote.seen = now;
+      return;
+    }
+    // After the poll phase, so heartbeats already received are read before judging.
+    setImmediate(() => {
+      if (!this.linked) return;
+      const at = Date.now();
+      for (const [id, remote] of this.remotes) if (at - remote.seen > this.timeoutMs) this.gone(id, 'timeout');
+    });
   }
 
   /** Forget process `id`; the members of its rooms here receive `leave` for its members. */
@@ -330,8 +393,9 @@ class RedisBroker implements Broker {
       members += conns.size;
       for (const m of conns.values()) this.notice('leave', room, m);
     }
+    this.heard.delete(id);
     if (why === 'timeout') {
-      this.pub.send(['HDEL', this.processesKey, id]);
+      this.pub.send(['HDEL', this.processesKey, id], this.checked);
       this.host?.brokerNotice('warn', { process: id, members }, 'a hub process stopped answering; its members left');
     }
     this.awaiting?.delete(id);
@@ -341,7 +405,7 @@ class RedisBroker implements Broker {
   /** Deliver a `join`/`leave` notice for a member of another process to this process's members. */
   private notice(type: 'join' | 'leave', room: string, m: Member): void {
     if (!this.local.has(room)) return;
-    const text = encodeMembership(type, room, identityFragment(m.userId, m.username), Math.floor(Date.now() / 1000));
+    const text = encodeMembership(type, room, identityFragment(m.userId, m.username), Math.floor((this.host?.now() ?? Date.now()) / 1000));
     this.host?.deliver(room, new Outbound(text));
   }
 
@@ -378,7 +442,7 @@ class RedisBroker implements Broker {
       case 'state':
         this.replace(remote, msg.m);
         if (msg.ask === true) this.announce(this.state(false));
-        this.heard.add(msg.p);
+        if (this.onSynced !== undefined) this.heard.add(msg.p);
         this.awaiting?.delete(msg.p);
         this.checkSynced();
         return;

@@ -10,49 +10,112 @@ import type { RedisEndpoint } from './redis-url';
 /** A RESP2 reply: simple and bulk strings, integers, nil, arrays, or a server error. */
 export type Reply = string | number | null | Reply[] | RedisReplyError;
 
-/** An error reply (`-ERR ...`) from the server. */
+/**
+ * An error reply (`-ERR ...`) from the server, or, with `local` set, a command that could
+ * not be answered because the connection is down or was lost.
+ */
 export class RedisReplyError extends Error {
   override name = 'RedisReplyError';
+
+  constructor(
+    message: string,
+    /** True when the error is the connection's, not a reply from Redis. */
+    readonly local = false,
+  ) {
+    super(message);
+  }
 }
+
+/** Marks an array header inside the reader (never a reply). */
+const OPEN = '\u0000roomwire:resp:open';
 
 const INCOMPLETE = Symbol('incomplete');
 const CR = 13;
+const EMPTY = Buffer.alloc(0);
+
+/** An array whose elements are still arriving. */
+interface OpenArray {
+  readonly items: Reply[];
+  left: number;
+}
 
 /**
  * Incremental RESP2 reader: feed it chunks as they arrive and it calls `onReply` once per
- * complete top-level reply, in order. A reply split over several chunks waits for the rest.
+ * complete top-level reply, in order. Work is linear in the bytes received: elements
+ * already read are kept (arrays are built up across chunks), and a bulk string of known
+ * length is not looked at again until all its bytes are there.
  */
 export class RespReader {
-  private buf: Buffer = Buffer.alloc(0);
+  private buf: Buffer = EMPTY;
   private pos = 0;
+  /** Chunks received while waiting for `need` bytes. */
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  /** Bytes from `pos` needed before reading can go on. */
+  private need = 0;
+  private readonly open: OpenArray[] = [];
 
   constructor(private readonly onReply: (reply: Reply) => void) {}
 
   /** Add received bytes; throws on bytes that are not RESP2 (the connection is then useless). */
   feed(chunk: Buffer): void {
-    this.buf = this.pos < this.buf.length ? Buffer.concat([this.buf.subarray(this.pos), chunk]) : chunk;
+    this.pending.push(chunk);
+    this.pendingBytes += chunk.length;
+    if (this.buf.length - this.pos + this.pendingBytes < this.need) return;
+    const rest = this.pos < this.buf.length ? [this.buf.subarray(this.pos)] : [];
+    this.buf = rest.length === 0 && this.pending.length === 1 ? chunk : Buffer.concat([...rest, ...this.pending]);
     this.pos = 0;
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.need = 0;
+    this.drain();
+  }
+
+  /** Forget everything buffered (after the socket is gone). */
+  reset(): void {
+    this.buf = EMPTY;
+    this.pos = 0;
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.need = 0;
+    this.open.length = 0;
+  }
+
+  private drain(): void {
     for (;;) {
       const start = this.pos;
-      const reply = this.read();
-      if (reply === INCOMPLETE) {
+      let value = this.element();
+      if (value === INCOMPLETE) {
+        this.need = Math.max(this.need, 1) + (this.pos - start);
         this.pos = start;
         return;
       }
-      this.onReply(reply);
+      if (Array.isArray(value) && value.length > 0 && value[0] === OPEN) {
+        this.open.push({ items: [], left: value[1] as number });
+        continue;
+      }
+      // Close every array this element completes.
+      for (;;) {
+        const top = this.open[this.open.length - 1];
+        if (top === undefined) {
+          this.onReply(value);
+          break;
+        }
+        top.items.push(value);
+        if (--top.left > 0) break;
+        this.open.pop();
+        value = top.items;
+      }
     }
-  }
-
-  /** Forget buffered bytes (after the socket is gone). */
-  reset(): void {
-    this.buf = Buffer.alloc(0);
-    this.pos = 0;
   }
 
   private line(): string | typeof INCOMPLETE {
     const buf = this.buf;
     const end = buf.indexOf(CR, this.pos);
-    if (end < 0 || end + 1 >= buf.length) return INCOMPLETE;
+    if (end < 0 || end + 1 >= buf.length) {
+      this.need = buf.length - this.pos + 1;
+      return INCOMPLETE;
+    }
     const text = buf.toString('utf8', this.pos, end);
     this.pos = end + 2;
     return text;
@@ -63,7 +126,9 @@ export class RespReader {
     return Number(text);
   }
 
-  private read(): Reply | typeof INCOMPLETE {
+  /** One scalar, or the header of a non-empty array as `[OPEN, n]`; `need` is set when incomplete. */
+  private element(): Reply | typeof INCOMPLETE {
+    this.need = 0;
     if (this.pos >= this.buf.length) return INCOMPLETE;
     const type = this.buf[this.pos++];
     const text = this.line();
@@ -78,7 +143,10 @@ export class RespReader {
       case 0x24: { // $
         const n = this.length(text);
         if (n < 0) return null;
-        if (this.buf.length < this.pos + n + 2) return INCOMPLETE;
+        if (this.buf.length < this.pos + n + 2) {
+          this.need = n + 2;
+          return INCOMPLETE;
+        }
         const s = this.buf.toString('utf8', this.pos, this.pos + n);
         this.pos += n + 2;
         return s;
@@ -86,13 +154,7 @@ export class RespReader {
       case 0x2a: { // *
         const n = this.length(text);
         if (n < 0) return null;
-        const items: Reply[] = [];
-        for (let i = 0; i < n; i++) {
-          const item = this.read();
-          if (item === INCOMPLETE) return INCOMPLETE;
-          items.push(item);
-        }
-        return items;
+        return n === 0 ? [] : [OPEN, n];
       }
       default:
         throw new Error(`unexpected RESP type byte ${String(type)}`);
@@ -136,12 +198,16 @@ export interface RedisConnectionTimings {
 export class RedisConnection {
   private socket: net.Socket | undefined;
   private ready = false;
+  private corked = false;
+  private dropped = false;
   private closed = false;
   private retries = 0;
   private retryTimer: NodeJS.Timeout | undefined;
   private watchdog: NodeJS.Timeout | undefined;
   private readonly waiters: Waiter[] = [];
   private readonly sentAt: number[] = [];
+  /** Replies still expected per command in `waiters`. */
+  private readonly counts: number[] = [];
   private readonly reader: RespReader;
   private readonly retryMin: number;
   private readonly retryMax: number;
@@ -172,10 +238,9 @@ export class RedisConnection {
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 5000);
     socket.setTimeout(this.timeout, () => socket.destroy(new Error(`no answer from Redis at ${host}:${port} within ${this.timeout} ms`)));
-    socket.on(this.endpoint.tls ? 'secureConnect' : 'connect', () => {
-      socket.setTimeout(0);
-      this.handshake();
-    });
+    // The timeout stays on through the handshake: a peer that accepts and never answers
+    // (a proxy with no backend) is dropped and retried like a refused connection.
+    socket.on(this.endpoint.tls ? 'secureConnect' : 'connect', () => this.handshake());
     socket.on('data', (chunk: Buffer) => {
       try {
         this.reader.feed(chunk);
@@ -205,6 +270,7 @@ export class RedisConnection {
           return;
         }
         if (--left === 0) {
+          this.socket?.setTimeout(0);
           this.ready = true;
           this.retries = 0;
           this.watchdog = setInterval(() => this.checkStalled(), Math.max(100, this.timeout / 2));
@@ -228,6 +294,10 @@ export class RedisConnection {
       onMessage(reply[1] as string, reply[2] as string);
       return;
     }
+    // A command with several replies (SUBSCRIBE of n channels) completes on its last one,
+    // or on an error, which Redis sends once for the whole command.
+    if (this.counts[0] !== undefined && --this.counts[0] > 0 && !(reply instanceof RedisReplyError)) return;
+    this.counts.shift();
     this.sentAt.shift();
     const waiter = this.waiters.shift();
     if (waiter) waiter(reply);
@@ -243,11 +313,13 @@ export class RedisConnection {
     this.ready = false;
     const waiters = this.waiters.splice(0);
     this.sentAt.length = 0;
-    const gone = new RedisReplyError(`connection lost: ${err.message}`);
+    this.counts.length = 0;
+    const gone = new RedisReplyError(`connection lost: ${err.message}`, true);
     for (const w of waiters) if (w) w(gone);
     if (wasUp || this.retries === 0) this.events.down(err);
     if (this.closed) return;
-    const delay = Math.min(this.retryMax, this.retryMin * 2 ** this.retries);
+    const delay = this.dropped ? this.retryMax : Math.min(this.retryMax, this.retryMin * 2 ** this.retries);
+    this.dropped = false;
     this.retries++;
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
@@ -256,22 +328,35 @@ export class RedisConnection {
     this.retryTimer.unref();
   }
 
-  private write(args: readonly string[], waiter: Waiter): void {
+  private write(args: readonly string[], waiter: Waiter, replies = 1): void {
     this.waiters.push(waiter);
+    this.counts.push(replies);
     this.sentAt.push(Date.now());
-    (this.socket as net.Socket).write(encodeCommand(args));
+    const socket = this.socket as net.Socket;
+    // Commands of one tick leave in one write (a burst of publishes is one system call).
+    if (!this.corked) {
+      this.corked = true;
+      socket.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        socket.uncork();
+      });
+    }
+    socket.write(encodeCommand(args));
   }
 
   /**
    * Send a command; `onReply` gets its reply, or a {@link RedisReplyError} when the
-   * connection is down now or is lost before the reply. Returns whether it was sent.
+   * connection is down now or is lost before the reply. `replies` is how many replies
+   * the command gets (SUBSCRIBE: one per channel); `onReply` gets the last, or the first
+   * error. Returns whether it was sent.
    */
-  send(args: readonly string[], onReply: Waiter = null): boolean {
+  send(args: readonly string[], onReply: Waiter = null, replies = 1): boolean {
     if (!this.ready) {
-      onReply?.(new RedisReplyError('not connected to Redis'));
+      onReply?.(new RedisReplyError('not connected to Redis', true));
       return false;
     }
-    this.write(args, onReply);
+    this.write(args, onReply, replies);
     return true;
   }
 
@@ -280,6 +365,12 @@ export class RedisConnection {
     return new Promise((resolve, reject) => {
       this.send(args, (reply) => (reply instanceof RedisReplyError ? reject(reply) : resolve(reply)));
     });
+  }
+
+  /** Drop the socket now (it reconnects after the usual delay), e.g. after a refused SUBSCRIBE. */
+  drop(err: Error): void {
+    this.dropped = true; // retried after the longest delay: it would be refused again at once
+    this.socket?.destroy(err);
   }
 
   /** Stop reconnecting; say QUIT and wait (at most `timeout` ms) for the server to hang up. */

@@ -152,6 +152,8 @@ export interface BrokerHost {
   deliver(room: string, message: Outbound): void;
   /** Usernames of this process's members of `room`, each user once. */
   localUsers(room: string): string[];
+  /** The hub's clock, milliseconds (for the timestamps of frames the broker makes). */
+  now(): number;
   /** Report a broker failure: logged at error and emitted as an `ERR_BROKER` `error` event. */
   brokerFailed(message: string, cause: unknown): void;
   /** Log a broker state change (connected, reconnected, a process gone). */

@@ -1,4 +1,5 @@
 /** The Redis broker's own client against a real redis-server: handshake, failures, reconnection. */
+import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseRedisUrl } from '../../src/brokers/redis-url';
 import { RedisConnection, RedisReplyError } from '../../src/brokers/resp';
@@ -106,6 +107,33 @@ describe('RedisConnection', () => {
     s.resume();
     await until(() => conn.isUp);
     expect(log.events).toEqual(['up', 'down: Redis did not answer within 400 ms', 'up']);
+  });
+
+  it('gives up on a peer that accepts but never answers, and keeps retrying', async () => {
+    const sockets: net.Socket[] = [];
+    const mute = net.createServer((socket) => sockets.push(socket)); // accepts, never answers
+    await new Promise<void>((resolve) => mute.listen(0, '127.0.0.1', resolve));
+    const { port } = mute.address() as net.AddressInfo;
+    try {
+      const { conn, log } = connect(`redis://127.0.0.1:${port}`, { timeout: 200, retryMin: 20, retryMax: 50 });
+      await until(() => sockets.length >= 3, 3000);
+      expect(conn.isUp).toBe(false);
+      expect(log.events).toEqual(['down: no answer from Redis at 127.0.0.1:' + String(port) + ' within 200 ms']);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => mute.close(resolve));
+    }
+  });
+
+  it('completes a SUBSCRIBE of several channels on its last reply', async () => {
+    const s = await server();
+    const { conn } = connect(`redis://127.0.0.1:${s.port}`);
+    await until(() => conn.isUp);
+    const replies: unknown[] = [];
+    conn.send(['SUBSCRIBE', 'a', 'b', 'c'], (r) => replies.push(r), 3);
+    conn.send(['PING'], (r) => replies.push(r));
+    await until(() => replies.length === 2);
+    expect(replies).toEqual([['subscribe', 'c', 3], ['pong', '']]);
   });
 
   it('receives pub/sub messages, a 1 MiB one included', async () => {

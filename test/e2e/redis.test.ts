@@ -5,6 +5,9 @@
  */
 import { spawn } from 'node:child_process';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createRedisBroker } from '../../src/brokers/redis';
+import type { RoomwireError } from '../../src/core/errors';
+import { createHub } from '../../src/core/hub';
 import { startServer, type RunningServer } from '../../src/server/standalone';
 import { Peer, SECRET, sign, sleep, type Frame } from '../helpers/client';
 import { freePort, redisCommand, RedisServer } from '../helpers/redis';
@@ -59,10 +62,18 @@ describe('scale-out over Redis (contract section 7)', () => {
     await Promise.all(servers.splice(0).map((s) => s.close()));
   });
 
-  async function serve(env: Record<string, string> = {}): Promise<RunningServer> {
+  async function serve(env: Record<string, string> = {}, broker?: Parameters<typeof createRedisBroker>[0]): Promise<RunningServer> {
     const s = await startServer({
-      env: { HOST: '127.0.0.1', PORT: '0', WEBSOCKET_REDIS_URL: redis.url, WEBSOCKET_MESSAGE_RATE: '10000/s,10000', WEBSOCKET_JWT_SECRET: SECRET, ...env },
+      env: {
+        HOST: '127.0.0.1',
+        PORT: '0',
+        ...(broker === undefined ? { WEBSOCKET_REDIS_URL: redis.url } : {}),
+        WEBSOCKET_MESSAGE_RATE: '10000/s,10000',
+        WEBSOCKET_JWT_SECRET: SECRET,
+        ...env,
+      },
       log: quiet,
+      hub: broker === undefined ? undefined : { broker: createRedisBroker(broker) },
     });
     servers.push(s);
     return s;
@@ -255,4 +266,86 @@ describe('scale-out over Redis (contract section 7)', () => {
       child.kill('SIGKILL');
     }
   }, 45_000);
+
+  it('does not drop a healthy process after this one was stalled longer than the process timeout', async () => {
+    const timings = { url: redis.url, heartbeatInterval: 100, processTimeout: 500 };
+    const [s1, s2] = [await serve({}, timings), await serve({}, timings)];
+    const room = freshRoom();
+    const a = await enter(s1, room);
+    const b = await enter(s2, room);
+    await a.peer.next(); // b's join
+    const until = Date.now() + 1200;
+    while (Date.now() < until); // both hubs live in this process: a 1.2 s stall of the event loop
+    await a.peer.quiet(800); // no leave (and no join back) for b
+    a.peer.send({ type: 'user_list', room });
+    expect(((await a.peer.next()).data as string[]).sort()).toEqual([a.name, b.name].sort());
+    expect(s1.hub.stats().broker.processes).toBe(2);
+  });
+
+  it('answers user_list from what it knows when Redis stops answering, without waiting for the watchdog', async () => {
+    const frozen = await RedisServer.start();
+    try {
+      const s1 = await serve({ WEBSOCKET_REDIS_URL: frozen.url });
+      const room = freshRoom();
+      const a = await enter(s1, room);
+      frozen.pause();
+      a.peer.send({ type: 'user_list', room });
+      expect(await a.peer.next(2000)).toMatchObject({ type: 'user_list', room, data: [a.name] });
+      const b = await connect(s1, `/ws/${room}`);
+      expect((await b.take(2, 2000)).map((f) => f.type)).toEqual(['join', 'user_list']);
+    } finally {
+      frozen.resume();
+      await Promise.all(servers.splice(0).map((s) => s.close()));
+      await frozen.kill();
+    }
+  });
+
+  it('reports a Redis that refuses the control channel once, as ERR_BROKER, and keeps retrying', async () => {
+    const acl = await RedisServer.start(undefined, ['--user', 'hub', 'on', '>pw', '~*', '&roomwire:room:*', '+@all']);
+    const hub = createHub({ broker: createRedisBroker({ url: `redis://hub:pw@127.0.0.1:${acl.port}` }) });
+    try {
+      const errors: string[] = [];
+      hub.on('error', (err: RoomwireError) => errors.push(`${err.code}: ${err.message}: ${String((err.cause as Error).message)}`));
+      await sleep(3000); // refused, dropped, reconnected and refused again (about once a second)
+      const noperm = 'NOPERM this user has no permissions to access one of the channels used as arguments';
+      // Once per streak for the link, at most once per 10 s for other commands (the heartbeat's PUBLISH).
+      expect(errors).toEqual([`ERR_BROKER: Redis refused SUBSCRIBE; retrying: ${noperm}`, `ERR_BROKER: Redis refused a command: ${noperm}`]);
+      expect(hub.stats().broker).toEqual({ kind: 'redis', connected: false, processes: 1 });
+      const clients = (await redisCommand(acl.port, 'CLIENT LIST')).split('\n').filter((l) => l.includes('user=hub'));
+      expect(clients.length).toBeLessThanOrEqual(2); // reconnects replace their socket, they do not pile up
+    } finally {
+      await hub.close();
+      await acl.kill();
+    }
+  });
+
+  it('removes registry entries of processes that died with nobody watching', async () => {
+    const old = String(Date.now() - 60_000);
+    expect(await redisCommand(redis.port, `HSET roomwire:processes 0123456789abcdef ${old}`)).toBe(':1\r\n');
+    await serve();
+    await waitFor('the stale entry is gone', async () => (await redisCommand(redis.port, 'HEXISTS roomwire:processes 0123456789abcdef')) === ':0\r\n', 2000);
+  });
+
+  it('runs as a process while Redis is unreachable, and exits 0 on SIGTERM', async () => {
+    const port = await freePort();
+    const child = spawn(process.execPath, ['dist/bin/roomwire.js'], {
+      env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: '0', WEBSOCKET_REDIS_URL: `redis://127.0.0.1:${port}` },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    try {
+      let stdout = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+      await waitFor('the process listens', () => /listening on http:\/\/127\.0\.0\.1:\d+/.test(stdout), 10_000);
+      expect(stdout).toContain('Redis is not reachable yet; serving this process only until it is');
+      const httpPort = Number(/listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(stdout)![1]);
+      const x = await Peer.open(`ws://127.0.0.1:${httpPort}/ws/${freshRoom()}`);
+      expect((await x.take(2)).map((f) => f.type)).toEqual(['join', 'user_list']);
+      child.kill('SIGTERM');
+      expect(await x.closed).toEqual({ code: 1001, reason: 'server shutting down' });
+      expect(await exited).toBe(0);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
 });

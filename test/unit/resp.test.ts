@@ -61,6 +61,13 @@ describe('RespReader', () => {
     expect(readAll(bytes, [cut])).toEqual([['message', 'ch', 'caf\u00e9']]);
   });
 
+  it('builds a large array across many small chunks', () => {
+    const reply: Reply = Array.from({ length: 5000 }, (_, i) => (i % 2 === 0 ? `field-${i}` : String(i)));
+    const bytes = Buffer.from(encodeReply(reply));
+    const cuts = Array.from({ length: Math.floor(bytes.length / 7) }, (_, i) => i * 7);
+    expect(readAll(bytes, cuts)).toEqual([reply]);
+  });
+
   it('refuses bytes that are not RESP', () => {
     const reader = new RespReader(() => {});
     expect(() => reader.feed(Buffer.from('HTTP/1.1 400 Bad Request\r\n'))).toThrow('unexpected RESP type byte 72');
@@ -85,5 +92,7 @@ describe('parseRedisUrl', () => {
     expect(() => parseRedisUrl('http://redis')).toThrow('"http://redis" must be a redis:// or rediss:// URL');
     expect(() => parseRedisUrl('redis://h/db')).toThrow('"redis://h/db": the path must be a database number');
     expect(() => parseRedisUrl('not a url')).toThrow(TypeError);
+    expect(() => parseRedisUrl('redis://app@h')).toThrow('"redis://app@h": a user name needs a password (redis://user:password@host)');
+    expect(() => parseRedisUrl('redis://:%E0%A4%A@h')).toThrow('"redis://:%E0%A4%A@h": bad percent-encoding in the user or password');
   });
 });
