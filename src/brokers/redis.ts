@@ -17,14 +17,15 @@
  * resubscribe, exchange their states, and send `join`/`leave` for what changed meanwhile.
  */
 import { randomBytes } from 'node:crypto';
+import { RoomwireError } from '../core/errors';
 import { encodeMembership, identityFragment, Outbound } from '../core/protocol';
 import type { Broker, BrokerHealth, BrokerHost, PresenceEntry } from '../core/types';
-import { parseRedisUrl } from './redis-url';
+import { parseRedisUrl, type RedisEndpoint } from './redis-url';
 import { RedisConnection, RedisReplyError, type Reply } from './resp';
 
 /** Options of {@link createRedisBroker}. */
 export interface RedisBrokerOptions {
-  /** `redis://[[user]:password@]host[:port][/db]`, or `rediss://` for TLS. */
+  /** `redis://[[user:]password@]host[:port][/db]`, or `rediss://` for TLS. */
   readonly url: string;
   /** Prefix of every channel and key, so several hubs can share one Redis. @default 'roomwire' */
   readonly prefix?: string;
@@ -68,13 +69,22 @@ type Control =
   | { t: 'bye'; p: string };
 
 const ID_LENGTH = 16;
+
+function milliseconds(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
+    throw new RoomwireError('ERR_INVALID_ARGUMENT', `${name} must be a positive number of milliseconds, not ${String(value)}`);
+  }
+  return value;
+}
 /** Longest wait for Redis before a `user_list` is sent from what this process knows. */
 const USERS_WAIT_MS = 500;
 
 /**
  * Create a {@link Broker} that spreads one hub over every process using the same Redis
  * (and `prefix`). {@link createHub} creates one by itself when `redisUrl` is set; create
- * it yourself to change its timings.
+ * it yourself to change its timings. Throws an `ERR_INVALID_ARGUMENT` {@link RoomwireError}
+ * for a bad URL or timing.
  *
  * @example
  * ```ts
@@ -123,15 +133,23 @@ class RedisBroker implements Broker {
   private refused = false;
 
   constructor(options: RedisBrokerOptions) {
-    const endpoint = parseRedisUrl(options.url);
+    let endpoint: RedisEndpoint;
+    try {
+      endpoint = parseRedisUrl(options.url);
+    } catch (err) {
+      throw new RoomwireError('ERR_INVALID_ARGUMENT', `url: ${(err as Error).message}`, { cause: err });
+    }
     this.prefix = options.prefix ?? 'roomwire';
     this.control = `${this.prefix}:control`;
     this.roomPrefix = `${this.prefix}:room:`;
     this.processesKey = `${this.prefix}:processes`;
-    this.heartbeatMs = options.heartbeatInterval ?? 2000;
-    this.timeoutMs = options.processTimeout ?? 10_000;
-    this.startMs = options.startTimeout ?? 3000;
-    const timings = { timeout: options.commandTimeout ?? 5000 };
+    this.heartbeatMs = milliseconds('heartbeatInterval', options.heartbeatInterval, 2000);
+    this.timeoutMs = milliseconds('processTimeout', options.processTimeout, 10_000);
+    this.startMs = milliseconds('startTimeout', options.startTimeout, 3000);
+    const timings = { timeout: milliseconds('commandTimeout', options.commandTimeout, 5000) };
+    if (this.timeoutMs < 2 * this.heartbeatMs) {
+      throw new RoomwireError('ERR_INVALID_ARGUMENT', `processTimeout (${this.timeoutMs} ms) must be at least twice heartbeatInterval (${this.heartbeatMs} ms)`);
+    }
     this.pub = new RedisConnection(endpoint, { up: () => this.relink(), down: (err) => this.unlink(err) }, timings);
     this.sub = new RedisConnection(
       endpoint,
@@ -323,6 +341,7 @@ class RedisBroker implements Broker {
   async close(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    this.onSynced?.(); // settles hub.ready() and clears its timer
     if (this.timer !== undefined) clearInterval(this.timer);
     if (this.pub.isUp) {
       this.pub.send(['PUBLISH', this.control, JSON.stringify({ t: 'bye', p: this.id })]);

@@ -2,6 +2,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { parseRedisUrl } from '../../src/brokers/redis-url';
+import { createRedisBroker } from '../../src/brokers/redis';
 import { encodeCommand, RedisReplyError, RespReader, type Reply } from '../../src/brokers/resp';
 
 /** Encode a reply the way a Redis server does (bulk strings for strings). */
@@ -94,5 +95,16 @@ describe('parseRedisUrl', () => {
     expect(() => parseRedisUrl('not a url')).toThrow(TypeError);
     expect(() => parseRedisUrl('redis://app@h')).toThrow('"redis://app@h": a user name needs a password (redis://user:password@host)');
     expect(() => parseRedisUrl('redis://:%E0%A4%A@h')).toThrow('"redis://:%E0%A4%A@h": bad percent-encoding in the user or password');
+  });
+});
+
+describe('createRedisBroker options', () => {
+  it('refuses a bad URL or timing with ERR_INVALID_ARGUMENT, before connecting', () => {
+    const bad = (options: Parameters<typeof createRedisBroker>[0], message: string) =>
+      expect(() => createRedisBroker(options)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT', message }));
+    bad({ url: 'http://x' }, 'url: "http://x" must be a redis:// or rediss:// URL');
+    bad({ url: 'redis://h', heartbeatInterval: 0 }, 'heartbeatInterval must be a positive number of milliseconds, not 0');
+    bad({ url: 'redis://h', commandTimeout: Number.NaN }, 'commandTimeout must be a positive number of milliseconds, not NaN');
+    bad({ url: 'redis://h', heartbeatInterval: 1000, processTimeout: 1500 }, 'processTimeout (1500 ms) must be at least twice heartbeatInterval (1000 ms)');
   });
 });
