@@ -56,6 +56,13 @@ interface Remote {
   rooms: Map<string, Map<string, Member>>;
   /** When this process last asked it for its state (0: never). */
   asked: number;
+  /**
+   * Whether `rooms` is its state as of now: false from the moment it is first heard of in
+   * the middle of its life, or this process relinks, until its whole state arrives.
+   */
+  synced: boolean;
+  /** Room frames received while not synced, delivered once its state is in: `[room, text]`. */
+  held: [string, string][];
 }
 
 /** `[room, connectionId, userId, username]` */
@@ -69,6 +76,8 @@ type Control =
   | { t: 'bye'; p: string };
 
 const ID_LENGTH = 16;
+/** Room frames kept per process while waiting for its state; beyond, they are dropped. */
+const MAX_HELD = 10_000;
 
 function milliseconds(name: string, value: number | undefined, fallback: number): number {
   if (value === undefined) return fallback;
@@ -131,6 +140,14 @@ class RedisBroker implements Broker {
   private lastRefusal = 0;
   /** The last SUBSCRIBE of the control channel was refused (reported once per streak). */
   private refused = false;
+  /** A refused handshake (wrong password, ...) was reported; cleared once linked. */
+  private handshakeRefused = false;
+  /**
+   * Connections that joined a room while this process was not linked, by room: their
+   * `user_list` showed this process only, so once the others' states are back they hear
+   * `join` for the members that were there all along.
+   */
+  private readonly alone = new Map<string, Set<string>>();
 
   constructor(options: RedisBrokerOptions) {
     let endpoint: RedisEndpoint;
@@ -208,10 +225,17 @@ class RedisBroker implements Broker {
         return;
       }
       this.refused = false;
+      this.handshakeRefused = false;
       this.linked = true;
       const now = Date.now();
       this.lastBeat = now;
-      for (const r of this.remotes.values()) r.seen = now;
+      // What the others did meanwhile is unknown until their states (asked for below)
+      // arrive; their room frames wait for them, so no frame overtakes its sender's join.
+      for (const r of this.remotes.values()) {
+        r.seen = now;
+        r.synced = false;
+        r.held = [];
+      }
       this.host?.brokerNotice('info', { process: this.id }, this.wasLinked ? 'Redis connection restored' : 'connected to Redis');
       this.wasLinked = true;
       this.pub.send(['HSET', this.processesKey, this.id, String(Date.now())], this.checked);
@@ -229,14 +253,25 @@ class RedisBroker implements Broker {
         for (let i = 0; i + 1 < reply.length; i += 2) {
           const id = reply[i] as string;
           if (id === this.id) continue;
-          if (!(now - Number(reply[i + 1]) < this.timeoutMs)) stale.push(id);
-          else if (!this.heard.has(id)) awaiting.add(id);
+          const age = now - Number(reply[i + 1]);
+          if (!(age < this.timeoutMs)) stale.push(id);
+          // Only processes that beat lately are waited for (a crashed one is not).
+          else if (age < 2.5 * this.heartbeatMs && !this.heard.has(id)) awaiting.add(id);
         }
       }
       // Entries of processes that died with nobody watching (each live one refreshes its own).
       if (stale.length > 0) this.pub.send(['HDEL', this.processesKey, ...stale], this.checked);
       this.awaiting = awaiting;
       this.checkSynced();
+      // A live process answers within a round trip; one that does not (it crashed a moment
+      // ago) is not waited for beyond a heartbeat.
+      if (awaiting.size > 0) {
+        setTimeout(() => {
+          if (this.awaiting !== awaiting) return;
+          awaiting.clear();
+          this.checkSynced();
+        }, this.heartbeatMs).unref();
+      }
     });
   }
 
@@ -251,7 +286,14 @@ class RedisBroker implements Broker {
     this.linking++;
     // Pending SUBSCRIBE acknowledgements have been answered with the connection error.
     this.subscribing.clear();
-    if (!this.linked) return;
+    if (!this.linked) {
+      // Never linked: a wrong password or database is worth one report, not silence.
+      if (err.message.startsWith('Redis refused') && !this.handshakeRefused && !this.stopped) {
+        this.handshakeRefused = true;
+        this.host?.brokerFailed('Redis refused the connection; retrying', err);
+      }
+      return;
+    }
     this.linked = false;
     if (!this.stopped) this.host?.brokerFailed("lost the Redis connection; serving this process's members only until it is back", err);
   }
@@ -281,7 +323,9 @@ class RedisBroker implements Broker {
 
   publish(room: string, message: Outbound): void {
     this.host?.deliver(room, message);
-    if (this.pub.isUp) this.pub.send(['PUBLISH', this.roomPrefix + room, this.id + message.text], this.checked);
+    // Only once linked: this process's state went out first, so no process receives a
+    // frame of a member it has not heard join.
+    if (this.linked) this.pub.send(['PUBLISH', this.roomPrefix + room, this.id + message.text], this.checked);
   }
 
   join(room: string, entry: PresenceEntry): void {
@@ -294,6 +338,11 @@ class RedisBroker implements Broker {
     if (members.has(entry.connectionId)) return;
     members.set(entry.connectionId, { userId: entry.userId, username: entry.username });
     this.localCount++;
+    if (!this.linked) {
+      let ids = this.alone.get(room);
+      if (ids === undefined) this.alone.set(room, (ids = new Set()));
+      ids.add(entry.connectionId);
+    }
     this.announce({ t: 'join', p: this.id, r: room, c: entry.connectionId, u: entry.userId, n: entry.username });
   }
 
@@ -301,6 +350,8 @@ class RedisBroker implements Broker {
     const members = this.local.get(room);
     if (members === undefined || !members.delete(entry.connectionId)) return;
     this.localCount--;
+    const ids = this.alone.get(room);
+    if (ids !== undefined && ids.delete(entry.connectionId) && ids.size === 0) this.alone.delete(room);
     if (members.size === 0) {
       this.local.delete(room);
       this.subscribing.delete(room);
@@ -389,9 +440,11 @@ class RedisBroker implements Broker {
     if (!this.linked) return;
     this.sub.send(['PING']); // the connection's watchdog drops a socket whose replies stall
     if (late) {
-      // This process was stalled (GC, CPU): the others' heartbeats are waiting unread, so
-      // silence means nothing yet.
+      // This process was stalled (GC, CPU, SIGSTOP): the others' heartbeats are waiting
+      // unread, so their silence means nothing yet; and they may have given this process
+      // up, so it tells them its state again.
       for (const remote of this.remotes.values()) remote.seen = now;
+      this.announce(this.state(false));
       return;
     }
     // After the poll phase, so heartbeats already received are read before judging.
@@ -413,6 +466,7 @@ class RedisBroker implements Broker {
       for (const m of conns.values()) this.notice('leave', room, m);
     }
     this.heard.delete(id);
+    if (this.allSynced()) this.alone.clear();
     if (why === 'timeout') {
       this.pub.send(['HDEL', this.processesKey, id], this.checked);
       this.host?.brokerNotice('warn', { process: id, members }, 'a hub process stopped answering; its members left');
@@ -421,11 +475,12 @@ class RedisBroker implements Broker {
     this.checkSynced();
   }
 
-  /** Deliver a `join`/`leave` notice for a member of another process to this process's members. */
-  private notice(type: 'join' | 'leave', room: string, m: Member): void {
+  /** Deliver a `join`/`leave` notice for a member of another process to this process's members (or to `only` of them). */
+  private notice(type: 'join' | 'leave', room: string, m: Member, only?: ReadonlySet<string>): void {
     if (!this.local.has(room)) return;
     const text = encodeMembership(type, room, identityFragment(m.userId, m.username), Math.floor((this.host?.now() ?? Date.now()) / 1000));
-    this.host?.deliver(room, new Outbound(text));
+    if (only === undefined) this.host?.deliver(room, new Outbound(text));
+    else this.host?.deliverTo(room, only, new Outbound(text));
   }
 
   private onMessage(channel: string, payload: string): void {
@@ -434,7 +489,30 @@ class RedisBroker implements Broker {
       return;
     }
     if (!channel.startsWith(this.roomPrefix) || payload.length < ID_LENGTH || payload.startsWith(this.id)) return;
-    this.host?.deliver(channel.slice(this.roomPrefix.length), new Outbound(payload.slice(ID_LENGTH)));
+    const room = channel.slice(this.roomPrefix.length);
+    const id = payload.slice(0, ID_LENGTH);
+    const remote = this.remotes.get(id);
+    if (remote !== undefined && remote.synced) {
+      this.host?.deliver(room, new Outbound(payload.slice(ID_LENGTH)));
+      return;
+    }
+    // A sender whose members are not known as of now: keep its frames until its state is in.
+    const now = Date.now();
+    const r = remote ?? this.heardOf(id, now);
+    r.seen = now;
+    if (r.held.length < MAX_HELD) r.held.push([room, payload.slice(ID_LENGTH)]);
+    this.ask(id, r, now);
+  }
+
+  private heardOf(id: string, now: number): Remote {
+    const remote: Remote = { seen: now, rooms: new Map(), asked: 0, synced: false, held: [] };
+    this.remotes.set(id, remote);
+    return remote;
+  }
+
+  private allSynced(): boolean {
+    for (const r of this.remotes.values()) if (!r.synced) return false;
+    return true;
   }
 
   private onControl(payload: string): void {
@@ -450,16 +528,11 @@ class RedisBroker implements Broker {
       this.gone(msg.p, 'bye');
       return;
     }
-    let remote = this.remotes.get(msg.p);
-    const known = remote !== undefined;
-    if (remote === undefined) {
-      remote = { seen: now, rooms: new Map(), asked: 0 };
-      this.remotes.set(msg.p, remote);
-    }
+    const remote = this.remotes.get(msg.p) ?? this.heardOf(msg.p, now);
     remote.seen = now;
     switch (msg.t) {
       case 'state':
-        this.replace(remote, msg.m);
+        this.synced(remote, msg.m);
         if (msg.ask === true) this.announce(this.state(false));
         if (this.onSynced !== undefined) this.heard.add(msg.p);
         this.awaiting?.delete(msg.p);
@@ -468,28 +541,31 @@ class RedisBroker implements Broker {
       case 'ask':
         if (msg.to === this.id) this.announce(this.state(false));
         return;
-      case 'join': {
-        let conns = remote.rooms.get(msg.r);
-        if (conns === undefined) remote.rooms.set(msg.r, (conns = new Map()));
-        conns.set(msg.c, { userId: msg.u, username: msg.n });
+      case 'join':
+      case 'leave':
+      case 'beat':
         break;
-      }
-      case 'leave': {
-        const conns = remote.rooms.get(msg.r);
-        if (conns !== undefined && conns.delete(msg.c) && conns.size === 0) remote.rooms.delete(msg.r);
-        break;
-      }
-      case 'beat': {
-        let count = 0;
-        for (const conns of remote.rooms.values()) count += conns.size;
-        if (count !== msg.n) this.ask(msg.p, remote, now);
-        return;
-      }
       default:
         return;
     }
-    // A process first heard of in the middle of its life: its earlier members are unknown.
-    if (!known) this.ask(msg.p, remote, now);
+    // Not synced (first heard of in the middle of its life, or since this process
+    // relinked): its state, asked for, will say all; incremental news would be counted twice.
+    if (!remote.synced) {
+      this.ask(msg.p, remote, now);
+      return;
+    }
+    if (msg.t === 'beat') {
+      let count = 0;
+      for (const conns of remote.rooms.values()) count += conns.size;
+      if (count !== msg.n) this.ask(msg.p, remote, now);
+    } else if (msg.t === 'join') {
+      let conns = remote.rooms.get(msg.r);
+      if (conns === undefined) remote.rooms.set(msg.r, (conns = new Map()));
+      conns.set(msg.c, { userId: msg.u, username: msg.n });
+    } else {
+      const conns = remote.rooms.get(msg.r);
+      if (conns !== undefined && conns.delete(msg.c) && conns.size === 0) remote.rooms.delete(msg.r);
+    }
   }
 
   /** Ask process `id` for its whole state, at most once per heartbeat. */
@@ -499,8 +575,13 @@ class RedisBroker implements Broker {
     this.announce({ t: 'ask', p: this.id, to: id });
   }
 
-  /** Take a process's whole state; members of this process's rooms hear of the difference. */
-  private replace(remote: Remote, rows: unknown): void {
+  /**
+   * Take a process's whole state. Members of this process's rooms hear `join`/`leave` for
+   * the difference from what they knew (members that joined here while unlinked hear `join`
+   * for everyone), then the frames held for it are delivered, except its join and leave
+   * notices: the difference has told them already.
+   */
+  private synced(remote: Remote, rows: unknown): void {
     if (!Array.isArray(rows)) return;
     const rooms = new Map<string, Map<string, Member>>();
     for (const row of rows as unknown[]) {
@@ -518,7 +599,19 @@ class RedisBroker implements Broker {
     }
     for (const [room, conns] of rooms) {
       const then = before.get(room);
-      for (const [c, m] of conns) if (then?.has(c) !== true) this.notice('join', room, m);
+      const alone = this.alone.get(room);
+      for (const [c, m] of conns) {
+        if (then?.has(c) !== true) this.notice('join', room, m);
+        else if (alone !== undefined) this.notice('join', room, m, alone);
+      }
     }
+    const held = remote.held;
+    remote.synced = true;
+    remote.held = [];
+    for (const [room, text] of held) {
+      if (text.startsWith('{"type":"join"') || text.startsWith('{"type":"leave"')) continue;
+      this.host?.deliver(room, new Outbound(text));
+    }
+    if (this.linked && this.allSynced()) this.alone.clear();
   }
 }

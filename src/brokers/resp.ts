@@ -200,6 +200,8 @@ export class RedisConnection {
   private ready = false;
   private corked = false;
   private dropped = false;
+  private lastCheck = 0;
+  private stalledAt = 0;
   private closed = false;
   private retries = 0;
   private retryTimer: NodeJS.Timeout | undefined;
@@ -273,6 +275,7 @@ export class RedisConnection {
           this.socket?.setTimeout(0);
           this.ready = true;
           this.retries = 0;
+          this.lastCheck = Date.now();
           this.watchdog = setInterval(() => this.checkStalled(), Math.max(100, this.timeout / 2));
           this.watchdog.unref();
           this.events.up();
@@ -282,10 +285,20 @@ export class RedisConnection {
   }
 
   private checkStalled(): void {
+    const now = Date.now();
+    const period = Math.max(100, this.timeout / 2);
+    // This process was stalled (GC, a long synchronous task): replies may be waiting
+    // unread, so the wait counts from now.
+    if (now - this.lastCheck > 2 * period) this.stalledAt = now;
+    this.lastCheck = now;
     const oldest = this.sentAt[0];
-    if (oldest !== undefined && Date.now() - oldest > this.timeout) {
-      this.socket?.destroy(new Error(`Redis did not answer within ${this.timeout} ms`));
-    }
+    if (oldest === undefined) return;
+    // Judge after the poll phase has read what already arrived.
+    setImmediate(() => {
+      if (this.sentAt[0] !== oldest) return;
+      const waited = Date.now() - Math.max(oldest, this.stalledAt);
+      if (waited > this.timeout) this.socket?.destroy(new Error(`Redis did not answer within ${this.timeout} ms`));
+    });
   }
 
   private onReply(reply: Reply): void {

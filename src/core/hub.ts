@@ -598,12 +598,20 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
   // ---- delivery (BrokerHost) ---------------------------------------------------------
 
   deliver(room: string, message: Outbound): void {
+    this.deliverMatching(room, message, undefined);
+  }
+
+  deliverTo(room: string, connectionIds: ReadonlySet<string>, message: Outbound): void {
+    this.deliverMatching(room, message, connectionIds);
+  }
+
+  private deliverMatching(room: string, message: Outbound, only: ReadonlySet<string> | undefined): void {
     const r = this.rooms.get(room);
     if (r === undefined) return;
     const now = this.clock.now();
     let n = 0;
     for (const c of r.members) {
-      if (!c.open) continue;
+      if (!c.open || (only !== undefined && !only.has(c.id))) continue;
       c.track(c.transport.send(message), now);
       n++;
     }

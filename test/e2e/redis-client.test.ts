@@ -125,6 +125,19 @@ describe('RedisConnection', () => {
     }
   });
 
+  it('keeps a healthy connection through a stall of this process longer than the timeout', async () => {
+    const s = await server();
+    const { conn, log } = connect(`redis://127.0.0.1:${s.port}`, { timeout: 300 });
+    await until(() => conn.isUp);
+    const pong = conn.command(['PING']);
+    const end = Date.now() + 900;
+    while (Date.now() < end); // the reply arrives while this process cannot read it
+    expect(await pong).toBe('PONG');
+    await sleep(400);
+    expect(conn.isUp).toBe(true);
+    expect(log.events).toEqual(['up']);
+  });
+
   it('completes a SUBSCRIBE of several channels on its last reply', async () => {
     const s = await server();
     const { conn } = connect(`redis://127.0.0.1:${s.port}`);

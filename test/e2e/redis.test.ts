@@ -175,7 +175,7 @@ describe('scale-out over Redis (contract section 7)', () => {
     // Each process serves its own members: local delivery, local user_list, new members.
     a.peer.send({ type: 'message', room, content: 'during the outage' });
     expect(await a.peer.next()).toMatchObject({ type: 'message', content: 'during the outage', user_id: a.id });
-    const a2 = await enter(s1, room);
+    const a2 = await enter(s1, room); // it hears only of s1's members for now
     expect(a2.users.sort()).toEqual([a.name, a2.name].sort());
     expect(await a.peer.next()).toMatchObject({ type: 'join', user_id: a2.id });
     a.peer.send({ type: 'user_list', room });
@@ -192,7 +192,10 @@ describe('scale-out over Redis (contract section 7)', () => {
     expect(Date.now() - restarted).toBeLessThan(15_000);
     b.peer.send({ type: 'user_list', room });
     expect(((await b.peer.next()).data as string[]).sort()).toEqual([a.name, a2.name, b.name].sort());
-    for (const p of [a, a2]) await until(p.peer, (f) => f.content === 'after the outage');
+    // a2 learns of b, who was there all along; a, who knew, hears nothing twice.
+    const a2Frames = await until(a2.peer, (f) => f.content === 'after the outage');
+    expect(a2Frames.map((f) => `${f.type} ${String(f.user_id)}`)).toEqual([`join ${b.id}`, `message ${a.id}`]);
+    expect((await until(a.peer, (f) => f.content === 'after the outage')).map((f) => f.type)).toEqual(['message']);
     for (const p of [a, a2, b]) await p.peer.quiet(200);
   }, 45_000);
 
@@ -346,6 +349,73 @@ describe('scale-out over Redis (contract section 7)', () => {
       expect(await exited).toBe(0);
     } finally {
       child.kill('SIGKILL');
+    }
+  });
+
+  it('never delivers a frame of a process before the join of its sender, after that process was given up', async () => {
+    const timings = { url: redis.url, heartbeatInterval: 100, processTimeout: 600 };
+    const s1 = await serve({}, timings);
+    const room = freshRoom();
+    const a = await enter(s1, room);
+    const child = spawn(process.execPath, ['test/helpers/broker-process.mjs', redis.url, '100', '600'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      let stdout = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      await waitFor('the child listens', () => /listening on http:\/\/127\.0\.0\.1:\d+/.test(stdout), 10_000);
+      const port = Number(/listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(stdout)![1]);
+      const c = await Peer.open(`ws://127.0.0.1:${port}/ws/${room}`);
+      const [cJoin] = await c.take(2);
+      expect(await a.peer.next()).toMatchObject({ type: 'join', user_id: cJoin!.user_id });
+
+      child.kill('SIGSTOP');
+      expect(await a.peer.next(5000)).toMatchObject({ type: 'leave', user_id: cJoin!.user_id }); // given up
+      for (let i = 0; i < 3; i++) c.send({ type: 'message', room, content: `while stopped ${i}` }); // waits in the socket
+      await sleep(300);
+      child.kill('SIGCONT');
+      for (let i = 3; i < 6; i++) c.send({ type: 'message', room, content: `after ${i}` });
+      const frames = await a.peer.take(7, 5000);
+      expect(frames.map((f) => `${f.type} ${String(f.content ?? f.user_id)}`)).toEqual([
+        `join ${String(cJoin!.user_id)}`,
+        'message while stopped 0',
+        'message while stopped 1',
+        'message while stopped 2',
+        'message after 3',
+        'message after 4',
+        'message after 5',
+      ]);
+      await a.peer.quiet(400);
+      c.close();
+      expect(await a.peer.next()).toMatchObject({ type: 'leave', user_id: cJoin!.user_id });
+      await a.peer.quiet(300);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
+  it('reports a refused password once, as ERR_BROKER', async () => {
+    const hub = createHub({ broker: createRedisBroker({ url: `redis://:wrong@127.0.0.1:${redis.port}`, startTimeout: 200 }) });
+    try {
+      const errors: string[] = [];
+      hub.on('error', (err: RoomwireError) => errors.push(`${err.code}: ${err.message}: ${String((err.cause as Error).message)}`));
+      await hub.ready();
+      await sleep(1500);
+      expect(errors).toHaveLength(1);
+      expect(errors[0]).toMatch(/^ERR_BROKER: Redis refused the connection; retrying: Redis refused AUTH: ERR AUTH/);
+    } finally {
+      await hub.close();
+    }
+  });
+
+  it('waits at start for a registered process that does not answer for one heartbeat only', async () => {
+    // Registered a moment ago (it crashed since, say): it never sends its state.
+    await redisCommand(redis.port, `HSET roomwire:processes fedcba9876543210 ${Date.now()}`);
+    const hub = createHub({ broker: createRedisBroker({ url: redis.url, startTimeout: 15_000 }) });
+    try {
+      expect(await Promise.race([hub.ready().then(() => 'ready'), sleep(5000).then(() => 'still waiting')])).toBe('ready');
+      expect(hub.stats().broker.connected).toBe(true);
+    } finally {
+      await hub.close();
+      await redisCommand(redis.port, 'HDEL roomwire:processes fedcba9876543210');
     }
   });
 });
