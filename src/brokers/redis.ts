@@ -65,6 +65,22 @@ interface Remote {
   held: [string, string][];
 }
 
+/** A SUBSCRIBE on its way: `then` callbacks run in the reply's own turn, before any later message is read. */
+class Pending {
+  private waiters: (() => void)[] | undefined = [];
+
+  then(fn: () => void): void {
+    if (this.waiters === undefined) fn();
+    else this.waiters.push(fn);
+  }
+
+  settle(): void {
+    const waiters = this.waiters ?? [];
+    this.waiters = undefined;
+    for (const fn of waiters) fn();
+  }
+}
+
 /** `[room, connectionId, userId, username]` */
 type StateRow = [string, string, string, string];
 
@@ -123,8 +139,8 @@ class RedisBroker implements Broker {
   private readonly local = new Map<string, Map<string, Member>>();
   private localCount = 0;
   private readonly remotes = new Map<string, Remote>();
-  /** Rooms whose SUBSCRIBE is not acknowledged yet. */
-  private readonly subscribing = new Map<string, Promise<void>>();
+  /** Rooms whose SUBSCRIBE is not acknowledged yet, with what to run (synchronously) when it is. */
+  private readonly subscribing = new Map<string, Pending>();
   /** Both sockets up and the control channel subscribed: remote presence counts. */
   private linked = false;
   private linking = 0;
@@ -208,13 +224,12 @@ class RedisBroker implements Broker {
     // One SUBSCRIBE for the control channel and every room, which Redis applies at once:
     // no frame of a room can fall between the control channel's subscription and the room's.
     const rooms = [...this.local.keys()];
-    let done!: () => void;
-    const acked = new Promise<void>((resolve) => (done = resolve));
+    const acked = new Pending();
     for (const room of rooms) this.subscribing.set(room, acked);
     const channels = [this.control, ...rooms.map((room) => this.roomPrefix + room)];
     this.sub.send(['SUBSCRIBE', ...channels], (reply) => {
       for (const room of rooms) if (this.subscribing.get(room) === acked) this.subscribing.delete(room);
-      done();
+      acked.settle();
       if (attempt !== this.linking) return;
       if (reply instanceof RedisReplyError) {
         if (!reply.local) {
@@ -299,12 +314,11 @@ class RedisBroker implements Broker {
   }
 
   private subscribe(room: string): void {
-    let done!: () => void;
-    const acked = new Promise<void>((resolve) => (done = resolve));
+    const acked = new Pending();
     this.subscribing.set(room, acked);
     const sent = this.sub.send(['SUBSCRIBE', this.roomPrefix + room], (reply) => {
       if (this.subscribing.get(room) === acked) this.subscribing.delete(room);
-      done();
+      acked.settle();
       this.checked(reply);
     });
     if (!sent) this.subscribing.delete(room);
@@ -362,23 +376,31 @@ class RedisBroker implements Broker {
 
   users(room: string): readonly string[] | Promise<readonly string[]> {
     if (!this.linked) return this.list(room);
-    // Reply once the room's subscription is live and this process's earlier publishes
-    // (its join among them) went through Redis: a member that has its user_list gets
-    // every later frame of the room, and other processes already know of it.
-    // A Redis that stops answering delays the list by USERS_WAIT_MS at most.
-    const subscribed = this.subscribing.get(room);
+    // The list is what the joiner's frames do not tell it: this process's members as of
+    // now, and the other processes' members as of the moment the room's frames reach this
+    // process (now, or when a first SUBSCRIBE is acknowledged). Whoever joins after that
+    // is announced to it by a join frame, not listed as well.
+    // It is sent once this process's earlier publishes (its join among them) went through
+    // Redis, so other processes know of the joiner before it knows of them; a Redis that
+    // stops answering delays it by USERS_WAIT_MS at most.
+    const local = this.localUsers(room);
+    const pending = this.subscribing.get(room);
+    let list = pending === undefined ? this.withRemote(local, room) : undefined;
     return new Promise((resolve) => {
-      let left = subscribed === undefined ? 1 : 2;
+      let left = pending === undefined ? 1 : 2;
       const timer = setTimeout(() => {
         left = -1;
-        resolve(this.list(room));
+        resolve(list ?? this.withRemote(local, room));
       }, USERS_WAIT_MS);
       const done = (): void => {
         if (--left !== 0) return;
         clearTimeout(timer);
-        resolve(this.list(room));
+        resolve(list ?? this.withRemote(local, room));
       };
-      subscribed?.then(done);
+      pending?.then(() => {
+        list = this.withRemote(local, room);
+        done();
+      });
       this.pub.send(['PING'], done);
     });
   }
@@ -407,8 +429,19 @@ class RedisBroker implements Broker {
 
   /** Usernames in `room`: this process's users, then the other processes', each user once. */
   private list(room: string): string[] {
+    return this.withRemote(this.localUsers(room), room);
+  }
+
+  /** This process's users of `room` (user id to username), in first-join order. */
+  private localUsers(room: string): Map<string, string> {
     const users = new Map<string, string>();
     for (const m of this.local.get(room)?.values() ?? []) if (!users.has(m.userId)) users.set(m.userId, m.username);
+    return users;
+  }
+
+  /** `local`'s usernames followed by the other processes' users not among them (while linked). */
+  private withRemote(local: ReadonlyMap<string, string>, room: string): string[] {
+    const users = new Map(local);
     if (this.linked) {
       for (const remote of this.remotes.values()) {
         for (const m of remote.rooms.get(room)?.values() ?? []) if (!users.has(m.userId)) users.set(m.userId, m.username);

@@ -418,4 +418,31 @@ describe('scale-out over Redis (contract section 7)', () => {
       await redisCommand(redis.port, 'HDEL roomwire:processes fedcba9876543210');
     }
   });
+
+  it('tells each of many members joining at once on two processes of every other member exactly once: listed or announced', async () => {
+    const [s1, s2] = [await serve(), await serve()];
+    const room = freshRoom();
+    const N = 40;
+    const peers = await Promise.all(Array.from({ length: N }, (_, i) => connect(i % 2 === 0 ? s1 : s2, `/ws/${room}`)));
+    // Every member ends up with N join notices and one user_list between them; wait until
+    // each one's notices and list account for all N members.
+    const known = peers.map(() => ({ name: '', listed: new Set<string>(), announced: [] as string[] }));
+    await Promise.all(
+      peers.map(async (p, i) => {
+        const k = known[i]!;
+        while (k.name === '' || k.listed.size + k.announced.length < N) {
+          const f = await p.next(5000);
+          if (f.type === 'join' && k.name === '') k.name = f.username as string;
+          else if (f.type === 'join') k.announced.push(f.username as string);
+          else if (f.type === 'user_list') for (const u of f.data as string[]) k.listed.add(u);
+        }
+      }),
+    );
+    const everyone = known.map((k) => k.name).sort();
+    for (const k of known) {
+      expect(k.announced.filter((u) => k.listed.has(u))).toEqual([]); // never both
+      expect([...k.listed, ...k.announced].sort()).toEqual(everyone); // each once
+    }
+    for (const p of peers) await p.quiet(100);
+  });
 });
