@@ -8,6 +8,7 @@
  *   npm run bench                       # build, then every scenario with the defaults
  *   node bench/run.mjs --reps=12 --scenarios=fanout,memory
  *   BENCH_SCALE_MAX=50000 BENCH_SCALE_WINDOW=30 node bench/run.mjs --scenarios=scale
+ *   node bench/run.mjs --scenarios=scaleout   # roomwire over Redis vs Socket.IO's Redis adapter
  *
  * Every option is an environment variable BENCH_<NAME> or a flag --<name>=<value>
  * (flags win); `--help` lists them.
@@ -20,14 +21,14 @@ import path from 'node:path';
 import { killAllNow, liveChildren, stopAll } from './lib/proc.mjs';
 import { ROOMWIRE_OVERRIDES, ROOT, TARGETS } from './lib/targets.mjs';
 import { report } from './lib/report.mjs';
-import { runFanout } from './scenarios/fanout.mjs';
+import { runFanout, runScaleout } from './scenarios/fanout.mjs';
 import { runMemory } from './scenarios/memory.mjs';
 import { runConnrate } from './scenarios/connrate.mjs';
 import { runScale } from './scenarios/scale.mjs';
 
 /** name, default, description; BENCH_<NAME in upper snake case> or --<name>. */
 const OPTIONS = /** @type {const} */ ([
-  ['scenarios', 'fanout,memory,connrate,scale', 'comma-separated scenarios to run'],
+  ['scenarios', 'fanout,memory,connrate,scale', 'comma-separated scenarios to run (also: scaleout, two processes over Redis, roomwire and socketio)'],
   ['targets', 'roomwire,ws-naive,ws-preframed,socketio', 'comma-separated targets (ws-naive, the baseline, is always included)'],
   ['reps', 8, 'fan-out repetitions (each: every target at window 16 and at window 1)'],
   ['rooms', 10, 'fan-out rooms'],
@@ -87,6 +88,7 @@ const OPTIONS = /** @type {const} */ ([
  * @typedef {object} Context
  * @property {Options} options
  * @property {import('./lib/targets.mjs').Target[]} targets
+ * @property {import('./lib/targets.mjs').Target[]} allTargets every target, whatever --targets says
  * @property {string} jwtSecret
  * @property {string[]} tokens HS256 tokens signed with jwtSecret
  * @property {(line: string) => void} log
@@ -126,7 +128,7 @@ function parseOptions() {
   o.scenarios = String(o.scenarios).split(',').map((s) => s.trim()).filter(Boolean);
   o.targets = String(o.targets).split(',').map((s) => s.trim()).filter(Boolean);
   for (const s of /** @type {string[]} */ (o.scenarios)) {
-    if (!['fanout', 'memory', 'connrate', 'scale'].includes(s)) throw new Error(`unknown scenario ${s}`);
+    if (!['fanout', 'memory', 'connrate', 'scale', 'scaleout'].includes(s)) throw new Error(`unknown scenario ${s}`);
   }
   for (const t of /** @type {string[]} */ (o.targets)) {
     if (!TARGETS.some((x) => x.name === t)) throw new Error(`unknown target ${t}`);
@@ -198,6 +200,7 @@ async function main() {
   const ctx = {
     options,
     targets,
+    allTargets: TARGETS,
     jwtSecret,
     tokens,
     log,
@@ -216,7 +219,7 @@ async function main() {
 
   /** @type {Record<string, unknown>} */
   const results = {};
-  const runners = { fanout: runFanout, memory: runMemory, connrate: runConnrate, scale: runScale };
+  const runners = { fanout: runFanout, memory: runMemory, connrate: runConnrate, scale: runScale, scaleout: runScaleout };
   for (const s of options.scenarios) {
     const t0 = Date.now();
     log(`\n== ${s} ==`);

@@ -34,6 +34,18 @@ export function spawnNode(args, opts = {}) {
 }
 
 /**
+ * Spawn another program (redis-server), tracked like the node children.
+ * @param {string} command
+ * @param {string[]} args
+ */
+export function spawnTracked(command, args) {
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+
+/**
  * Drain a child's stdout and stderr (a full pipe would block it), keep their last
  * lines, pass each line to the listeners, and wait for a line matching a pattern.
  * @param {import('node:child_process').ChildProcess} child

@@ -39,27 +39,31 @@ export function report(doc) {
   const sections = [];
   const r = doc.results;
 
-  const f = r.fanout;
-  if (f && f.summary) {
+  for (const key of ['fanout', 'scaleout']) {
+    const f = r[key];
+    if (!f || !f.summary) continue;
     const names = Object.keys(f.summary);
     const p = f.params;
+    const base = p.baseline ?? 'ws-naive';
+    const short = base === 'ws-naive' ? 'naive' : base;
+    const what = key === 'fanout' ? 'Fan-out' : `Scale-out over Redis (${p.serverProcesses} server processes per target sharing a redis-server; client process p on server p; CPU of all of them)`;
     sections.push({
-      title: `Fan-out, window 16 (${p.rooms} rooms x ${p.members} members, ${p.messagesW16} messages per sender, medians of ${p.reps} repetitions; x = paired ratio vs ws-naive, median (min-max))`,
-      header: ['target', 'deliveries/s', 'x naive', 'server CPU us/delivery', 'x naive', 'server CPU %', 'clients CPU %', 'other CPU %', 'p50', 'p99', 'p99 x naive'],
+      title: `${what}, window 16 (${p.rooms} rooms x ${p.members} members, ${p.messagesW16} messages per sender, medians of ${p.reps} repetitions; x = paired ratio vs ${base}, median (min-max))`,
+      header: ['target', 'deliveries/s', `x ${short}`, 'server CPU us/delivery', `x ${short}`, 'server CPU %', 'clients CPU %', 'other CPU %', 'p50', 'p99', `p99 x ${short}`],
       rows: names.map((n) => {
         const s = f.summary[n].w16;
         return [n, fmt(s.deliveriesPerSec), spread(s.ratioDeliveries), fmt(s.cpuUsPerDelivery, 3), spread(s.ratioCpuPerDelivery), fmt(s.serverCpuPct, 0), fmt(s.clientCpuPct, 0), fmt(s.otherCpuPct, 0), latency(s.p50us), latency(s.p99us), spread(s.ratioP99)];
       }),
     });
     sections.push({
-      title: `Fan-out, window 1 (${p.messagesW1} messages per sender)`,
-      header: ['target', 'deliveries/s', 'x naive', 'server CPU us/delivery', 'p50', 'p99', 'p99 x naive'],
+      title: `${key === 'fanout' ? 'Fan-out' : 'Scale-out over Redis'}, window 1 (${p.messagesW1} messages per sender)`,
+      header: ['target', 'deliveries/s', `x ${short}`, 'server CPU us/delivery', 'p50', 'p99', `p99 x ${short}`],
       rows: names.map((n) => {
         const s = f.summary[n].w1;
         return [n, fmt(s.deliveriesPerSec), spread(s.ratioDeliveries), fmt(s.cpuUsPerDelivery, 3), latency(s.p50us), latency(s.p99us), spread(s.ratioP99)];
       }),
     });
-    if (typeof f.metricsScrapeCpuUs === 'number') {
+    if (key === 'fanout' && typeof f.metricsScrapeCpuUs === 'number') {
       const us = f.metricsScrapeCpuUs;
       sections.push({
         title: `roomwire metrics: what GET /metrics costs the server (50 scrapes after the trials, ${fmt(p.rooms * p.members)} connections in ${p.rooms} rooms still open)`,
@@ -68,7 +72,7 @@ export function report(doc) {
       });
     }
     sections.push({
-      title: 'Fan-out delivery check (every trial, both windows; the warm-up excluded)',
+      title: `${key === 'fanout' ? 'Fan-out' : 'Scale-out'} delivery check (every trial, both windows; the warm-up excluded)`,
       header: ['target', 'expected deliveries', 'lost', 'duplicates', 'reordered', 'unexpected closes'],
       rows: names.map((n) => {
         const s = f.summary[n];

@@ -5,7 +5,8 @@
  */
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
-import { spawnNode, stopChild, watchOutput, nofileLimit } from './proc.mjs';
+import net from 'node:net';
+import { spawnNode, spawnTracked, stopChild, watchOutput, nofileLimit, sleep } from './proc.mjs';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -102,10 +103,11 @@ export function benchServerEnv(hb) {
  * @param {Target} target
  * @param {Heartbeat} hb
  * @param {string} jwtSecret
+ * @param {Record<string, string>} [extraEnv]
  * @returns {Promise<RunningServer>}
  */
-export async function startServer(target, hb, jwtSecret) {
-  const env = target.name === 'roomwire' ? roomwireEnv(hb, jwtSecret) : benchServerEnv(hb);
+export async function startServer(target, hb, jwtSecret, extraEnv = {}) {
+  const env = { ...(target.name === 'roomwire' ? roomwireEnv(hb, jwtSecret) : benchServerEnv(hb)), ...extraEnv };
   const child = spawnNode([path.join(ROOT, target.script)], { env, cwd: ROOT });
   const out = watchOutput(child);
   /** @type {string[]} */
@@ -167,4 +169,85 @@ export async function roomwireMetrics(s) {
     if (m && !m[1].includes('_bucket')) out[m[1]] = Number(m[2]);
   }
   return { status: r.status, samples: out };
+}
+
+/** A free TCP port on 127.0.0.1. */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = /** @type {import('node:net').AddressInfo} */ (srv.address());
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * A redis-server of its own (no persistence) on a free loopback port, for the scale-out
+ * scenario; resolves once it answers PING.
+ * @returns {Promise<{ url: string, pid: number, stop: () => Promise<number | null> }>}
+ */
+export async function startRedis() {
+  const port = /** @type {number} */ (await freePort());
+  const child = spawnTracked('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']);
+  watchOutput(child);
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const pong = await new Promise((resolve) => {
+      const sock = net.connect(port, '127.0.0.1', () => sock.write('PING\r\n'));
+      sock.once('data', (d) => {
+        sock.destroy();
+        resolve(d.toString());
+      });
+      sock.once('error', () => resolve(''));
+    });
+    if (pong === '+PONG\r\n') break;
+    if (Date.now() > deadline || child.exitCode !== null) throw new Error('redis-server did not start (is it installed?)');
+    await sleep(50);
+  }
+  return { url: `redis://127.0.0.1:${port}`, pid: /** @type {number} */ (child.pid), stop: () => stopChild(child, 3000) };
+}
+
+/**
+ * One target as the load sees it: one server process, or (scale-out) several sharing a
+ * redis-server of their own.
+ * @typedef {object} Deployment
+ * @property {Target} target
+ * @property {RunningServer[]} servers
+ * @property {number[]} pids every process whose CPU the serving costs (the servers, redis-server)
+ * @property {(clientProcess: number) => string} urlFor the server a client process connects to
+ * @property {() => boolean} alive
+ * @property {() => string[]} lastLines
+ * @property {() => Promise<number | null>} stop SIGTERM to all; resolves with the first non-zero exit code, else 0
+ */
+
+/**
+ * Start a target as `processes` server processes; with more than one they share a new
+ * redis-server (roomwire: WEBSOCKET_REDIS_URL; Socket.IO: its Redis adapter).
+ * @param {Target} target
+ * @param {Heartbeat} hb
+ * @param {string} jwtSecret
+ * @param {number} [processes]
+ * @returns {Promise<Deployment>}
+ */
+export async function deploy(target, hb, jwtSecret, processes = 1) {
+  const redis = processes > 1 ? await startRedis() : undefined;
+  const env = redis === undefined ? {} : target.name === 'roomwire' ? { WEBSOCKET_REDIS_URL: redis.url } : { BENCH_REDIS_URL: redis.url };
+  /** @type {RunningServer[]} */
+  const servers = [];
+  for (let i = 0; i < processes; i++) servers.push(await startServer(target, hb, jwtSecret, env));
+  return {
+    target,
+    servers,
+    pids: [...servers.map((s) => s.pid), ...(redis ? [redis.pid] : [])],
+    urlFor: (p) => servers[p % servers.length].url,
+    alive: () => servers.every((s) => s.alive()),
+    lastLines: () => servers.flatMap((s) => s.lines.slice(-10)),
+    async stop() {
+      const codes = await Promise.all(servers.map((s) => s.stop()));
+      if (redis) await redis.stop();
+      return codes.find((c) => c !== 0) ?? 0;
+    },
+  };
 }

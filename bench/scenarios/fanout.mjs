@@ -3,31 +3,54 @@
  * Scenario 1, fan-out: R rooms x N members per target, one sender per room, M messages
  * per sender with at most W in flight (the sender's own echo is its ack). Every target
  * runs alternately (A B C D, D C B A, ...), each repetition at window 16 then window 1.
+ *
+ * The same code runs the scale-out scenario: each target as two server processes sharing
+ * a redis-server of its own, client process p connected to server p, so every room has
+ * members on both and half of the deliveries cross Redis.
  */
 import { spawnClient } from '../lib/clientproc.mjs';
 import { cpuMicros, machineBusyMicros, nowMicros, sleep } from '../lib/proc.mjs';
 import { merge, median, minMax, newHistogram, quantile } from '../lib/stats.mjs';
-import { BASELINE, DEFAULT_HEARTBEAT, roomwireMetrics, serverConnections, startServer } from '../lib/targets.mjs';
+import { BASELINE, DEFAULT_HEARTBEAT, deploy, roomwireMetrics, serverConnections } from '../lib/targets.mjs';
 
 /**
  * @param {import('../run.mjs').Context} ctx
  */
-export async function runFanout(ctx) {
+export function runFanout(ctx) {
+  return fanout(ctx, { scenario: 'fanout', processes: 1, targets: ctx.targets, baseline: BASELINE });
+}
+
+/**
+ * Scale-out: roomwire over Redis against Socket.IO with its Redis adapter, two server
+ * processes each; ratios are against Socket.IO.
+ * @param {import('../run.mjs').Context} ctx
+ */
+export function runScaleout(ctx) {
+  const targets = ctx.allTargets.filter((t) => t.name === 'roomwire' || t.name === 'socketio');
+  return fanout(ctx, { scenario: 'scaleout', processes: 2, targets, baseline: 'socketio' });
+}
+
+/**
+ * @param {import('../run.mjs').Context} ctx
+ * @param {{ scenario: string, processes: number, targets: import('../lib/targets.mjs').Target[], baseline: string }} plan
+ */
+async function fanout(ctx, plan) {
   const o = ctx.options;
   const R = o.rooms;
   const N = o.members;
   const P = o.fanoutClients;
-  const targets = ctx.targets;
-  ctx.log(`fan-out: ${R} rooms x ${N} members, ${P} client processes per target, ${o.reps} repetitions, ` +
-    `window 16: ${o.messages} messages per sender, window 1: ${o.messagesW1} messages per sender, content ${o.contentBytes} bytes`);
+  const { targets, scenario } = plan;
+  ctx.log(`${scenario}: ${R} rooms x ${N} members, ${P} client processes per target, ${o.reps} repetitions, ` +
+    `window 16: ${o.messages} messages per sender, window 1: ${o.messagesW1} messages per sender, content ${o.contentBytes} bytes` +
+    (plan.processes > 1 ? `; ${plan.processes} server processes per target sharing a redis-server, client process p on server p` : ''));
 
-  /** @type {Map<string, { server: import('../lib/targets.mjs').RunningServer, clients: import('../lib/clientproc.mjs').ClientProc[] }>} */
+  /** @type {Map<string, { server: import('../lib/targets.mjs').Deployment, clients: import('../lib/clientproc.mjs').ClientProc[] }>} */
   const setups = new Map();
   /** @type {any[]} */
   const trials = [];
   try {
     for (const t of targets) {
-      const server = await startServer(t, DEFAULT_HEARTBEAT, ctx.jwtSecret);
+      const server = await deploy(t, DEFAULT_HEARTBEAT, ctx.jwtSecret, plan.processes);
       const clients = Array.from({ length: P }, () => spawnClient('fanout.mjs'));
       setups.set(t.name, { server, clients });
       const replies = await Promise.all(
@@ -37,7 +60,7 @@ export async function runFanout(ctx) {
             const share = Math.floor(N / P) + (p < N % P ? 1 : 0);
             rooms.push({ room: `bench-r${r}`, members: share, sender: r % P === p });
           }
-          return c.request({ op: 'connect', kind: t.kind, url: server.url, rooms, concurrency: 25, contentBytes: o.contentBytes, timeoutMs: 60_000 }, 'connected', 90_000);
+          return c.request({ op: 'connect', kind: t.kind, url: server.urlFor(p), rooms, concurrency: 25, contentBytes: o.contentBytes, timeoutMs: 60_000 }, 'connected', 90_000);
         }),
       );
       const connected = replies.reduce((a, r) => a + r.members, 0);
@@ -45,8 +68,8 @@ export async function runFanout(ctx) {
       const failures = replies.map((r) => r.failures);
       ctx.log(`  ${t.name}: ${connected}/${R * N} members joined, ${sendersUp}/${R} senders`);
       if (connected !== R * N || sendersUp !== R) {
-        ctx.problem('fanout', t.name, `only ${connected} of ${R * N} members joined (${sendersUp} of ${R} senders)`, { failures, serverOutput: server.lines.slice(-10) });
-        throw new Error(`fan-out setup failed for ${t.name}`);
+        ctx.problem(scenario, t.name, `only ${connected} of ${R * N} members joined (${sendersUp} of ${R} senders)`, { failures, serverOutput: server.lastLines() });
+        throw new Error(`${scenario} setup failed for ${t.name}`);
       }
     }
     // Let join notices and user lists drain before anything is measured.
@@ -60,19 +83,20 @@ export async function runFanout(ctx) {
      */
     const trial = async (t, window, messages, rep) => {
       const { server, clients } = /** @type {NonNullable<ReturnType<typeof setups.get>>} */ (setups.get(t.name));
-      if (!server.alive()) throw new Error(`${t.name} server died: ${server.lines.slice(-10).join('\n')}`);
+      if (!server.alive()) throw new Error(`${t.name} server died: ${server.lastLines().join('\n')}`);
       const id = trials.length + 1;
       const clientCpu0 = clients.map((c) => c.cpu());
       const busy0 = machineBusyMicros();
       const self0 = process.cpuUsage();
       const wall0 = nowMicros();
-      const cpu0 = cpuMicros(server.pid);
+      const serverCpu = () => server.pids.reduce((a, pid) => a + cpuMicros(pid), 0);
+      const cpu0 = serverCpu();
       const startAt = nowMicros() + 30_000;
       const timeoutMs = Math.max(30_000, (messages * R * N) / 20); // >= 50k deliveries/s or give up
       const done = await Promise.all(
         clients.map((c) => c.request({ op: 'run', id, window, messages, startAt, quietMs: 3000, timeoutMs }, 'done', timeoutMs + 10_000)),
       );
-      const cpu1 = cpuMicros(server.pid);
+      const cpu1 = serverCpu();
       const clientCpu = clients.reduce((a, c, i) => a + (c.cpu() - clientCpu0[i]), 0);
       const self = process.cpuUsage(self0);
       const busy = machineBusyMicros() - busy0;
@@ -121,9 +145,9 @@ export async function runFanout(ctx) {
       const bad = result.lost || result.duplicates || result.reordered || result.unexpected || result.closes;
       const errs = Object.keys(otherTypes).filter((k) => k !== 'join' && k !== 'user_list' && k !== 'leave');
       if (bad || errs.length) {
-        ctx.problem('fanout', t.name, `trial ${id} (window ${window}, ${messages} messages): lost ${result.lost}, duplicates ${result.duplicates}, ` +
+        ctx.problem(scenario, t.name, `trial ${id} (window ${window}, ${messages} messages): lost ${result.lost}, duplicates ${result.duplicates}, ` +
           `reordered ${result.reordered}, unexpected ${result.unexpected}, closes ${result.closes}, other frames ${JSON.stringify(otherTypes)}`,
-        { sample: result.otherSample, closeCodes: done.map((d) => d.closeCodes), serverOutput: server.lines.slice(-10) });
+        { sample: result.otherSample, closeCodes: done.map((d) => d.closeCodes), serverOutput: server.lastLines() });
       }
       return result;
     };
@@ -153,10 +177,16 @@ export async function runFanout(ctx) {
     const extra = {};
     for (const t of targets) {
       const { server } = /** @type {NonNullable<ReturnType<typeof setups.get>>} */ (setups.get(t.name));
-      extra[t.name] = { serverConnections: await serverConnections(server), warnings: server.warnings };
+      const warnings = server.servers.flatMap((s) => s.warnings);
+      extra[t.name] = { serverConnections: await Promise.all(server.servers.map((s) => serverConnections(s))), warnings };
       if (t.name === 'roomwire') {
         try {
-          const samples = (await roomwireMetrics(server)).samples;
+          // Summed over the processes (with Redis, each counts what it received and what it delivered).
+          /** @type {Record<string, number>} */
+          const samples = {};
+          for (const s of server.servers) {
+            for (const [k, v] of Object.entries((await roomwireMetrics(s)).samples)) samples[k] = (samples[k] ?? 0) + v;
+          }
           extra[t.name].metrics = samples;
           // Cross-check roomwire's own counters against the load: every message sent was
           // received once, and delivered to N members (plus the join notices of setup).
@@ -164,27 +194,33 @@ export async function runFanout(ctx) {
           const received = samples['roomwire_messages_received_total{type="message"}'];
           const delivered = samples.roomwire_messages_delivered_total;
           const joins = R * ((N * (N + 1)) / 2);
-          if (received !== sent || delivered !== sent * N + joins) {
-            ctx.problem('fanout', t.name, `/metrics disagrees with the load: messages received ${received} (sent ${sent}), delivered ${delivered} (expected ${sent * N + joins})`);
+          // Across processes, members that join at the same moment on two processes can
+          // each receive the other's join notice (each joined before the other's notice
+          // arrived): a few more join deliveries than in one process, never fewer.
+          const joinSurplus = delivered - (sent * N + joins);
+          if (received !== sent || joinSurplus < 0 || (plan.processes === 1 && joinSurplus !== 0)) {
+            ctx.problem(scenario, t.name, `/metrics disagrees with the load: messages received ${received} (sent ${sent}), delivered ${delivered} (expected ${sent * N + joins})`);
           }
+          extra[t.name].joinNoticesOfConcurrentJoiners = joinSurplus;
           const errors = Object.entries(samples).filter(([k, v]) => (k.startsWith('roomwire_errors_total') || k.startsWith('roomwire_heartbeat_terminations_total')) && v > 0);
-          if (errors.length) ctx.problem('fanout', t.name, `roomwire counted errors or terminations: ${JSON.stringify(Object.fromEntries(errors))}`);
+          if (errors.length) ctx.problem(scenario, t.name, `roomwire counted errors or terminations: ${JSON.stringify(Object.fromEntries(errors))}`);
           // What exposing the counters costs: server CPU per GET /metrics, with the
           // fan-out's connections and rooms still open. (Counting itself runs in every
           // trial above: a few field additions per message and per broadcast.)
+          const first = server.servers[0];
           const scrapes = 50;
-          const c0 = cpuMicros(server.pid);
-          for (let i = 0; i < scrapes; i++) await roomwireMetrics(server);
-          extra[t.name].metricsScrapeCpuUs = (cpuMicros(server.pid) - c0) / scrapes;
+          const c0 = cpuMicros(first.pid);
+          for (let i = 0; i < scrapes; i++) await roomwireMetrics(first);
+          extra[t.name].metricsScrapeCpuUs = (cpuMicros(first.pid) - c0) / scrapes;
         } catch (err) {
-          ctx.problem('fanout', t.name, `GET /metrics failed: ${/** @type {Error} */ (err).message}`);
+          ctx.problem(scenario, t.name, `GET /metrics failed: ${/** @type {Error} */ (err).message}`);
         }
       }
-      if (server.warnings.length) ctx.problem('fanout', t.name, `server wrote ${server.warnings.length} warning/error lines`, { lines: server.warnings.slice(0, 5) });
+      if (warnings.length) ctx.problem(scenario, t.name, `server wrote ${warnings.length} warning/error lines`, { lines: warnings.slice(0, 5) });
     }
     return {
-      params: { rooms: R, members: N, clientProcesses: P, reps: o.reps, messagesW16: o.messages, messagesW1: o.messagesW1, contentBytes: o.contentBytes },
-      summary: summarize(trials, targets.map((t) => t.name)),
+      params: { rooms: R, members: N, clientProcesses: P, serverProcesses: plan.processes, baseline: plan.baseline, reps: o.reps, messagesW16: o.messages, messagesW1: o.messagesW1, contentBytes: o.contentBytes },
+      summary: summarize(trials, targets.map((t) => t.name), plan.baseline),
       trials,
       servers: extra,
       metricsScrapeCpuUs: extra.roomwire?.metricsScrapeCpuUs,
@@ -193,7 +229,7 @@ export async function runFanout(ctx) {
     for (const { clients } of setups.values()) await Promise.all(clients.map((c) => c.close()));
     for (const [name, { server }] of setups) {
       const code = await server.stop();
-      if (code !== 0) ctx.problem('fanout', name, `server exited with ${code} on SIGTERM`, { output: server.lines.slice(-10) });
+      if (code !== 0) ctx.problem(scenario, name, `server exited with ${code} on SIGTERM`, { output: server.lastLines() });
     }
   }
 }
@@ -202,8 +238,9 @@ export async function runFanout(ctx) {
  * Medians per target and paired ratios (same repetition) against the baseline.
  * @param {any[]} trials
  * @param {string[]} names
+ * @param {string} baseline
  */
-function summarize(trials, names) {
+function summarize(trials, names, baseline) {
   /** @type {Record<string, any>} */
   const out = {};
   const pick = (/** @type {string} */ name, /** @type {number} */ window) => trials.filter((t) => t.target === name && t.window === window);
@@ -217,7 +254,7 @@ function summarize(trials, names) {
      * @param {string} key
      */
     const paired = (mine, window, key) => {
-      const base = pick(BASELINE, window);
+      const base = pick(baseline, window);
       const ratios = mine.map((m) => {
         const b = base.find((x) => x.rep === m.rep);
         return b ? m[key] / b[key] : Number.NaN;

@@ -14,6 +14,10 @@
  *   which Socket.IO encodes once and writes as one pre-built frame to every member;
  * - GET /healthz answers `{"connections":n}`.
  *
+ * Scale-out (the `scaleout` scenario): with BENCH_REDIS_URL set, the official Redis adapter
+ * (`@socket.io/redis-adapter` over node-redis), so `io.to(room).emit` reaches the room's
+ * members on every process.
+ *
  * Heartbeat: Socket.IO's own (Engine.IO ping packets with a per-socket timer), with
  * pingInterval = BENCH_PING_PERIOD_MS and pingTimeout = BENCH_PONG_WAIT_MS.
  *
@@ -50,6 +54,15 @@ const io = new Server(httpServer, {
   pingTimeout: Number(env.BENCH_PONG_WAIT_MS || 60_000),
   maxHttpBufferSize: Number(env.BENCH_MAX_MESSAGE_SIZE || 512),
 });
+
+if (env.BENCH_REDIS_URL) {
+  const { createClient } = await import('redis');
+  const { createAdapter } = await import('@socket.io/redis-adapter');
+  const pubClient = createClient({ url: env.BENCH_REDIS_URL });
+  const subClient = pubClient.duplicate();
+  await Promise.all([pubClient.connect(), subClient.connect()]);
+  io.adapter(createAdapter(pubClient, subClient));
+}
 
 const seconds = () => Math.floor(Date.now() / 1000);
 
