@@ -54,6 +54,23 @@ async function until(peer: Peer, match: (f: Frame) => boolean, timeout = 3000): 
   }
 }
 
+/**
+ * A roomwire server as its own process (`node <script> ...args`, with `env`): resolves
+ * with the port of its listening line. The caller kills it.
+ */
+async function runProcess(args: string[], env: Record<string, string> = {}) {
+  const child = spawn(process.execPath, args, { env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: '0', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const listening = /listening on http:\/\/127\.0\.0\.1:(\d+)/;
+  await waitFor(`${args.join(' ')} listens`, () => listening.test(stdout), 10_000).catch((err: unknown) => {
+    child.kill('SIGKILL');
+    throw err;
+  });
+  return { child, exited, port: Number(listening.exec(stdout)![1]), stdout: () => stdout };
+}
+
 describe('scale-out over Redis (contract section 7)', () => {
   const servers: RunningServer[] = [];
   const peers: Peer[] = [];
@@ -240,15 +257,8 @@ describe('scale-out over Redis (contract section 7)', () => {
     const s1 = await serve();
     const room = freshRoom();
     const a = await enter(s1, room);
-    const child = spawn(process.execPath, ['dist/bin/roomwire.js'], {
-      env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: '0', WEBSOCKET_REDIS_URL: redis.url },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const { child, port } = await runProcess(['dist/bin/roomwire.js'], { WEBSOCKET_REDIS_URL: redis.url });
     try {
-      let stdout = '';
-      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-      await waitFor('the child listens', () => /listening on http:\/\/127\.0\.0\.1:\d+/.test(stdout), 10_000);
-      const port = Number(/listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(stdout)![1]);
       const x = await Peer.open(`ws://127.0.0.1:${port}/ws/${room}`);
       const [xJoin] = await x.take(2);
       expect(await a.peer.next()).toMatchObject({ type: 'join', user_id: xJoin!.user_id });
@@ -331,17 +341,9 @@ describe('scale-out over Redis (contract section 7)', () => {
 
   it('runs as a process while Redis is unreachable, and exits 0 on SIGTERM', async () => {
     const port = await freePort();
-    const child = spawn(process.execPath, ['dist/bin/roomwire.js'], {
-      env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: '0', WEBSOCKET_REDIS_URL: `redis://127.0.0.1:${port}` },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const { child, exited, port: httpPort, stdout } = await runProcess(['dist/bin/roomwire.js'], { WEBSOCKET_REDIS_URL: `redis://127.0.0.1:${port}` });
     try {
-      let stdout = '';
-      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-      await waitFor('the process listens', () => /listening on http:\/\/127\.0\.0\.1:\d+/.test(stdout), 10_000);
-      expect(stdout).toContain('Redis is not reachable yet; serving this process only until it is');
-      const httpPort = Number(/listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(stdout)![1]);
+      expect(stdout()).toContain('Redis is not reachable yet; serving this process only until it is');
       const x = await Peer.open(`ws://127.0.0.1:${httpPort}/ws/${freshRoom()}`);
       expect((await x.take(2)).map((f) => f.type)).toEqual(['join', 'user_list']);
       child.kill('SIGTERM');
@@ -357,12 +359,8 @@ describe('scale-out over Redis (contract section 7)', () => {
     const s1 = await serve({}, timings);
     const room = freshRoom();
     const a = await enter(s1, room);
-    const child = spawn(process.execPath, ['test/helpers/broker-process.mjs', redis.url, '100', '600'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const { child, port } = await runProcess(['test/helpers/broker-process.mjs', redis.url, '100', '600']);
     try {
-      let stdout = '';
-      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-      await waitFor('the child listens', () => /listening on http:\/\/127\.0\.0\.1:\d+/.test(stdout), 10_000);
-      const port = Number(/listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(stdout)![1]);
       const c = await Peer.open(`ws://127.0.0.1:${port}/ws/${room}`);
       const [cJoin] = await c.take(2);
       expect(await a.peer.next()).toMatchObject({ type: 'join', user_id: cJoin!.user_id });
