@@ -6,8 +6,8 @@
  * variable, its parser and its default, so the environment path and the programmatic
  * path validate identically and report every bad entry at once.
  */
-import { parseRedisUrl } from '../brokers/redis-url';
 import { createPublicKey } from 'node:crypto';
+import { parseRedisUrl } from '../brokers/redis-url';
 import { configError, type ConfigIssue } from './errors';
 import { normalizeOriginPattern } from './origin';
 
