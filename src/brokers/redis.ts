@@ -61,9 +61,26 @@ interface Remote {
    * the middle of its life, or this process relinks, until its whole state arrives.
    */
   synced: boolean;
-  /** Room frames received while not synced, delivered once its state is in: `[room, text]`. */
-  held: [string, string][];
+  /**
+   * What it published while not synced (room frames and presence changes), in order, kept
+   * until its state arrives and then replayed.
+   */
+  held: Held[];
+  /** Some of `held` was dropped (more than MAX_HELD); reported once. */
+  overflow: boolean;
+  /** This process told its members that all of its members left (it went silent), and it came back. */
+  departed: boolean;
+  /**
+   * Members here that joined while this process was unlinked, by room, when it relinked:
+   * their user_list did not show this remote's members, so its next state announces them.
+   */
+  catchUp: Map<string, Set<string>> | undefined;
 }
+
+/** A room frame, or a presence change, of a remote that is not in step yet. */
+type Held =
+  | { readonly kind: 'frame'; readonly room: string; readonly text: string }
+  | { readonly kind: 'join' | 'leave'; readonly room: string; readonly c: string; readonly m: Member };
 
 /** A SUBSCRIBE on its way: `then` callbacks run in the reply's own turn, before any later message is read. */
 class Pending {
@@ -164,6 +181,8 @@ class RedisBroker implements Broker {
    * `join` for the members that were there all along.
    */
   private readonly alone = new Map<string, Set<string>>();
+  /** Processes given up for silence, and when: if one speaks again its members are announced anew. */
+  private readonly departed = new Map<string, number>();
 
   constructor(options: RedisBrokerOptions) {
     let endpoint: RedisEndpoint;
@@ -250,7 +269,9 @@ class RedisBroker implements Broker {
         r.seen = now;
         r.synced = false;
         r.held = [];
+        r.catchUp = this.alone.size === 0 ? undefined : copyIds(this.alone);
       }
+      this.alone.clear();
       this.host?.brokerNotice('info', { process: this.id }, this.wasLinked ? 'Redis connection restored' : 'connected to Redis');
       this.wasLinked = true;
       this.pub.send(['HSET', this.processesKey, this.id, String(Date.now())], this.checked);
@@ -357,7 +378,8 @@ class RedisBroker implements Broker {
       if (ids === undefined) this.alone.set(room, (ids = new Set()));
       ids.add(entry.connectionId);
     }
-    this.announce({ t: 'join', p: this.id, r: room, c: entry.connectionId, u: entry.userId, n: entry.username });
+    // Unlinked, the others learn of it from this process's state when it relinks.
+    if (this.linked) this.announce({ t: 'join', p: this.id, r: room, c: entry.connectionId, u: entry.userId, n: entry.username });
   }
 
   leave(room: string, entry: PresenceEntry): void {
@@ -371,7 +393,7 @@ class RedisBroker implements Broker {
       this.subscribing.delete(room);
       this.sub.send(['UNSUBSCRIBE', this.roomPrefix + room], this.checked);
     }
-    this.announce({ t: 'leave', p: this.id, r: room, c: entry.connectionId, u: entry.userId, n: entry.username });
+    if (this.linked) this.announce({ t: 'leave', p: this.id, r: room, c: entry.connectionId, u: entry.userId, n: entry.username });
   }
 
   users(room: string): readonly string[] | Promise<readonly string[]> {
@@ -480,6 +502,8 @@ class RedisBroker implements Broker {
       this.announce(this.state(false));
       return;
     }
+    for (const [id, remote] of this.remotes) if (!remote.synced) this.ask(id, remote, now); // its answer may have been lost
+    for (const [id, at] of this.departed) if (now - at > 10 * this.timeoutMs) this.departed.delete(id);
     // After the poll phase, so heartbeats already received are read before judging.
     setImmediate(() => {
       if (!this.linked) return;
@@ -493,14 +517,18 @@ class RedisBroker implements Broker {
     const remote = this.remotes.get(id);
     if (remote === undefined) return;
     this.remotes.delete(id);
+    // What it published while not in step comes first (its members were announced to the
+    // members here, unless it had been given up before), then every member still left leaves.
+    if (!remote.synced && !remote.departed) this.replay(remote.held, remote.rooms);
     let members = 0;
     for (const [room, conns] of remote.rooms) {
       members += conns.size;
-      for (const m of conns.values()) this.notice('leave', room, m);
+      const unaware = remote.catchUp?.get(room);
+      for (const m of conns.values()) this.notice('leave', room, m, unaware === undefined ? undefined : (c) => !unaware.has(c));
     }
     this.heard.delete(id);
-    if (this.allSynced()) this.alone.clear();
     if (why === 'timeout') {
+      this.departed.set(id, Date.now());
       this.pub.send(['HDEL', this.processesKey, id], this.checked);
       this.host?.brokerNotice('warn', { process: id, members }, 'a hub process stopped answering; its members left');
     }
@@ -508,12 +536,12 @@ class RedisBroker implements Broker {
     this.checkSynced();
   }
 
-  /** Deliver a `join`/`leave` notice for a member of another process to this process's members (or to `only` of them). */
-  private notice(type: 'join' | 'leave', room: string, m: Member, only?: ReadonlySet<string>): void {
+  /** Deliver a `join`/`leave` notice for a member of another process to this process's members (those `accept`ed, if given). */
+  private notice(type: 'join' | 'leave', room: string, m: Member, accept?: (connectionId: string) => boolean): void {
     if (!this.local.has(room)) return;
     const text = encodeMembership(type, room, identityFragment(m.userId, m.username), Math.floor((this.host?.now() ?? Date.now()) / 1000));
-    if (only === undefined) this.host?.deliver(room, new Outbound(text));
-    else this.host?.deliverTo(room, only, new Outbound(text));
+    if (accept === undefined) this.host?.deliver(room, new Outbound(text));
+    else this.host?.deliverTo(room, new Outbound(text), accept);
   }
 
   private onMessage(channel: string, payload: string): void {
@@ -533,19 +561,24 @@ class RedisBroker implements Broker {
     const now = Date.now();
     const r = remote ?? this.heardOf(id, now);
     r.seen = now;
-    if (r.held.length < MAX_HELD) r.held.push([room, payload.slice(ID_LENGTH)]);
+    this.hold(r, { kind: 'frame', room, text: payload.slice(ID_LENGTH) });
     this.ask(id, r, now);
   }
 
   private heardOf(id: string, now: number): Remote {
-    const remote: Remote = { seen: now, rooms: new Map(), asked: 0, synced: false, held: [] };
+    const departed = this.departed.delete(id);
+    const remote: Remote = { seen: now, rooms: new Map(), asked: 0, synced: false, held: [], overflow: false, departed, catchUp: undefined };
     this.remotes.set(id, remote);
     return remote;
   }
 
-  private allSynced(): boolean {
-    for (const r of this.remotes.values()) if (!r.synced) return false;
-    return true;
+  private hold(remote: Remote, item: Held): void {
+    if (remote.held.length < MAX_HELD) {
+      remote.held.push(item);
+    } else if (!remote.overflow) {
+      remote.overflow = true;
+      this.host?.brokerFailed(`more than ${MAX_HELD} frames of a hub process arrived before its state; dropping the rest`, undefined);
+    }
   }
 
   private onControl(payload: string): void {
@@ -582,8 +615,9 @@ class RedisBroker implements Broker {
         return;
     }
     // Not synced (first heard of in the middle of its life, or since this process
-    // relinked): its state, asked for, will say all; incremental news would be counted twice.
+    // relinked): its news waits, in order with its frames, for its state.
     if (!remote.synced) {
+      if (msg.t !== 'beat') this.hold(remote, { kind: msg.t, room: msg.r, c: msg.c, m: { userId: msg.u, username: msg.n } });
       this.ask(msg.p, remote, now);
       return;
     }
@@ -609,42 +643,86 @@ class RedisBroker implements Broker {
   }
 
   /**
-   * Take a process's whole state. Members of this process's rooms hear `join`/`leave` for
-   * the difference from what they knew (members that joined here while unlinked hear `join`
-   * for everyone), then the frames held for it are delivered, except its join and leave
-   * notices: the difference has told them already.
+   * Take a process's whole state S. What it published while out of step (`held`, H) came
+   * before S was sent, so the state at the start of that window is S with H undone (M1).
+   * The members here first hear of the changes from what they knew (M0) to M1, which they
+   * missed (members that joined here while unlinked also hear `join` for M0's members they
+   * were never shown), then H is replayed in order, join and leave frames included.
    */
   private synced(remote: Remote, rows: unknown): void {
     if (!Array.isArray(rows)) return;
-    const rooms = new Map<string, Map<string, Member>>();
+    const state = new Map<string, Map<string, Member>>();
     for (const row of rows as unknown[]) {
       if (!Array.isArray(row) || row.length !== 4 || !row.every((x) => typeof x === 'string')) continue;
       const [room, c, userId, username] = row as StateRow;
-      let conns = rooms.get(room);
-      if (conns === undefined) rooms.set(room, (conns = new Map()));
+      let conns = state.get(room);
+      if (conns === undefined) state.set(room, (conns = new Map()));
       conns.set(c, { userId, username });
     }
-    const before = remote.rooms;
-    remote.rooms = rooms;
-    for (const [room, conns] of before) {
-      const now = rooms.get(room);
-      for (const [c, m] of conns) if (now?.has(c) !== true) this.notice('leave', room, m);
+    // M1: S with the held presence changes undone, newest first.
+    const start = copyRooms(state);
+    for (let i = remote.held.length - 1; i >= 0; i--) {
+      const h = remote.held[i] as Held;
+      if (h.kind === 'join') removeMember(start, h.room, h.c);
+      else if (h.kind === 'leave') addMember(start, h.room, h.c, h.m);
     }
-    for (const [room, conns] of rooms) {
-      const then = before.get(room);
-      const alone = this.alone.get(room);
+    // A process given up and back: the members here were told that all its members left.
+    const known = remote.departed ? new Map<string, Map<string, Member>>() : remote.rooms;
+    const catchUp = remote.catchUp;
+    for (const [room, conns] of known) {
+      const now = start.get(room);
+      const unaware = catchUp?.get(room);
+      for (const [c, m] of conns) if (now?.has(c) !== true) this.notice('leave', room, m, unaware === undefined ? undefined : (id) => !unaware.has(id));
+    }
+    for (const [room, conns] of start) {
+      const then = known.get(room);
+      const unaware = catchUp?.get(room);
       for (const [c, m] of conns) {
         if (then?.has(c) !== true) this.notice('join', room, m);
-        else if (alone !== undefined) this.notice('join', room, m, alone);
+        else if (unaware !== undefined) this.notice('join', room, m, (id) => unaware.has(id));
       }
     }
     const held = remote.held;
-    remote.synced = true;
+    remote.rooms = start;
     remote.held = [];
-    for (const [room, text] of held) {
-      if (text.startsWith('{"type":"join"') || text.startsWith('{"type":"leave"')) continue;
-      this.host?.deliver(room, new Outbound(text));
-    }
-    if (this.linked && this.allSynced()) this.alone.clear();
+    remote.synced = true;
+    remote.departed = false;
+    remote.catchUp = undefined;
+    remote.overflow = false;
+    this.replay(held, remote.rooms);
   }
+
+  /** Deliver held frames in order, applying held presence changes to `rooms` as they come. */
+  private replay(held: readonly Held[], rooms: Map<string, Map<string, Member>>): void {
+    for (const h of held) {
+      if (h.kind === 'frame') this.host?.deliver(h.room, new Outbound(h.text));
+      else if (h.kind === 'join') addMember(rooms, h.room, h.c, h.m);
+      else removeMember(rooms, h.room, h.c);
+    }
+  }
+}
+
+/** A copy, two levels deep, of members by room. */
+function copyRooms(rooms: ReadonlyMap<string, ReadonlyMap<string, Member>>): Map<string, Map<string, Member>> {
+  const out = new Map<string, Map<string, Member>>();
+  for (const [room, conns] of rooms) out.set(room, new Map(conns));
+  return out;
+}
+
+/** A copy, two levels deep, of connection ids by room. */
+function copyIds(rooms: ReadonlyMap<string, ReadonlySet<string>>): Map<string, Set<string>> {
+  const out = new Map<string, Set<string>>();
+  for (const [room, ids] of rooms) out.set(room, new Set(ids));
+  return out;
+}
+
+function addMember(rooms: Map<string, Map<string, Member>>, room: string, c: string, m: Member): void {
+  let conns = rooms.get(room);
+  if (conns === undefined) rooms.set(room, (conns = new Map()));
+  conns.set(c, m);
+}
+
+function removeMember(rooms: Map<string, Map<string, Member>>, room: string, c: string): void {
+  const conns = rooms.get(room);
+  if (conns !== undefined && conns.delete(c) && conns.size === 0) rooms.delete(room);
 }

@@ -287,9 +287,10 @@ export class RedisConnection {
   private checkStalled(): void {
     const now = Date.now();
     const period = Math.max(100, this.timeout / 2);
-    // This process was stalled (GC, a long synchronous task): replies may be waiting
-    // unread, so the wait counts from now.
-    if (now - this.lastCheck > 2 * period) this.stalledAt = now;
+    // This process was stalled longer than the timeout (GC, a long synchronous task):
+    // replies may be waiting unread, so the wait counts from now. Shorter lateness, even
+    // sustained, is not forgiven, so an unanswering Redis is still dropped under load.
+    if (now - this.lastCheck > period + this.timeout) this.stalledAt = now;
     this.lastCheck = now;
     const oldest = this.sentAt[0];
     if (oldest === undefined) return;

@@ -601,17 +601,17 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
     this.deliverMatching(room, message, undefined);
   }
 
-  deliverTo(room: string, connectionIds: ReadonlySet<string>, message: Outbound): void {
-    this.deliverMatching(room, message, connectionIds);
+  deliverTo(room: string, message: Outbound, accept: (connectionId: string) => boolean): void {
+    this.deliverMatching(room, message, accept);
   }
 
-  private deliverMatching(room: string, message: Outbound, only: ReadonlySet<string> | undefined): void {
+  private deliverMatching(room: string, message: Outbound, accept: ((connectionId: string) => boolean) | undefined): void {
     const r = this.rooms.get(room);
     if (r === undefined) return;
     const now = this.clock.now();
     let n = 0;
     for (const c of r.members) {
-      if (!c.open || (only !== undefined && !only.has(c.id))) continue;
+      if (!c.open || (accept !== undefined && !accept(c.id))) continue;
       c.track(c.transport.send(message), now);
       n++;
     }

@@ -150,8 +150,8 @@ export interface PresenceEntry {
 export interface BrokerHost {
   /** Deliver a serialized room frame to this process's members of `room`. */
   deliver(room: string, message: Outbound): void;
-  /** Deliver a serialized room frame to those of this process's members of `room` whose connection id is in `connectionIds`. */
-  deliverTo(room: string, connectionIds: ReadonlySet<string>, message: Outbound): void;
+  /** Deliver a serialized room frame to those of this process's members of `room` whose connection id `accept` accepts. */
+  deliverTo(room: string, message: Outbound, accept: (connectionId: string) => boolean): void;
   /** Usernames of this process's members of `room`, each user once. */
   localUsers(room: string): string[];
   /** The hub's clock, milliseconds (for the timestamps of frames the broker makes). */

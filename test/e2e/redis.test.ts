@@ -6,6 +6,8 @@
 import { spawn } from 'node:child_process';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createRedisBroker } from '../../src/brokers/redis';
+import { parseRedisUrl } from '../../src/brokers/redis-url';
+import { RedisConnection } from '../../src/brokers/resp';
 import type { RoomwireError } from '../../src/core/errors';
 import { createHub } from '../../src/core/hub';
 import { startServer, type RunningServer } from '../../src/server/standalone';
@@ -442,5 +444,74 @@ describe('scale-out over Redis (contract section 7)', () => {
       expect([...k.listed, ...k.announced].sort()).toEqual(everyone); // each once
     }
     for (const p of peers) await p.quiet(100);
+  });
+
+  it('replays in order what a process published while out of step, once its state arrives', async () => {
+    const s1 = await serve({}, { url: redis.url, heartbeatInterval: 300, processTimeout: 5000 });
+    const room = freshRoom();
+    const a = await enter(s1, room);
+    // A stand-in for another process, speaking the broker's protocol through Redis.
+    const F = 'f0f0f0f0f0f0f0f0';
+    const raw = new RedisConnection(parseRedisUrl(redis.url), { up: () => {}, down: () => {} });
+    raw.connect();
+    await waitFor('the stand-in connects', () => raw.isUp, 3000);
+    const ctl = (msg: object) => raw.command(['PUBLISH', 'roomwire:control', JSON.stringify(msg)]);
+    const frame = (body: object) => raw.command(['PUBLISH', `roomwire:room:${room}`, F + JSON.stringify({ room, ...body, timestamp: 1 })]);
+    const user = (id: string) => ({ user_id: id, username: id });
+    const beats = setInterval(() => void ctl({ t: 'beat', p: F, n: 0 }).catch(() => {}), 200);
+    try {
+      await ctl({ t: 'state', p: F, m: [[room, 'cX', 'X', 'X']] });
+      expect(await a.peer.next()).toMatchObject({ type: 'join', ...user('X') });
+      // s1 drops its subscriber connection and relinks: it is out of step with F until F's state comes.
+      await redisCommand(redis.port, 'CLIENT KILL TYPE pubsub');
+      await sleep(500);
+      await frame({ type: 'message', content: 'last words of X', ...user('X') });
+      await frame({ type: 'leave', ...user('X') });
+      await ctl({ t: 'leave', p: F, r: room, c: 'cX', u: 'X', n: 'X' });
+      await frame({ type: 'join', ...user('Z') });
+      await ctl({ t: 'join', p: F, r: room, c: 'cZ', u: 'Z', n: 'Z' });
+      await frame({ type: 'message', content: 'hello from Z', ...user('Z') });
+      await a.peer.quiet(400); // held: nothing of F's before its state
+      await ctl({ t: 'state', p: F, m: [[room, 'cZ', 'Z', 'Z']] });
+      const frames = await a.peer.take(4);
+      expect(frames.map((f) => `${f.type} ${String(f.user_id)} ${String(f.content ?? '')}`.trim())).toEqual([
+        'message X last words of X',
+        'leave X',
+        'join Z',
+        'message Z hello from Z',
+      ]);
+      a.peer.send({ type: 'user_list', room });
+      expect(((await a.peer.next()).data as string[]).sort()).toEqual([a.name, 'Z'].sort());
+    } finally {
+      clearInterval(beats);
+      await raw.close();
+    }
+  });
+
+  it('tells a member that joined during an outage of the others once, and never of members it was not shown', async () => {
+    const timings = { url: redis.url, heartbeatInterval: 200, processTimeout: 1500 };
+    const [p1, r1] = [await serve({}, timings), await serve({}, timings)];
+    const room = freshRoom();
+    const x = await enter(r1, room);
+    const doomed = await runProcess(['test/helpers/broker-process.mjs', redis.url, '200', '1500']);
+    try {
+      const dm = await Peer.open(`ws://127.0.0.1:${doomed.port}/ws/${room}`);
+      const [dmJoin] = await dm.take(2);
+      await x.peer.next(); // dm's join
+      await redis.kill();
+      doomed.child.kill('SIGKILL'); // dies during the outage
+      await waitFor('p1 notices', () => !p1.hub.stats().broker.connected, 5000);
+      const a = await enter(p1, room);
+      expect(a.users).toEqual([a.name]); // its process alone
+      await redis.restart();
+      // Once in step again: x, who was there all along, is announced to a, once.
+      expect(await a.peer.next(5000)).toMatchObject({ type: 'join', user_id: x.id });
+      await serve({}, timings); // a new process: its arrival makes every process send its state again
+      await sleep(2500); // past the dead process's timeout
+      await a.peer.quiet(200); // no second join of x, no leave of dm (never shown to a)
+      expect(dmJoin!.user_id).toBeDefined();
+    } finally {
+      doomed.child.kill('SIGKILL');
+    }
   });
 });
