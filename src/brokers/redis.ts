@@ -626,12 +626,9 @@ class RedisBroker implements Broker {
       for (const conns of remote.rooms.values()) count += conns.size;
       if (count !== msg.n) this.ask(msg.p, remote, now);
     } else if (msg.t === 'join') {
-      let conns = remote.rooms.get(msg.r);
-      if (conns === undefined) remote.rooms.set(msg.r, (conns = new Map()));
-      conns.set(msg.c, { userId: msg.u, username: msg.n });
+      addMember(remote.rooms, msg.r, msg.c, { userId: msg.u, username: msg.n });
     } else {
-      const conns = remote.rooms.get(msg.r);
-      if (conns !== undefined && conns.delete(msg.c) && conns.size === 0) remote.rooms.delete(msg.r);
+      removeMember(remote.rooms, msg.r, msg.c);
     }
   }
 
@@ -655,9 +652,7 @@ class RedisBroker implements Broker {
     for (const row of rows as unknown[]) {
       if (!Array.isArray(row) || row.length !== 4 || !row.every((x) => typeof x === 'string')) continue;
       const [room, c, userId, username] = row as StateRow;
-      let conns = state.get(room);
-      if (conns === undefined) state.set(room, (conns = new Map()));
-      conns.set(c, { userId, username });
+      addMember(state, room, c, { userId, username });
     }
     // M1: S with the held presence changes undone, newest first.
     const start = copyRooms(state);
