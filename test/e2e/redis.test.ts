@@ -113,6 +113,16 @@ describe('scale-out over Redis (contract section 7)', () => {
     return { peer: p, name: join!.username as string, id: join!.user_id as string, users: list!.data as string[] };
   }
 
+  /** Two processes, a member of a fresh room on each (a has taken b's join notice). */
+  async function pair(broker?: Parameters<typeof createRedisBroker>[0]) {
+    const [s1, s2] = [await serve({}, broker), await serve({}, broker)];
+    const room = freshRoom();
+    const a = await enter(s1, room);
+    const b = await enter(s2, room);
+    await a.peer.next(); // b's join
+    return { s1, s2, room, a, b };
+  }
+
   it('delivers join, message and leave across three processes exactly once, in each sender order', async () => {
     const [s1, s2, s3] = [await serve(), await serve(), await serve()];
     const room = freshRoom();
@@ -163,11 +173,7 @@ describe('scale-out over Redis (contract section 7)', () => {
   });
 
   it('sends hub.publish of one process to the members on every process, once', async () => {
-    const [s1, s2] = [await serve(), await serve()];
-    const room = freshRoom();
-    const a = await enter(s1, room);
-    const b = await enter(s2, room);
-    await a.peer.next(); // b's join
+    const { s2, room, a, b } = await pair();
     s2.hub.publish(room, 'maintenance at noon', { data: { level: 'info' } });
     for (const p of [a, b]) {
       expect(await p.peer.next()).toEqual({
@@ -178,11 +184,7 @@ describe('scale-out over Redis (contract section 7)', () => {
   });
 
   it('keeps serving each process alone while Redis is away and recovers within 15 s of an empty restart', async () => {
-    const [s1, s2] = [await serve(), await serve()];
-    const room = freshRoom();
-    const a = await enter(s1, room);
-    const b = await enter(s2, room);
-    await a.peer.next(); // b's join
+    const { s1, s2, room, a, b } = await pair();
 
     await redis.kill();
     await waitFor('both processes notice', () => !s1.hub.stats().broker.connected && !s2.hub.stats().broker.connected, 10_000);
@@ -241,11 +243,7 @@ describe('scale-out over Redis (contract section 7)', () => {
   }, 20_000);
 
   it('tells the other processes at once when a process shuts down, and only once', async () => {
-    const [s1, s2] = [await serve(), await serve()];
-    const room = freshRoom();
-    const a = await enter(s1, room);
-    const b = await enter(s2, room);
-    await a.peer.next(); // b's join
+    const { s1, s2, room, a, b } = await pair();
     expect(s1.hub.stats().broker.processes).toBe(2);
     servers.splice(servers.indexOf(s2), 1);
     await s2.close();
@@ -284,11 +282,7 @@ describe('scale-out over Redis (contract section 7)', () => {
 
   it('does not drop a healthy process after this one was stalled longer than the process timeout', async () => {
     const timings = { url: redis.url, heartbeatInterval: 100, processTimeout: 500 };
-    const [s1, s2] = [await serve({}, timings), await serve({}, timings)];
-    const room = freshRoom();
-    const a = await enter(s1, room);
-    const b = await enter(s2, room);
-    await a.peer.next(); // b's join
+    const { s1, room, a, b } = await pair(timings);
     const until = Date.now() + 1200;
     while (Date.now() < until); // both hubs live in this process: a 1.2 s stall of the event loop
     await a.peer.quiet(800); // no leave (and no join back) for b
