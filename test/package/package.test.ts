@@ -20,6 +20,7 @@ interface PackageJson {
   name: string;
   dependencies?: Record<string, string>;
   peerDependencies?: Record<string, string>;
+  peerDependenciesMeta?: Record<string, { optional?: boolean }>;
   devDependencies?: Record<string, string>;
   exports: Record<string, unknown>;
   bin: Record<string, string>;
@@ -327,6 +328,16 @@ describe('the declaration files as installed', () => {
     const files: Record<string, string> = {};
     for (const f of names) files[`dist/${f}`] = await readFile(path.join(dist, f), 'utf8');
     expect(undeclaredTypeImports(files, pkg)).toEqual([]);
+  });
+
+  it('declare as peer dependencies only packages the built code imports', async () => {
+    const dist = path.join(scratch, 'node_modules/roomwire/dist');
+    let code = '';
+    for (const f of await listFiles(dist)) if (/\.(c?js|d\.c?ts)$/.test(f)) code += await readFile(path.join(dist, f), 'utf8');
+    const imported = (name: string) => new RegExp(`(?:from|import\\(|require\\()\\s*['"]${name.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}['"]`).test(code);
+    const peers = Object.keys(pkg.peerDependencies ?? {});
+    expect(peers.filter((name) => !imported(name))).toEqual([]);
+    expect(Object.keys(pkg.peerDependenciesMeta ?? {}).sort()).toEqual([...peers].sort());
   });
 
   it('(the check itself) flags devDependency-only and unknown packages, not peers, relatives or comments', () => {
