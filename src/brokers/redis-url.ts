@@ -10,24 +10,45 @@ export interface RedisEndpoint {
   readonly database: number | undefined;
 }
 
-/** Parse `redis[s]://[[user]:password@]host[:port][/db]`; throws a TypeError on anything else. */
+/**
+ * `url` with its password replaced by `***` (`redis://user:***@host`; a user part without
+ * a colon, which some clients read as a password, becomes `***` whole), for every message
+ * that shows a Redis URL. Works on text that is not a valid URL too.
+ */
+export function maskUrlPassword(url: string): string {
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)([^/?#]*)@/i, (_m, scheme: string, userinfo: string) => {
+    const colon = userinfo.indexOf(':');
+    return `${scheme}${colon < 0 ? '***' : `${userinfo.slice(0, colon)}:***`}@`;
+  });
+}
+
+/**
+ * Parse `redis[s]://[[user]:password@]host[:port][/db]`; throws a TypeError on anything
+ * else, whose message shows the URL with its password masked.
+ */
 export function parseRedisUrl(url: string): RedisEndpoint {
-  const u = new URL(url);
-  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw new TypeError(`"${url}" must be a redis:// or rediss:// URL`);
+  const shown = maskUrlPassword(String(url));
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new TypeError(`"${shown}" is not a URL (expected redis://[user:password@]host[:port][/db])`);
+  }
+  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw new TypeError(`"${shown}" must be a redis:// or rediss:// URL`);
   const path = u.pathname.replace(/^\//, '');
-  if (path !== '' && !/^\d+$/.test(path)) throw new TypeError(`"${url}": the path must be a database number`);
+  if (path !== '' && !/^\d+$/.test(path)) throw new TypeError(`"${shown}": the path must be a database number`);
   const host = u.hostname.replace(/^\[(.*)\]$/, '$1');
   const decode = (part: string): string | undefined => {
     if (part === '') return undefined;
     try {
       return decodeURIComponent(part);
     } catch {
-      throw new TypeError(`"${url}": bad percent-encoding in the user or password`);
+      throw new TypeError(`"${shown}": bad percent-encoding in the user or password`);
     }
   };
   const username = decode(u.username);
   const password = decode(u.password);
-  if (username !== undefined && password === undefined) throw new TypeError(`"${url}": a user name needs a password (redis://user:password@host)`);
+  if (username !== undefined && password === undefined) throw new TypeError(`"${shown}": a user name needs a password (redis://user:password@host)`);
   return {
     host: host === '' ? '127.0.0.1' : host,
     port: u.port === '' ? 6379 : Number(u.port),

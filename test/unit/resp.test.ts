@@ -93,8 +93,24 @@ describe('parseRedisUrl', () => {
     expect(() => parseRedisUrl('http://redis')).toThrow('"http://redis" must be a redis:// or rediss:// URL');
     expect(() => parseRedisUrl('redis://h/db')).toThrow('"redis://h/db": the path must be a database number');
     expect(() => parseRedisUrl('not a url')).toThrow(TypeError);
-    expect(() => parseRedisUrl('redis://app@h')).toThrow('"redis://app@h": a user name needs a password (redis://user:password@host)');
-    expect(() => parseRedisUrl('redis://:%E0%A4%A@h')).toThrow('"redis://:%E0%A4%A@h": bad percent-encoding in the user or password');
+    // A user part without a colon may be a password to some clients: masked whole.
+    expect(() => parseRedisUrl('redis://app@h')).toThrow('"redis://***@h": a user name needs a password (redis://user:password@host)');
+    expect(() => parseRedisUrl('redis://:%E0%A4%A@h')).toThrow('"redis://:***@h": bad percent-encoding in the user or password');
+  });
+
+  it('never shows a password in its messages', () => {
+    const message = (url: string) => {
+      try {
+        parseRedisUrl(url);
+      } catch (err) {
+        return (err as Error).message;
+      }
+      throw new Error(`${url} was accepted`);
+    };
+    expect(message('redis://user:s3cret@127.0.0.1:notaport')).toBe('"redis://user:***@127.0.0.1:notaport" is not a URL (expected redis://[user:password@]host[:port][/db])');
+    expect(message('http://user:s3cret@h')).toBe('"http://user:***@h" must be a redis:// or rediss:// URL');
+    expect(message('redis://:s3cret@h/db')).toBe('"redis://:***@h/db": the path must be a database number');
+    expect(message('rediss://u:p%40ss:w@rd@h/x')).not.toContain('ss:w');
   });
 });
 
