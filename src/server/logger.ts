@@ -10,12 +10,41 @@ export const LOG_LEVELS = ['debug', 'info', 'warn', 'error', 'silent'] as const;
 /** A `LOG_LEVEL` value. */
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
-function serialize(value: unknown): unknown {
-  if (value instanceof Error) {
-    const e = value as Error & { code?: unknown };
-    return { type: e.name, message: e.message, ...(e.code === undefined ? {} : { code: e.code }), stack: e.stack, ...(e.cause === undefined ? {} : { cause: serialize(e.cause) }) };
+const MAX_CAUSES = 8;
+
+/** An error as plain fields: its own `cause` chain (bounded, cycles cut), never its prototype. */
+function errorFields(e: Error & { code?: unknown }, seen: Set<unknown>, depth: number): Record<string, unknown> {
+  seen.add(e);
+  const out: Record<string, unknown> = { type: e.name, message: e.message };
+  if (e.code !== undefined) out.code = e.code;
+  out.stack = e.stack;
+  const cause = e.cause;
+  if (cause !== undefined) {
+    if (seen.has(cause)) out.cause = '[Circular]';
+    else if (depth >= MAX_CAUSES) out.cause = '[…]';
+    else out.cause = cause instanceof Error ? errorFields(cause, seen, depth + 1) : cause;
   }
-  return value;
+  return out;
+}
+
+/**
+ * `JSON.stringify` that cannot throw on what log fields may hold: errors become plain
+ * objects, BigInts strings, a repeated or circular reference `[Circular]`. Whatever still
+ * throws (a getter, a `toJSON`) gives a line that says so instead of the entry.
+ */
+function stringifyEntry(entry: Record<string, unknown>): string {
+  const seen = new Set<unknown>();
+  try {
+    return JSON.stringify(entry, function (this: unknown, key, value: unknown) {
+      if (typeof value === 'bigint') return value.toString();
+      if (typeof value !== 'object' || value === null) return value;
+      if (key !== '' && seen.has(value)) return '[Circular]';
+      seen.add(value);
+      return value instanceof Error ? errorFields(value, seen, 0) : value;
+    });
+  } catch (err) {
+    return JSON.stringify({ level: entry.level, time: entry.time, msg: typeof entry.msg === 'string' ? entry.msg : undefined, logError: `fields could not be written: ${String((err as Error)?.message ?? err)}` });
+  }
 }
 
 /**
@@ -28,10 +57,18 @@ export function createJsonLogger(level: LogLevel = 'info', write: (line: string)
   const make = (name: Exclude<LogLevel, 'silent'>) => {
     if (LOG_LEVELS.indexOf(name) < min) return () => {};
     return (fields: object, message?: string) => {
-      const entry: Record<string, unknown> = { level: name, time: Date.now() };
-      for (const [k, v] of Object.entries(fields)) if (v !== undefined) entry[k] = serialize(v);
-      if (message !== undefined) entry.msg = message;
-      write(`${JSON.stringify(entry)}\n`);
+      // A logger must never throw into the code that logs (a hostile client's input, a
+      // failing broker): every step is guarded, and a line that cannot be written is dropped.
+      try {
+        const entry: Record<string, unknown> = { level: name, time: Date.now() };
+        if (typeof fields === 'object' && fields !== null) {
+          for (const [k, v] of Object.entries(fields)) if (v !== undefined) entry[k] = v;
+        }
+        if (message !== undefined) entry.msg = message;
+        write(`${stringifyEntry(entry)}\n`);
+      } catch {
+        // stdout gone, or fields whose own getters throw: nothing left to report to.
+      }
     };
   };
   return {
