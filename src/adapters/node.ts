@@ -17,6 +17,10 @@ import type { Admission, Hub } from '../core/hub';
 import type { Outbound } from '../core/protocol';
 import type { RejectReason } from '../core/stats';
 import type { Transport, TransportListener } from '../core/types';
+import { headersComplete } from './unfinished';
+
+export { limitUnfinishedRequests } from './unfinished';
+export type { GuardedServer, UnfinishedRequestLimits } from './unfinished';
 
 /**
  * Handles one `upgrade` event. Returns false, touching nothing, when the path is not
@@ -173,6 +177,10 @@ class WsTransport implements Transport {
     if (this.ws.readyState === 1) this.socket.write(PING_FRAME);
   }
 
+  pong(payload: Uint8Array): void {
+    if (this.ws.readyState === 1) this.ws.pong(payload);
+  }
+
   get bufferedAmount(): number {
     return this.ws.bufferedAmount;
   }
@@ -220,6 +228,9 @@ function onMessage(this: Tagged, data: Buffer, isBinary: boolean): void {
 function onPong(this: Tagged): void {
   this[kListener].pong();
 }
+function onPing(this: Tagged, payload: Buffer): void {
+  this[kListener].ping(payload);
+}
 function onClose(this: Tagged, code: number, reason: Buffer): void {
   this[kListener].closed(code, reason.toString());
 }
@@ -243,6 +254,8 @@ export function createUpgradeHandler(hub: Hub): UpgradeHandler {
     clientTracking: false,
     perMessageDeflate: false,
     maxPayload: hub.config.maxMessageSize,
+    // The hub answers pings itself: they spend the message rate, and one over it gets no pong.
+    autoPong: false,
   });
 
   const proceed = (admission: Admission, req: IncomingMessage, socket: Duplex, head: Buffer): void => {
@@ -270,6 +283,7 @@ export function createUpgradeHandler(hub: Hub): UpgradeHandler {
       }
       tagged.on('message', onMessage as (this: WebSocket, ...args: unknown[]) => void);
       tagged.on('pong', onPong as (this: WebSocket) => void);
+      tagged.on('ping', onPing as (this: WebSocket, ...args: unknown[]) => void);
       tagged.on('close', onClose as (this: WebSocket, ...args: unknown[]) => void);
     });
     // ws completes the handshake synchronously or refuses it (400) without the callback.
@@ -286,6 +300,7 @@ export function createUpgradeHandler(hub: Hub): UpgradeHandler {
   };
 
   return (req, socket, head) => {
+    headersComplete(socket);
     const route = hub.route(req.url ?? '/');
     if (route === undefined) return false;
     try {

@@ -35,8 +35,10 @@ export function extractToken(req: UpgradeRequest, query: string | URLSearchParam
     const value = m?.[1]?.trim();
     if (value) return value;
   }
-  // Most upgrades carry no query token: parse the query only when it may hold one.
-  const fromQuery = typeof query === 'string' ? (query.includes('token=') ? new URLSearchParams(query).get('token') : null) : query.get('token');
+  // Parsed as a browser's URLSearchParams would (`%74oken` is `token`), but only when the
+  // query may hold one: the name must then contain "token" or a percent-escape.
+  const fromQuery =
+    typeof query === 'string' ? (query.includes('token') || query.includes('%') ? new URLSearchParams(query).get('token') : null) : query.get('token');
   if (fromQuery) return fromQuery;
   const cookie = header(req, 'cookie');
   if (cookie !== undefined) {
@@ -56,24 +58,58 @@ export function extractToken(req: UpgradeRequest, query: string | URLSearchParam
   return undefined;
 }
 
+// C0 and C1 controls, and the bidirectional embeddings, overrides and isolates
+// (U+202A-U+202E, U+2066-U+2069) that reorder what a reader sees.
+const UNSAFE_IN_NAMES = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g;
+
+/** Longest username, in Unicode code points. */
+export const MAX_USERNAME_LENGTH = 64;
+
+/**
+ * A display name as roomwire stamps it (contract section 2): control characters and
+ * bidirectional overrides removed, then cut to its first 64 Unicode code points. May
+ * return the empty string.
+ *
+ * @example cleanUsername('\u202eevil\u0007') // 'evil'
+ */
+export function cleanUsername(name: string): string {
+  const clean = name.replace(UNSAFE_IN_NAMES, '');
+  // Code points, not UTF-16 units: never cut a surrogate pair in half.
+  if (clean.length <= MAX_USERNAME_LENGTH) return clean;
+  let out = '';
+  let n = 0;
+  for (const ch of clean) {
+    if (n++ === MAX_USERNAME_LENGTH) break;
+    out += ch;
+  }
+  return out;
+}
+
+/**
+ * The username of an identity: the first candidate that is a non-empty string once
+ * cleaned ({@link cleanUsername}), else `user`.
+ */
+export function pickUsername(...candidates: unknown[]): string {
+  for (const c of candidates) {
+    if (typeof c !== 'string') continue;
+    const clean = cleanUsername(c);
+    if (clean.length > 0) return clean;
+  }
+  return 'user';
+}
+
 /**
  * Map verified JWT claims to an {@link Identity}: `user_id` is `sub` (required), the
- * username the first non-empty string of `username`, `preferred_username`, `name`,
- * else `sub`.
+ * username the first of `username`, `preferred_username`, `name` that is a non-empty
+ * string once cleaned of control and bidirectional-override characters and cut to 64
+ * code points, else `sub` cleaned the same way, else `user`.
  */
 export function identityFromClaims(claims: Readonly<Record<string, unknown>>): Identity {
   const sub = claims.sub;
   if (typeof sub !== 'string' || sub.length === 0) {
     throw new RoomwireError('unauthorized', 'token has no sub claim');
   }
-  let username = sub;
-  for (const key of ['username', 'preferred_username', 'name']) {
-    const v = claims[key];
-    if (typeof v === 'string' && v.length > 0) {
-      username = v;
-      break;
-    }
-  }
+  const username = pickUsername(claims.username, claims.preferred_username, claims.name, sub);
   const exp = typeof claims.exp === 'number' ? claims.exp : undefined;
   return { userId: sub, username, expiresAt: exp, claims };
 }

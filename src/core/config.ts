@@ -7,7 +7,7 @@
  * path validate identically and report every bad entry at once.
  */
 import { createPublicKey } from 'node:crypto';
-import { parseRedisUrl } from '../brokers/redis-url';
+import { maskUrlPassword, parseRedisUrl } from '../brokers/redis-url';
 import { configError, type ConfigIssue } from './errors';
 import { normalizeOriginPattern } from './origin';
 
@@ -65,6 +65,12 @@ export interface HubConfig {
   readonly readBufferSize: number;
   /** `WEBSOCKET_WRITE_BUFFER_SIZE`: buffered outbound bytes above which a connection counts as slow. @default 1024 */
   readonly writeBufferSize: number;
+  /**
+   * `WEBSOCKET_MAX_BUFFERED`: buffered outbound bytes past which a connection is terminated
+   * at once, whatever `writeWait` says, so a reader that stops reading costs at most this
+   * much memory. @default 8388608 (8 MiB)
+   */
+  readonly maxBuffered: number;
   /** `WEBSOCKET_MAX_MESSAGE_SIZE`: largest inbound message in bytes; larger closes with 1009. @default 512 */
   readonly maxMessageSize: number;
   /** `WEBSOCKET_WRITE_WAIT`: how long a connection may stay above `writeBufferSize` before it is terminated. @default 10000 */
@@ -89,8 +95,14 @@ export interface HubConfig {
   readonly messageRate: RateLimit;
   /** `WEBSOCKET_CONNECT_RATE`: upgrade attempts per client address. @default { count: 60, per: 'm', burst: 30 } */
   readonly connectRate: RateLimit;
-  /** `WEBSOCKET_TRUST_PROXY`: take the client address from the left-most `X-Forwarded-For` entry. @default false */
-  readonly trustProxy: boolean;
+  /**
+   * `WEBSOCKET_TRUST_PROXY`: how many proxies in front of the server append to
+   * `X-Forwarded-For`. The client address is the entry that many places from the right
+   * of the header's entries followed by the TCP peer address (`1`: the right-most
+   * entry); an entry that is not a bare IP address gives way to the peer address. `false`
+   * is 0 (the peer address), `true` is 1. Resolved to a number. @default 0
+   */
+  readonly trustProxy: number;
   /** JWT verification (`WEBSOCKET_JWT_*`, `WEBSOCKET_JWKS_URL`). */
   readonly jwt: JwtConfig;
   /** `WEBSOCKET_REDIS_URL`: scale out over Redis; unset runs a single process. */
@@ -106,7 +118,9 @@ export type JwtInput = { [K in keyof JwtConfig]?: JwtConfig[K] | (K extends 'iss
  * comma-separated strings.
  */
 export type HubConfigInput = {
-  [K in Exclude<keyof HubConfig, 'jwt'>]?: HubConfig[K] | (K extends DurationKey ? string : K extends 'messageRate' | 'connectRate' ? string : K extends 'allowedOrigins' ? string : never);
+  [K in Exclude<keyof HubConfig, 'jwt'>]?:
+    | HubConfig[K]
+    | (K extends DurationKey ? string : K extends 'messageRate' | 'connectRate' ? string : K extends 'allowedOrigins' ? string : K extends 'trustProxy' ? boolean | string : never);
 } & { jwt?: JwtInput };
 
 /** The {@link HubConfig} keys that hold durations. */
@@ -200,6 +214,20 @@ function parseBool(raw: unknown): boolean {
   throw `must be true or false, not "${String(raw)}"`;
 }
 
+/** `false` (0 proxies), `true` (1) or a number of proxies N ≥ 0. */
+function proxyHops(raw: unknown): number {
+  if (typeof raw === 'boolean') return raw ? 1 : 0;
+  if (typeof raw === 'string') {
+    const t = raw.trim().toLowerCase();
+    if (t === 'true') return 1;
+    if (t === 'false') return 0;
+    if (/^\d+$/.test(t) && Number.isSafeInteger(Number(t))) return Number(t);
+  } else if (typeof raw === 'number' && Number.isSafeInteger(raw) && raw >= 0) {
+    return raw;
+  }
+  throw `must be false, true or a number of proxies (0 or more), not "${String(raw)}"`;
+}
+
 function intParser(min: number): (raw: unknown) => number {
   return (raw) => {
     const n = typeof raw === 'string' && /^\s*\d+\s*$/.test(raw) ? Number(raw) : raw;
@@ -277,7 +305,8 @@ function redisUrl(raw: unknown): string | undefined {
   try {
     parseRedisUrl(s);
   } catch (err) {
-    throw err instanceof TypeError && err.message.startsWith('"') ? err.message : `"${s}" is not a URL`;
+    // The parser's messages show the URL with its password masked; nothing else may echo it.
+    throw err instanceof TypeError && err.message.startsWith('"') ? err.message : `"${maskUrlPassword(s)}" is not a URL`;
   }
   return s;
 }
@@ -308,6 +337,14 @@ function pem(raw: unknown): string | undefined {
   return text;
 }
 
+/**
+ * The parsers of the table, for other tables of settings (the standalone server's).
+ * Each returns the parsed value or throws a string saying what is wrong.
+ *
+ * @internal
+ */
+export const PARSERS = { bool: parseBool, int: intParser, positiveDuration, optionalString } as const;
+
 // ---------------------------------------------------------------------------------------
 
 /** One setting of {@link CONFIG_FIELDS}. */
@@ -332,6 +369,7 @@ export const CONFIG_FIELDS: readonly ConfigField[] = [
   { key: 'maxConnections', env: 'WEBSOCKET_MAX_CONNECTIONS', parse: intParser(1), default: 1000 },
   { key: 'readBufferSize', env: 'WEBSOCKET_READ_BUFFER_SIZE', parse: intParser(1), default: 1024 },
   { key: 'writeBufferSize', env: 'WEBSOCKET_WRITE_BUFFER_SIZE', parse: intParser(1), default: 1024 },
+  { key: 'maxBuffered', env: 'WEBSOCKET_MAX_BUFFERED', parse: intParser(1), default: 8 * 1024 * 1024 },
   { key: 'maxMessageSize', env: 'WEBSOCKET_MAX_MESSAGE_SIZE', parse: intParser(1), default: 512 },
   { key: 'writeWait', env: 'WEBSOCKET_WRITE_WAIT', parse: positiveDuration, default: 10_000 },
   { key: 'pongWait', env: 'WEBSOCKET_PONG_WAIT', parse: positiveDuration, default: 60_000 },
@@ -344,7 +382,7 @@ export const CONFIG_FIELDS: readonly ConfigField[] = [
   { key: 'maxRoomsPerConnection', env: 'WEBSOCKET_MAX_ROOMS_PER_CONNECTION', parse: intParser(1), default: 100 },
   { key: 'messageRate', env: 'WEBSOCKET_MESSAGE_RATE', parse: (r) => parseRate(r as string), default: '20/s,40' },
   { key: 'connectRate', env: 'WEBSOCKET_CONNECT_RATE', parse: (r) => parseRate(r as string), default: '60/m,30' },
-  { key: 'trustProxy', env: 'WEBSOCKET_TRUST_PROXY', parse: parseBool, default: false },
+  { key: 'trustProxy', env: 'WEBSOCKET_TRUST_PROXY', parse: proxyHops, default: false },
   { key: 'jwt.secret', env: 'WEBSOCKET_JWT_SECRET', parse: optionalString, default: undefined },
   { key: 'jwt.publicKey', env: 'WEBSOCKET_JWT_PUBLIC_KEY', parse: pem, default: undefined },
   { key: 'jwt.jwksUrl', env: 'WEBSOCKET_JWKS_URL', parse: httpUrl, default: undefined },

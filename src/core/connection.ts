@@ -4,7 +4,7 @@
  */
 import { RoomwireError, type WireErrorCode } from './errors';
 import type { Beating, TerminationReason } from './heartbeat';
-import { Outbound, checkFrame, encodeError, encodePong, identityFragment, namedRoom, type ClientMessage } from './protocol';
+import { Outbound, checkFrame, encodeError, encodePong, identityFragment, type ClientMessage } from './protocol';
 import type { Room } from './rooms';
 import type { Counters } from './stats';
 import type { Client, Transport, TransportListener } from './types';
@@ -15,6 +15,8 @@ export interface ConnectionOwner {
   readonly maxMessageSize: number;
   readonly readBufferSize: number;
   readonly writeBufferSize: number;
+  /** Buffered outbound bytes past which a connection is terminated at once. */
+  readonly maxBuffered: number;
   readonly messageRatePerMs: number;
   readonly messageBurst: number;
   /** Handle one checked message; may return a promise to hold later frames back. */
@@ -32,15 +34,6 @@ const CLOSING = 1;
 const CLOSED = 2;
 
 type Queued = [data: string, isBinary: boolean, size: number];
-
-// A dropped frame is parsed only to echo the room it names, as every error frame does.
-function roomOf(text: string): string | undefined {
-  try {
-    return namedRoom(JSON.parse(text));
-  } catch {
-    return undefined;
-  }
-}
 
 /**
  * Throw unless `code` may be sent in a close frame (1000-1003, 1007-1014, 3000-4999) and
@@ -77,6 +70,7 @@ export class Connection implements Client, TransportListener, Beating {
   private paused = false;
   private queue: Queued[] | undefined;
   private queuedBytes = 0;
+  private overflowing = false;
 
   constructor(
     private readonly owner: ConnectionOwner,
@@ -130,18 +124,14 @@ export class Connection implements Client, TransportListener, Beating {
       this.close(1008, 'token expired');
       return;
     }
-    // Order 1: the rate limit counts every inbound data frame.
-    let level = this.tokens + (now - this.tokensAt) * owner.messageRatePerMs;
-    if (level > owner.messageBurst) level = owner.messageBurst;
-    this.tokensAt = now;
-    if (level < 1) {
-      this.tokens = level;
-      this.error('rate_limited', isBinary ? undefined : roomOf(data));
-      if (++this.dropStreak >= owner.messageBurst) this.close(1008, 'rate limit exceeded');
+    // Order 1: the rate limit counts every inbound data frame. A dropped frame is not
+    // read at all (parsing it would cost what the limit is there to save), so its error
+    // names no room.
+    if (!this.admitFrame(now)) {
+      this.error('rate_limited', undefined);
+      this.dropped();
       return;
     }
-    this.tokens = level - 1;
-    this.dropStreak = 0;
     if (size > owner.maxMessageSize) {
       // Transports enforce this before buffering a whole message; this covers any that do not.
       this.close(1009, 'message too big');
@@ -164,8 +154,38 @@ export class Connection implements Client, TransportListener, Beating {
     this.pingSentAt = 0;
   }
 
-  ping(): void {
-    this.lastSeen = this.owner.now();
+  ping(payload: Uint8Array): void {
+    if (this.state !== OPEN) return;
+    const now = this.owner.now();
+    this.lastSeen = now;
+    // Protocol pings spend the message rate too; one over it is dropped silently (no
+    // pong, no error frame) but counts toward the 1008 close like any dropped frame.
+    if (this.admitFrame(now)) this.transport.pong(payload);
+    else this.dropped();
+  }
+
+  /**
+   * Spend one token of the message rate for an inbound frame or ping at `now`. False
+   * when the bucket is empty and the frame must be dropped; a frame let through ends
+   * the run of drops.
+   */
+  private admitFrame(now: number): boolean {
+    const owner = this.owner;
+    let level = this.tokens + (now - this.tokensAt) * owner.messageRatePerMs;
+    if (level > owner.messageBurst) level = owner.messageBurst;
+    this.tokensAt = now;
+    if (level < 1) {
+      this.tokens = level;
+      return false;
+    }
+    this.tokens = level - 1;
+    this.dropStreak = 0;
+    return true;
+  }
+
+  /** One more frame dropped over the rate: `burst` in a row close the connection with 1008. */
+  private dropped(): void {
+    if (++this.dropStreak >= this.owner.messageBurst) this.close(1008, 'rate limit exceeded');
   }
 
   closed(code: number, reason: string): void {
@@ -255,6 +275,7 @@ export class Connection implements Client, TransportListener, Beating {
 
   /** Record the bytes buffered after a send, for slow-reader detection. */
   track(buffered: number, now: number): void {
+    if (buffered > this.owner.maxBuffered) this.overflow();
     if (buffered > this.owner.writeBufferSize) {
       if (this.slowSince === 0) this.slowSince = now;
     } else if (this.slowSince !== 0) {
@@ -295,6 +316,17 @@ export class Connection implements Client, TransportListener, Beating {
     this.owner.terminated(this, reason);
     this.transport.terminate();
     this.closed(1006, reason);
+  }
+
+  /**
+   * Past `maxBuffered`: terminate, once the send in progress is over. A broadcast may be
+   * iterating the rooms this connection is about to leave, and the members after it must
+   * get the frame before the leave notices this causes.
+   */
+  private overflow(): void {
+    if (this.overflowing) return;
+    this.overflowing = true;
+    queueMicrotask(() => this.terminate('slow_consumer'));
   }
 
   /** Send a protocol ping. */

@@ -38,20 +38,39 @@ export function sweepPeriod(config: HubConfig): number {
 }
 
 /**
+ * How long a keep-alive ping gets to be answered before its connection may be ended as
+ * idle. The ping goes out one sweep ahead of the idle deadline; a sweep that runs late (a
+ * busy event loop) or a slow network must not turn a live peer into an idle one, so the
+ * idle deadline waits for an answer this long. The contract allows every bound to be
+ * late by one heartbeat interval plus one second: the sweep granularity and this grace.
+ */
+export const IDLE_PING_GRACE = 1000;
+
+/**
  * Check one connection at time `now`; returns true when it was ended. Order: pong
  * deadline, idle timeout, slow reader, token expiry, then a ping when one is due or
  * when the connection would otherwise go idle before the next sweep.
+ *
+ * A connection silent for `connectionTimeout` is ended only once a ping has gone
+ * unanswered for {@link IDLE_PING_GRACE}; when none is outstanding (the sweep came late),
+ * it is pinged instead, and a pong (which counts as traffic) keeps it.
  */
 export function checkLiveness(c: Beating, now: number, config: HubConfig, period: number): boolean {
   if (c.pingSentAt !== 0 && now - c.pingSentAt >= config.pongWait) {
     c.terminate('pong_timeout');
     return true;
   }
-  if (now - c.lastSeen >= config.connectionTimeout) {
+  const silent = now - c.lastSeen;
+  if (silent >= config.connectionTimeout && c.pingSentAt !== 0 && now - c.pingSentAt >= IDLE_PING_GRACE) {
     c.terminate('idle_timeout');
     return true;
   }
-  if (c.bufferedAmount > config.writeBufferSize) {
+  const buffered = c.bufferedAmount;
+  if (buffered > config.maxBuffered) {
+    c.terminate('slow_consumer');
+    return true;
+  }
+  if (buffered > config.writeBufferSize) {
     if (c.slowSince === 0) c.slowSince = now;
     else if (now - c.slowSince >= config.writeWait) {
       c.terminate('slow_consumer');
@@ -64,7 +83,7 @@ export function checkLiveness(c: Beating, now: number, config: HubConfig, period
     c.close(1008, 'token expired');
     return true;
   }
-  if (now - c.lastPing >= config.pingPeriod || (c.pingSentAt === 0 && now + period - c.lastSeen >= config.connectionTimeout)) {
+  if (now - c.lastPing >= config.pingPeriod || (c.pingSentAt === 0 && silent + period >= config.connectionTimeout)) {
     c.sendPing(now);
   }
   return false;

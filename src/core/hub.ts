@@ -4,10 +4,11 @@
  * It imports neither `node:http` nor `ws`: adapters hand it requests and transports.
  */
 import { randomUUID } from 'node:crypto';
+import { isIP } from 'node:net';
 import { EventEmitter } from 'eventemitter3';
 import { createMemoryBroker } from '../brokers/memory';
 import { createRedisBroker } from '../brokers/redis';
-import { createJwtVerifier, defaultAuthenticate, extractToken, type JwtVerifier } from './auth';
+import { createJwtVerifier, defaultAuthenticate, extractToken, pickUsername, type JwtVerifier } from './auth';
 import { systemClock } from './clock';
 import { resolveConfig, ratePeriodMs, type HubConfig, type HubConfigInput } from './config';
 import { Connection, checkClose, type ConnectionOwner } from './connection';
@@ -138,8 +139,13 @@ export interface HubStats {
   readonly terminations: Readonly<Record<TerminationReason, number>>;
   /** Rooms with members in this process. */
   readonly rooms: number;
-  /** Members (connections) per room in this process. */
-  readonly roomMembers: Readonly<Record<string, number>>;
+  /**
+   * Room occupancy without room names: `[members, rooms]` pairs, ascending by members,
+   * saying how many rooms have exactly that many member connections in this process.
+   * Kept up to date as members come and go, so a snapshot costs the number of distinct
+   * sizes, not the number of rooms. For the fullest rooms by name, see {@link Hub.largestRooms}.
+   */
+  readonly roomSizes: readonly (readonly [members: number, rooms: number])[];
   /** Lifetimes of closed connections as a histogram. */
   readonly connectionDurations: DurationHistogram;
   /** The broker: whether it reaches the other processes, and how many there are. */
@@ -209,6 +215,12 @@ export interface Hub extends EventEmitter<HubEvents> {
   /** This process's members of `room`. */
   members(room: string): Client[];
   /**
+   * The `limit` rooms of this process with the most member connections, fullest first
+   * (ties by name). One pass over the rooms: about 2 ms at 100,000 rooms.
+   * @example hub.largestRooms(10) // [{ room: 'lobby', members: 120 }, ...]
+   */
+  largestRooms(limit: number): { readonly room: string; readonly members: number }[];
+  /**
    * Send a `message` frame to every member of `room`, stamped with a server identity.
    * @example hub.publish('lobby', 'maintenance in 5 minutes')
    */
@@ -238,6 +250,49 @@ const SHUTDOWN_REASON = 'server shutting down';
 function noop(): void {}
 const SILENT: Logger = { error: noop, warn: noop, info: noop, debug: noop };
 
+/**
+ * The application's logger, made unable to throw into the hub: logging happens in the
+ * middle of handling a frame, a close or a broker failure, and a logger that chokes on a
+ * field (a circular object, a BigInt) must not break any of them.
+ */
+function guardLogger(log: Logger): Logger {
+  const wrap = (level: 'error' | 'warn' | 'info' | 'debug') => (fields: object, message?: string) => {
+    try {
+      log[level](fields, message);
+    } catch {
+      // nowhere left to report a logger that throws
+    }
+  };
+  return {
+    error: wrap('error'),
+    warn: wrap('warn'),
+    info: wrap('info'),
+    debug: wrap('debug'),
+    isLevelEnabled: (level: string) => {
+      try {
+        return log.isLevelEnabled?.(level) ?? true;
+      } catch {
+        return true;
+      }
+    },
+  };
+}
+
+/**
+ * `url` with the values of every `token` query parameter replaced, for logs: tokens
+ * never reach a log line, at any level.
+ */
+function redactUrl(url: string | undefined): string | undefined {
+  if (url === undefined) return undefined;
+  const q = url.indexOf('?');
+  if (q < 0) return url;
+  const params = new URLSearchParams(url.slice(q + 1));
+  if (!params.has('token')) return url;
+  const out = new URLSearchParams();
+  for (const [k, v] of params) out.append(k, k === 'token' ? '[redacted]' : v);
+  return `${url.slice(0, q)}?${out.toString()}`;
+}
+
 function isPromise<T>(v: unknown): v is Promise<T> {
   return typeof (v as Promise<T> | undefined)?.then === 'function';
 }
@@ -257,6 +312,7 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
   readonly maxMessageSize: number;
   readonly readBufferSize: number;
   readonly writeBufferSize: number;
+  readonly maxBuffered: number;
   readonly messageRatePerMs: number;
   readonly messageBurst: number;
 
@@ -289,7 +345,11 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
       throw configError([{ name: 'requireAuth', message: 'needs jwt.secret, jwt.publicKey, jwt.jwksUrl or an authenticate function' }]);
     }
     this.clock = options.clock ?? systemClock;
-    this.log = options.logger ?? SILENT;
+    this.log = options.logger === undefined ? SILENT : guardLogger(options.logger);
+    if (cfg.jwt.secret !== undefined && Buffer.byteLength(cfg.jwt.secret) < 32) {
+      // RFC 7518 section 3.2: an HS256 key must be at least as long as the hash (32 bytes).
+      this.log.warn({ bytes: Buffer.byteLength(cfg.jwt.secret) }, 'the JWT secret (WEBSOCKET_JWT_SECRET) is shorter than 32 bytes: a short HMAC secret can be guessed offline from any one token; use 32 random bytes or more (RFC 7518)');
+    }
     this.broker = options.broker ?? (cfg.redisUrl === undefined ? createMemoryBroker() : createRedisBroker({ url: cfg.redisUrl }));
     this.hooks = { canJoin: options.canJoin, canPublish: options.canPublish };
     this.verifyJwt = createJwtVerifier(cfg.jwt, () => this.clock.now());
@@ -299,6 +359,7 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
     this.maxMessageSize = cfg.maxMessageSize;
     this.readBufferSize = cfg.readBufferSize;
     this.writeBufferSize = cfg.writeBufferSize;
+    this.maxBuffered = cfg.maxBuffered;
     this.messageRatePerMs = cfg.messageRate.count / ratePeriodMs(cfg.messageRate);
     this.messageBurst = cfg.messageRate.burst;
     this.sweepMs = sweepPeriod(cfg);
@@ -385,18 +446,27 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
   private reject(a: Admission, request?: UpgradeRequest): Admission {
     if (!a.accepted) {
       this.counters.rejected[a.reason]++;
-      if (this.debugging()) this.log.debug({ status: a.status, reason: a.reason, url: request?.url, address: request?.remoteAddress }, 'upgrade refused');
+      if (this.debugging()) this.log.debug({ status: a.status, reason: a.reason, url: redactUrl(request?.url), address: request?.remoteAddress }, 'upgrade refused');
     }
     return a;
   }
 
+  /**
+   * The client address (contract section 5): with N = `trustProxy` proxies, the entry N
+   * places from the right of the `X-Forwarded-For` entries followed by the peer address
+   * (the first entry when there are fewer), or the peer address when that entry is not a
+   * bare IP address. Entries a client writes itself sit to the left and change nothing.
+   */
   private clientAddress(request: UpgradeRequest): string {
-    if (this.config.trustProxy) {
-      const xff = firstHeader(request, 'x-forwarded-for');
-      const first = xff?.split(',')[0]?.trim();
-      if (first) return first;
-    }
-    return request.remoteAddress ?? 'unknown';
+    const peer = request.remoteAddress ?? 'unknown';
+    const hops = this.config.trustProxy;
+    if (hops === 0) return peer;
+    const header = request.headers['x-forwarded-for'];
+    if (header === undefined) return peer;
+    const entries = (typeof header === 'string' ? header : header.join(',')).split(',');
+    const at = entries.length - hops;
+    const chosen = (at < 0 ? entries[0] : entries[at])?.trim() ?? '';
+    return isIP(chosen) === 0 ? peer : chosen;
   }
 
   private ticket(identity: Identity | null, room: string | undefined, address: string): Ticket {
@@ -420,7 +490,9 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
       const userId = randomUUID();
       conn = new Connection(this, transport, id, userId, `guest-${userId.slice(0, 8)}`, true, undefined, undefined, address);
     } else {
-      conn = new Connection(this, transport, id, identity.userId, identity.username, false, identity.claims, identity.expiresAt, address);
+      // Whatever `authenticate` returned, a username is stamped clean (contract section 2).
+      const username = pickUsername(identity.username, identity.userId);
+      conn = new Connection(this, transport, id, identity.userId, username, false, identity.claims, identity.expiresAt, address);
     }
     this.connections.add(conn);
     this.counters.connectionsAccepted++;
@@ -522,13 +594,8 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
   }
 
   private deliverMessage(conn: Connection, room: string, content: string, data: Record<string, unknown> | undefined, raw: string): void {
-    let text: string;
-    try {
-      text = encodeMessage(room, content, data, conn.identity, this.seconds(), () => rawMember(raw, 'data'));
-    } catch {
-      // Unreachable for parsed input; kept so a serializer failure answers rather than throws.
-      return conn.error('invalid_message', room);
-    }
+    // `data` goes out as the client wrote it: checked to be an object, never serialized again.
+    const text = encodeMessage(room, content, data === undefined ? undefined : rawMember(raw, 'data'), conn.identity, this.seconds());
     this.broker.publish(room, new Outbound(text));
     this.notify('message', conn, room, { content, data });
   }
@@ -639,8 +706,16 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
     if (options.data !== undefined && (typeof options.data !== 'object' || options.data === null || Array.isArray(options.data))) {
       throw new RoomwireError('ERR_INVALID_ARGUMENT', 'data must be an object');
     }
-    const identity = identityFragment(options.userId ?? 'server', options.username ?? 'server');
-    this.broker.publish(room, new Outbound(encodeMessage(room, content, options.data, identity, this.seconds())));
+    let dataJson: string | undefined;
+    if (options.data !== undefined) {
+      try {
+        dataJson = JSON.stringify(options.data);
+      } catch (err) {
+        throw new RoomwireError('ERR_INVALID_ARGUMENT', `data cannot be serialized as JSON: ${(err as Error).message}`, { cause: err });
+      }
+    }
+    const identity = identityFragment(options.userId ?? 'server', pickUsername(options.username ?? 'server'));
+    this.broker.publish(room, new Outbound(encodeMessage(room, content, dataJson, identity, this.seconds())));
   }
 
   // ---- ConnectionOwner ---------------------------------------------------------------
@@ -732,10 +807,13 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
     return r === undefined ? [] : [...r.members];
   }
 
+  largestRooms(limit: number): { readonly room: string; readonly members: number }[] {
+    if (!Number.isSafeInteger(limit) || limit < 0) throw new RoomwireError('ERR_INVALID_ARGUMENT', 'limit must be an integer of at least 0');
+    return this.rooms.largest(limit).map((r) => ({ room: r.name, members: r.size }));
+  }
+
   stats(): HubStats {
     const c = this.counters;
-    const roomMembers: Record<string, number> = {};
-    for (const r of this.rooms.values()) roomMembers[r.name] = r.size;
     return {
       connections: this.connections.size,
       pending: this.pending,
@@ -751,7 +829,7 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
       errors: { ...c.errors },
       terminations: { ...c.terminations },
       rooms: this.rooms.size,
-      roomMembers,
+      roomSizes: this.rooms.sizeCounts(),
       connectionDurations: {
         buckets: DURATION_BUCKETS,
         counts: [...c.durationCounts],

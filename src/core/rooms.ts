@@ -56,9 +56,14 @@ export class Room<M extends Member = Member> {
   }
 }
 
-/** The rooms of one process; empty rooms are removed. */
+/**
+ * The rooms of one process; empty rooms are removed. It also counts rooms by their
+ * number of members as members come and go, so statistics never walk every room.
+ */
 export class RoomRegistry<M extends Member = Member> {
   private readonly rooms = new Map<string, Room<M>>();
+  /** Rooms by member count: `sizes.get(n)` rooms have exactly n members (n ≥ 1). */
+  private readonly sizes = new Map<number, number>();
 
   /** The room called `name`, if it has members. */
   get(name: string): Room<M> | undefined {
@@ -72,16 +77,51 @@ export class RoomRegistry<M extends Member = Member> {
       room = new Room<M>(name);
       this.rooms.set(name, room);
     }
-    room.add(member);
+    if (room.add(member)) this.resized(room.size - 1, room.size);
     return room;
   }
 
   /** Remove `member` from `name`, dropping the room once empty. */
   leave(name: string, member: M): void {
     const room = this.rooms.get(name);
-    if (room === undefined) return;
-    room.remove(member);
+    if (room === undefined || !room.remove(member)) return;
+    this.resized(room.size + 1, room.size);
     if (room.size === 0) this.rooms.delete(name);
+  }
+
+  private resized(from: number, to: number): void {
+    const sizes = this.sizes;
+    if (from > 0) {
+      const n = (sizes.get(from) as number) - 1;
+      if (n === 0) sizes.delete(from);
+      else sizes.set(from, n);
+    }
+    if (to > 0) sizes.set(to, (sizes.get(to) ?? 0) + 1);
+  }
+
+  /** `[members, rooms]` pairs in ascending order of members: how many rooms have each size. */
+  sizeCounts(): [members: number, rooms: number][] {
+    return [...this.sizes].sort((a, b) => a[0] - b[0]);
+  }
+
+  /**
+   * The `limit` rooms with the most members, most first (ties by name). One pass over
+   * the rooms, keeping the best `limit` in a sorted array.
+   */
+  largest(limit: number): Room<M>[] {
+    const best: Room<M>[] = [];
+    if (limit <= 0) return best;
+    const before = (a: Room<M>, b: Room<M>) => a.size > b.size || (a.size === b.size && a.name < b.name);
+    for (const room of this.rooms.values()) {
+      if (best.length === limit && !before(room, best[limit - 1] as Room<M>)) continue;
+      let i = best.length === limit ? limit - 1 : best.length;
+      while (i > 0 && before(room, best[i - 1] as Room<M>)) {
+        best[i] = best[i - 1] as Room<M>;
+        i--;
+      }
+      best[i] = room;
+    }
+    return best;
   }
 
   /** Names of rooms with members. */

@@ -22,6 +22,12 @@ export interface Transport {
   terminate(): void;
   /** Send a protocol-level ping. */
   ping(): void;
+  /**
+   * Answer a protocol ping with a pong carrying `payload`. The hub calls this for each
+   * ping it lets through the message rate, so a transport must not answer pings itself
+   * (with `ws`: `autoPong: false`).
+   */
+  pong(payload: Uint8Array): void;
   /** Bytes queued for sending and not yet written to the network. */
   readonly bufferedAmount: number;
   /** Stop reading from the peer (backpressure). */
@@ -40,11 +46,11 @@ export interface TransportListener {
   /** A protocol pong arrived. */
   pong(): void;
   /**
-   * A protocol ping arrived (the transport answers it itself); counts as traffic.
-   * Optional for transports: the contract counts data frames and pongs, and
-   * `roomwire/node` reports only those.
+   * A protocol ping arrived with `payload`. It counts as inbound traffic and toward the
+   * message rate; the hub answers it through {@link Transport.pong} unless it is over the
+   * rate.
    */
-  ping(): void;
+  ping(payload: Uint8Array): void;
   /** The connection is closed; the hub forgets it. Idempotent. */
   closed(code: number, reason: string): void;
 }

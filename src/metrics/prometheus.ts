@@ -7,7 +7,7 @@
  * @packageDocumentation
  * @module roomwire/prometheus
  */
-import { Counter, Gauge, Histogram, register as defaultRegistry, type Registry } from 'prom-client';
+import { Counter, Gauge, register as defaultRegistry, type Histogram, type Registry } from 'prom-client';
 import type { Hub, HubStats } from '../core/hub';
 import { REJECT_REASONS } from '../core/stats';
 
@@ -114,7 +114,7 @@ export function registerHubMetrics(hub: Hub, options: HubMetricsOptions = {}): H
     });
   }
 
-  const metrics = [
+  const metrics: (Counter | Gauge | Histogram)[] = [
     gauge('connections', 'Open WebSocket connections.', (s) => s.connections),
     counter('connections_total', 'WebSocket connections accepted.', (s) => s.connectionsAccepted),
     labelledCounter('connections_rejected_total', 'Upgrade requests refused, by reason.', 'reason', (s) => {
@@ -132,44 +132,51 @@ export function registerHubMetrics(hub: Hub, options: HubMetricsOptions = {}): H
     gauge('rooms', 'Rooms with members in this process.', (s) => s.rooms),
     gauge('broker_connected', '1 while the broker reaches the other hub processes (always 1 in a single process), else 0.', (s) => (s.broker.connected ? 1 : 0)),
     gauge('broker_processes', 'Hub processes the broker knows of, this one included.', (s) => s.broker.processes),
-    new Histogram({
-      name: `${p}room_members`,
-      help: 'Room occupancy: rooms by their number of member connections.',
-      buckets: [...(options.roomSizeBuckets ?? [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000])],
-      registers,
-      collect() {
-        this.reset();
-        this.zero({});
-        for (const members of Object.values(stats().roomMembers)) this.observe(members);
-      },
-    }),
   ];
 
-  // Connection lifetimes: the hub keeps this histogram itself (one array increment per
-  // closed connection), so it is exposed as-is rather than observed again per disconnect.
-  const durationsName = `${p}connection_duration_seconds`;
-  const durations = {
-    name: durationsName,
-    help: 'Lifetime of closed WebSocket connections, seconds.',
-    type: 'histogram',
-    aggregator: 'sum',
-    async get() {
-      const h = stats().connectionDurations;
-      const values: { labels: Record<string, string | number>; value: number; metricName: string }[] = [];
-      let cumulative = 0;
-      h.buckets.forEach((le, i) => {
-        cumulative += h.counts[i] ?? 0;
-        values.push({ labels: { le }, value: cumulative, metricName: `${durationsName}_bucket` });
-      });
-      values.push({ labels: { le: '+Inf' }, value: h.count, metricName: `${durationsName}_bucket` });
-      values.push({ labels: {}, value: h.sum, metricName: `${durationsName}_sum` });
-      values.push({ labels: {}, value: h.count, metricName: `${durationsName}_count` });
-      return { name: durationsName, help: this.help, type: this.type, values, aggregator: this.aggregator };
-    },
-    reset() {},
+  // Histograms the hub keeps itself (connection lifetimes, one array increment per closed
+  // connection; room occupancy, kept up to date per join and leave) are exposed as they
+  // are: a scrape reads a few numbers, never one value per room or per connection.
+  const histogram = (name: string, help: string, read: (s: HubStats) => { le: readonly number[]; cumulative: readonly number[]; sum: number; count: number }) => {
+    const full = p + name;
+    const metric = {
+      name: full,
+      help,
+      type: 'histogram',
+      aggregator: 'sum',
+      async get() {
+        const h = read(stats());
+        const values: { labels: Record<string, string | number>; value: number; metricName: string }[] = [];
+        h.le.forEach((le, i) => values.push({ labels: { le }, value: h.cumulative[i] ?? 0, metricName: `${full}_bucket` }));
+        values.push({ labels: { le: '+Inf' }, value: h.count, metricName: `${full}_bucket` });
+        values.push({ labels: {}, value: h.sum, metricName: `${full}_sum` });
+        values.push({ labels: {}, value: h.count, metricName: `${full}_count` });
+        return { name: full, help, type: 'histogram', values, aggregator: 'sum' };
+      },
+      reset() {},
+    };
+    registry.registerMetric(metric as unknown as Histogram);
+    metrics.push(metric as unknown as Histogram);
   };
-  registry.registerMetric(durations as unknown as Histogram);
-  metrics.push(durations as unknown as Histogram);
+
+  const roomBuckets = [...(options.roomSizeBuckets ?? [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000])].sort((a, b) => a - b);
+  histogram('room_members', 'Room occupancy: rooms by their number of member connections.', (s) => {
+    const cumulative = roomBuckets.map(() => 0);
+    let sum = 0;
+    let count = 0;
+    for (const [members, rooms] of s.roomSizes) {
+      sum += members * rooms;
+      count += rooms;
+      for (let i = roomBuckets.length - 1; i >= 0 && members <= (roomBuckets[i] as number); i--) (cumulative[i] as number) += rooms;
+    }
+    return { le: roomBuckets, cumulative, sum, count };
+  });
+  histogram('connection_duration_seconds', 'Lifetime of closed WebSocket connections, seconds.', (s) => {
+    const h = s.connectionDurations;
+    let running = 0;
+    const cumulative = h.buckets.map((_, i) => (running += h.counts[i] ?? 0));
+    return { le: h.buckets, cumulative, sum: h.sum, count: h.count };
+  });
 
   return {
     unregister() {

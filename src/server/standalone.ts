@@ -11,7 +11,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { answerAsRequest, createUpgradeHandler } from '../adapters/node';
-import { configFromEnv, type HubConfig } from '../core/config';
+import { limitUnfinishedRequests } from '../adapters/unfinished';
+import { PARSERS, configFromEnv, type ConfigField, type HubConfig } from '../core/config';
 import { RoomwireError, configError, type ConfigIssue } from '../core/errors';
 import { createHub, type Hub, type HubOptions } from '../core/hub';
 import type { Logger } from '../core/types';
@@ -41,57 +42,111 @@ export interface RunningServer {
   readonly host: string;
   /** The bound port (useful with `PORT=0`). */
   readonly port: number;
+  /** `http://INTERNAL_HOST:port` of the internal listener, when `INTERNAL_PORT` is set. */
+  readonly internalUrl: string | undefined;
   readonly hub: Hub;
   readonly server: http.Server;
   /** Graceful shutdown: 1001 to every client, then stop listening. */
   close(): Promise<void>;
 }
 
-function listenAddress(env: Record<string, string | undefined>): { host: string; port: number; issues: ConfigIssue[] } {
-  const issues: ConfigIssue[] = [];
-  const host = env.HOST === undefined || env.HOST === '' ? '0.0.0.0' : env.HOST;
-  const rawPort = env.PORT === undefined || env.PORT === '' ? '8080' : env.PORT;
-  const port = /^\d+$/.test(rawPort) ? Number(rawPort) : Number.NaN;
-  if (!(port >= 0 && port <= 65_535)) issues.push({ name: 'PORT', message: `must be an integer from 0 to 65535, not "${rawPort}"` });
-  return { host, port, issues };
+function listenPort(raw: unknown): number {
+  const text = String(raw).trim();
+  const port = /^\d+$/.test(text) ? Number(text) : Number.NaN;
+  if (!(port >= 0 && port <= 65_535)) throw `must be an integer from 0 to 65535, not "${String(raw)}"`;
+  return port;
+}
+
+function logLevel(raw: unknown): LogLevel {
+  const level = String(raw).trim().toLowerCase();
+  if (!(LOG_LEVELS as readonly string[]).includes(level)) throw `must be one of ${LOG_LEVELS.join(', ')}, not "${String(raw)}"`;
+  return level as LogLevel;
 }
 
 /**
- * Read the configuration, `HOST` (default `0.0.0.0`) and `PORT` (default `8080`) from
+ * The standalone server's own settings, beside the hub's {@link CONFIG_FIELDS}: the
+ * listeners, logging, the stats pages and the guard against unfinished requests. Every
+ * variable the server reads is in one of the two tables.
+ */
+export const SERVER_FIELDS: readonly ConfigField[] = [
+  { key: 'host', env: 'HOST', parse: (r) => PARSERS.optionalString(r) ?? '0.0.0.0', default: '0.0.0.0' },
+  { key: 'port', env: 'PORT', parse: listenPort, default: 8080 },
+  { key: 'logLevel', env: 'LOG_LEVEL', parse: logLevel, default: 'info' },
+  { key: 'internalHost', env: 'INTERNAL_HOST', parse: (r) => PARSERS.optionalString(r) ?? '127.0.0.1', default: '127.0.0.1' },
+  { key: 'internalPort', env: 'INTERNAL_PORT', parse: listenPort, default: undefined },
+  { key: 'statsRoomNames', env: 'STATS_ROOM_NAMES', parse: PARSERS.bool, default: false },
+  { key: 'headersTimeout', env: 'HEADERS_TIMEOUT', parse: PARSERS.positiveDuration, default: 10_000 },
+  { key: 'maxUnfinishedRequests', env: 'MAX_UNFINISHED_REQUESTS', parse: PARSERS.int(1), default: 32 },
+];
+
+/** The standalone server's settings, resolved; see {@link SERVER_FIELDS}. */
+export interface ServerSettings {
+  /** `HOST`: the address the WebSocket and page listener binds. @default '0.0.0.0' */
+  readonly host: string;
+  /** `PORT`: its port (0 picks a free one). @default 8080 */
+  readonly port: number;
+  /** `LOG_LEVEL`: debug, info, warn, error or silent. @default 'info' */
+  readonly logLevel: LogLevel;
+  /** `INTERNAL_HOST`: the address of the internal listener. @default '127.0.0.1' */
+  readonly internalHost: string;
+  /**
+   * `INTERNAL_PORT`: when set, `/metrics`, `/stats` and `/stats.json` are served only on a
+   * second listener at this port (on `INTERNAL_HOST`), and answer 404 on the main one.
+   * @default unset: served on the main listener
+   */
+  readonly internalPort: number | undefined;
+  /** `STATS_ROOM_NAMES`: list the fullest rooms by name in `/stats` and `/stats.json`. @default false */
+  readonly statsRoomNames: boolean;
+  /**
+   * `HEADERS_TIMEOUT`: milliseconds a connection may take to send a complete request
+   * head; then it is answered 408 and closed. @default 10000
+   */
+  readonly headersTimeout: number;
+  /**
+   * `MAX_UNFINISHED_REQUESTS`: connections per client address whose first request head
+   * is incomplete; one more is closed at once, unanswered. @default 32
+   */
+  readonly maxUnfinishedRequests: number;
+}
+
+/**
+ * Read the hub configuration and the server's own settings ({@link SERVER_FIELDS}) from
  * `env`; throws one `ERR_INVALID_CONFIG` {@link RoomwireError} naming every bad variable.
  */
-export function serverConfigFromEnv(env: Record<string, string | undefined> = process.env): {
-  config: HubConfig;
-  host: string;
-  port: number;
-  logLevel: LogLevel;
-} {
-  const address = listenAddress(env);
-  const rawLevel = env.LOG_LEVEL === undefined || env.LOG_LEVEL === '' ? 'info' : env.LOG_LEVEL.trim().toLowerCase();
-  const logLevel = (LOG_LEVELS as readonly string[]).includes(rawLevel) ? (rawLevel as LogLevel) : undefined;
+export function serverConfigFromEnv(env: Record<string, string | undefined> = process.env): ServerSettings & { config: HubConfig } {
+  let issues: ConfigIssue[] = [];
   let config: HubConfig | undefined;
-  let issues = address.issues;
   try {
     config = configFromEnv(env);
   } catch (err) {
     if ((err as RoomwireError).code !== 'ERR_INVALID_CONFIG') throw err;
-    issues = [...(err as RoomwireError).issues, ...issues];
+    issues = [...(err as RoomwireError).issues];
   }
+  const settings: Record<string, unknown> = {};
+  for (const field of SERVER_FIELDS) {
+    const raw = env[field.env];
+    try {
+      settings[field.key] = raw === undefined || raw === '' ? field.default : field.parse(raw);
+    } catch (msg) {
+      issues.push({ name: field.env, message: String(msg) });
+    }
+  }
+  const server = settings as unknown as ServerSettings;
   // Read from the raw environment, so this is reported even when other variables are bad.
   const set = (name: string) => env[name] !== undefined && env[name] !== '';
   if (env.WEBSOCKET_REQUIRE_AUTH?.trim().toLowerCase() === 'true') {
     if (!set('WEBSOCKET_JWT_SECRET') && !set('WEBSOCKET_JWT_PUBLIC_KEY') && !set('WEBSOCKET_JWKS_URL')) {
-      issues = [...issues, {
+      issues.push({
         name: 'WEBSOCKET_REQUIRE_AUTH',
         message: 'true needs WEBSOCKET_JWT_SECRET, WEBSOCKET_JWT_PUBLIC_KEY or WEBSOCKET_JWKS_URL to verify tokens',
-      }];
+      });
     }
   }
-  if (logLevel === undefined) {
-    issues = [...issues, { name: 'LOG_LEVEL', message: `must be one of ${LOG_LEVELS.join(', ')}, not "${env.LOG_LEVEL}"` }];
+  if (server.internalPort !== undefined && server.internalPort !== 0 && server.internalPort === server.port) {
+    issues.push({ name: 'INTERNAL_PORT', message: `must differ from PORT (${server.port})` });
   }
-  if (issues.length > 0 || config === undefined || logLevel === undefined) throw configError(issues);
-  return { config, host: address.host, port: address.port, logLevel };
+  if (issues.length > 0 || config === undefined) throw configError(issues);
+  return { ...server, config };
 }
 
 function respond(res: http.ServerResponse, status: number, type: string, body: string, extra: Record<string, string> = {}): void {
@@ -115,20 +170,30 @@ function respond(res: http.ServerResponse, status: number, type: string, body: s
 export async function startServer(options: ServerOptions = {}): Promise<RunningServer> {
   const env = options.env ?? process.env;
   const write = options.log ?? ((line: string) => void process.stdout.write(line));
-  const { config, host, port, logLevel } = serverConfigFromEnv(env);
-  const logger: Logger = options.hub?.logger ?? createJsonLogger(logLevel, write);
+  const settings = serverConfigFromEnv(env);
+  const { config, host, port } = settings;
+  const logger: Logger = options.hub?.logger ?? createJsonLogger(settings.logLevel, write);
   const hub = createHub({ ...options.hub, ...config, logger });
   const page = chatPage(config.path);
   const startedAt = Date.now();
   const sampler = new StatsSampler(hub, options.statsIntervalMs);
   const metrics = await prometheusText(hub, logger);
 
-  const server = http.createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0] as string;
-    const known = path === '/' || path === '/healthz' || path === '/metrics' || path === '/stats' || path === '/stats.json';
-    if (known && req.method !== 'GET' && req.method !== 'HEAD') {
-      respond(res, 405, 'text/plain; charset=utf-8', 'method not allowed\n', { Allow: 'GET, HEAD' });
-    } else if (path === '/metrics') {
+  const health = (): string => {
+    const st = hub.stats();
+    return JSON.stringify({
+      status: hub.closing ? 'shutting_down' : 'ok',
+      websocket: { enabled: config.enabled, path: config.path },
+      connections: st.connections,
+      rooms: st.rooms,
+      broker: st.broker,
+      uptime_seconds: Math.floor((Date.now() - startedAt) / 1000),
+    });
+  };
+
+  /** Answer the operator pages; false when `path` is not one of them. */
+  const operatorPage = (path: string, res: http.ServerResponse): boolean => {
+    if (path === '/metrics') {
       metrics().then(
         (m) => respond(res, m.status, m.contentType, m.body, { 'Cache-Control': 'no-store' }),
         (err: unknown) => {
@@ -139,23 +204,48 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     } else if (path === '/stats') {
       respond(res, 200, 'text/html; charset=utf-8', statsPage(), { 'Cache-Control': 'no-cache' });
     } else if (path === '/stats.json') {
-      respond(res, 200, 'application/json', sampler.json(), { 'Cache-Control': 'no-store' });
-    } else if (path === '/') {
-      respond(res, 200, 'text/html; charset=utf-8', page, { 'Cache-Control': 'no-cache' });
-    } else if (path === '/healthz') {
-      const body = JSON.stringify({
-        status: hub.closing ? 'shutting_down' : 'ok',
-        websocket: { enabled: config.enabled, path: config.path },
-        connections: hub.size,
-        rooms: hub.roomNames().length,
-        broker: hub.stats().broker,
-        uptime_seconds: Math.floor((Date.now() - startedAt) / 1000),
-      });
-      respond(res, 200, 'application/json', body, { 'Cache-Control': 'no-store' });
+      respond(res, 200, 'application/json', sampler.json(settings.statsRoomNames), { 'Cache-Control': 'no-store' });
     } else {
-      respond(res, 404, 'text/plain; charset=utf-8', 'not found\n');
+      return false;
     }
-  });
+    return true;
+  };
+
+  const internal = settings.internalPort !== undefined;
+  const operatorPaths = new Set(['/metrics', '/stats', '/stats.json']);
+  const publicPaths = new Set(['/', '/healthz', ...(internal ? [] : operatorPaths)]);
+  const internalPaths = new Set(['/healthz', ...operatorPaths]);
+  const handler =
+    (paths: ReadonlySet<string>, chat: boolean) =>
+    (req: http.IncomingMessage, res: http.ServerResponse): void => {
+      const path = (req.url ?? '/').split('?')[0] as string;
+      if (!paths.has(path)) {
+        respond(res, 404, 'text/plain; charset=utf-8', 'not found\n');
+      } else if (req.method !== 'GET' && req.method !== 'HEAD') {
+        respond(res, 405, 'text/plain; charset=utf-8', 'method not allowed\n', { Allow: 'GET, HEAD' });
+      } else if (path === '/healthz') {
+        respond(res, 200, 'application/json', health(), { 'Cache-Control': 'no-store' });
+      } else if (chat && path === '/') {
+        respond(res, 200, 'text/html; charset=utf-8', page, { 'Cache-Control': 'no-cache' });
+      } else {
+        operatorPage(path, res);
+      }
+    };
+
+  const serverOptions = {
+    // Every request head, first or later on a kept-alive connection, within HEADERS_TIMEOUT.
+    headersTimeout: settings.headersTimeout,
+    requestTimeout: Math.max(300_000, settings.headersTimeout),
+    connectionsCheckingInterval: Math.min(30_000, Math.max(1000, Math.floor(settings.headersTimeout / 2))),
+  };
+  const guard = { headersTimeout: settings.headersTimeout, maxPerAddress: settings.maxUnfinishedRequests };
+  const server = http.createServer(serverOptions, handler(publicPaths, true));
+  const unguard = [limitUnfinishedRequests(server, guard)];
+  let internalServer: http.Server | undefined;
+  if (internal) {
+    internalServer = http.createServer(serverOptions, handler(internalPaths, false));
+    unguard.push(limitUnfinishedRequests(internalServer, guard));
+  }
 
   // One upgrade listener: the hub's paths go to the hub; any other upgrade request is
   // answered as the HTTP request it also is (404 for unknown paths, /healthz still works
@@ -166,26 +256,47 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   };
   server.on('upgrade', onUpgrade);
 
+  const listen = (target: http.Server, p: number, h: string): Promise<number> =>
+    new Promise<number>((resolve, reject) => {
+      target.once('error', reject);
+      target.listen(p, h, () => {
+        target.off('error', reject);
+        resolve((target.address() as AddressInfo).port);
+      });
+    });
+  const stopListening = (target: http.Server): Promise<void> =>
+    new Promise<void>((resolve) => {
+      target.close(() => resolve());
+      target.closeAllConnections();
+    });
+
   // With Redis: connected and in step with the other processes before the first client
   // comes (or, Redis unreachable, serving this process alone after a few seconds).
   await hub.ready();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const bound = (server.address() as AddressInfo).port;
+  let internalUrl: string | undefined;
+  let bound: number;
+  try {
+    if (internalServer !== undefined) internalUrl = `http://${settings.internalHost}:${await listen(internalServer, settings.internalPort as number, settings.internalHost)}`;
+    bound = await listen(server, port, host);
+  } catch (err) {
+    sampler.stop();
+    for (const u of unguard) u();
+    if (internalServer?.listening) await stopListening(internalServer);
+    await hub.close();
+    throw err;
+  }
   const url = `http://${host}:${bound}`;
   // Always printed, whatever LOG_LEVEL: operators and tests wait for this line.
-  write(`${JSON.stringify({ level: 'info', time: Date.now(), msg: `roomwire listening on ${url}`, path: config.path })}\n`);
+  const line: Record<string, unknown> = { level: 'info', time: Date.now(), msg: `roomwire listening on ${url}`, path: config.path };
+  if (internalUrl !== undefined) line.internal = internalUrl;
+  write(`${JSON.stringify(line)}\n`);
 
   let closing: Promise<void> | undefined;
   return {
     url,
     host,
     port: bound,
+    internalUrl,
     hub,
     server,
     close() {
@@ -193,10 +304,8 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
         sampler.stop();
         await hub.close();
         server.off('upgrade', onUpgrade);
-        await new Promise<void>((resolve) => {
-          server.close(() => resolve());
-          server.closeAllConnections();
-        });
+        for (const u of unguard) u();
+        await Promise.all([stopListening(server), internalServer === undefined ? undefined : stopListening(internalServer)]);
       })();
       return closing;
     },

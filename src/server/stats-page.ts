@@ -51,14 +51,19 @@ export class StatsSampler {
     return sample;
   }
 
-  /** The document served at `/stats.json`: the history, the current totals and the fullest rooms. */
-  json(maxRooms = 50): string {
+  /**
+   * The document served at `/stats.json`: the history, the current totals, room occupancy
+   * as `[members, rooms]` pairs, and, only when `roomNames` is true (the operator opted in
+   * with `STATS_ROOM_NAMES=true`), the `maxRooms` fullest rooms by name. Room names tell
+   * an outsider which rooms exist, so they never leave the hub unasked.
+   */
+  json(roomNames = false, maxRooms = 50): string {
     const s = this.hub.stats();
-    const rooms = Object.entries(s.roomMembers)
-      .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))
-      .slice(0, maxRooms)
-      .map(([name, members]) => ({ name, members }));
-    return JSON.stringify({ intervalMs: this.intervalMs, history: [...this.samples, sampleOf(s)], rooms, errors: s.errors, rejected: s.rejected });
+    const doc: Record<string, unknown> = { intervalMs: this.intervalMs, history: [...this.samples, sampleOf(s)], roomSizes: s.roomSizes };
+    if (roomNames) doc.rooms = this.hub.largestRooms(maxRooms).map((r) => ({ name: r.room, members: r.members }));
+    doc.errors = s.errors;
+    doc.rejected = s.rejected;
+    return JSON.stringify(doc);
   }
 
   stop(): void {
@@ -100,7 +105,8 @@ export function statsPage(): string {
   <div class="tile" id="t-deliveries"><div class="label">deliveries / s</div><div class="value">–</div><svg viewBox="0 0 100 30" preserveAspectRatio="none"><polyline points=""/></svg></div>
   <div class="tile errors" id="t-errors"><div class="label">errors / s</div><div class="value">–</div><svg viewBox="0 0 100 30" preserveAspectRatio="none"><polyline points=""/></svg></div>
 </div>
-<table><thead><tr><th>room</th><th>members</th></tr></thead><tbody id="rooms"></tbody></table>
+<table id="sizes-table"><thead><tr><th>members</th><th>rooms</th></tr></thead><tbody id="sizes"></tbody></table>
+<table id="rooms-table" hidden><thead><tr><th>room</th><th>members</th></tr></thead><tbody id="rooms"></tbody></table>
 <script>
 (function () {
   function rate(history, key) {
@@ -129,14 +135,24 @@ export function statsPage(): string {
     draw('t-messages', rate(h, 'messages'), 1);
     draw('t-deliveries', rate(h, 'deliveries'), 1);
     draw('t-errors', rate(h, 'errors'), 2);
-    var body = document.getElementById('rooms');
-    body.textContent = '';
-    doc.rooms.forEach(function (r) {
-      var tr = document.createElement('tr');
-      var name = document.createElement('td'); name.textContent = r.name;
-      var n = document.createElement('td'); n.className = 'n'; n.textContent = r.members;
-      tr.appendChild(name); tr.appendChild(n); body.appendChild(tr);
-    });
+    function rows(id, list) {
+      var body = document.getElementById(id);
+      body.textContent = '';
+      list.forEach(function (cells) {
+        var tr = document.createElement('tr');
+        cells.forEach(function (text, i) {
+          var td = document.createElement('td'); td.textContent = text;
+          if (i === 1) td.className = 'n';
+          tr.appendChild(td);
+        });
+        body.appendChild(tr);
+      });
+    }
+    // Room names only when the operator opted in (STATS_ROOM_NAMES=true); sizes always.
+    rows('sizes', doc.roomSizes.slice().reverse().slice(0, 20).map(function (p) { return [p[0], p[1]]; }));
+    var named = Array.isArray(doc.rooms);
+    document.getElementById('rooms-table').hidden = !named;
+    if (named) rows('rooms', doc.rooms.map(function (r) { return [r.name, r.members]; }));
     document.getElementById('updated').textContent = 'updated ' + new Date(h[h.length - 1].t).toLocaleTimeString();
     document.body.dataset.ready = 'true';
   }

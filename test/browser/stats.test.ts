@@ -20,14 +20,14 @@ describe.runIf(hasBrowser)('stats page in headless Chromium', () => {
       executablePath: CHROMIUM,
       args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
     });
-    server = await startServer({ env: { HOST: '127.0.0.1', PORT: '0', WEBSOCKET_MESSAGE_RATE: '1000/s,100000' }, log: () => {}, statsIntervalMs: 200 });
+    server = await startServer({ env: { HOST: '127.0.0.1', PORT: '0', WEBSOCKET_MESSAGE_RATE: '1000/s,100000', STATS_ROOM_NAMES: 'true' }, log: () => {}, statsIntervalMs: 200 });
   });
   afterAll(async () => {
     await browser?.close();
     await server?.close();
   });
 
-  it('shows connections, rooms with occupancy and rate charts, refreshing by itself', async () => {
+  it('shows connections, room sizes, rooms by name (STATS_ROOM_NAMES=true) and rate charts, refreshing by itself', async () => {
     const base = `ws://127.0.0.1:${server.port}`;
     const peers = await Promise.all([Peer.open(`${base}/ws/lobby`), Peer.open(`${base}/ws/lobby`), Peer.open(`${base}/ws/games`)]);
     const page = await browser.newPage({ viewport: { width: 1000, height: 600 } });
@@ -47,7 +47,14 @@ describe.runIf(hasBrowser)('stats page in headless Chromium', () => {
     }
     expect(await page.textContent('#t-connections .value')).toBe('3');
     expect(await page.textContent('#t-rooms .value')).toBe('2');
-    expect(await page.$$eval('#rooms tr', (rows) => rows.map((r) => [...r.querySelectorAll('td')].map((td) => td.textContent)))).toEqual([
+    const cells = (id: string) => page.$$eval(`#${id} tr`, (rows) => rows.map((r) => [...r.querySelectorAll('td')].map((td) => td.textContent)));
+    // members -> rooms, fullest first
+    expect(await cells('sizes')).toEqual([
+      ['2', '1'],
+      ['1', '1'],
+    ]);
+    expect(await page.isVisible('#rooms-table')).toBe(true);
+    expect(await cells('rooms')).toEqual([
       ['lobby', '2'],
       ['games', '1'],
     ]);

@@ -60,7 +60,7 @@ describe('metrics after a scripted session', () => {
         connectionsAccepted: 3,
         connectionsClosed: 1,
         rooms: 1,
-        roomMembers: { r: 2 },
+        roomSizes: [[2, 1]],
         rejected: { not_found: 1, unauthorized: 2, disabled: 0, origin: 0, rate_limited: 0, capacity: 0, shutting_down: 0, handshake: 0 },
         messagesIn: { join: 1, leave: 0, message: 3, ping: 1, pong: 0, user_list: 0, auth: 0, invalid: 1 },
         errors: { invalid_json: 1, not_in_room: 1, rate_limited: 0 },
@@ -109,10 +109,13 @@ describe('metrics after a scripted session', () => {
 
       const json = (await (await fetch(`http://127.0.0.1:${s.port}/stats.json`)).json()) as {
         history: { connections: number; messages: number; errors: number; deliveries: number }[];
-        rooms: { name: string; members: number }[];
+        roomSizes: [number, number][];
+        rooms?: unknown;
       };
       expect(json.history.at(-1)).toMatchObject({ connections: 2, messages: 6, errors: 2, deliveries: stats.deliveries });
-      expect(json.rooms).toEqual([{ name: 'r', members: 2 }]);
+      // Occupancy without names: the operator did not opt in to STATS_ROOM_NAMES.
+      expect(json.roomSizes).toEqual([[2, 1]]);
+      expect(json.rooms).toBeUndefined();
       a.close();
       b.close();
     } finally {

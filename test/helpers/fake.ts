@@ -86,6 +86,13 @@ export class FakeTransport implements Transport {
     this.pings++;
   }
 
+  /** Payloads of the pongs the hub answered pings with. */
+  readonly pongs: Uint8Array[] = [];
+
+  pong(payload: Uint8Array): void {
+    this.pongs.push(payload);
+  }
+
   pause(): void {
     this.paused = true;
   }

@@ -21,6 +21,7 @@ describe('configFromEnv', () => {
       maxConnections: 1000,
       readBufferSize: 1024,
       writeBufferSize: 1024,
+      maxBuffered: 8 * 1024 * 1024,
       maxMessageSize: 512,
       writeWait: 10_000,
       pongWait: 60_000,
@@ -33,7 +34,7 @@ describe('configFromEnv', () => {
       maxRoomsPerConnection: 100,
       messageRate: { count: 20, per: 's', burst: 40 },
       connectRate: { count: 60, per: 'm', burst: 30 },
-      trustProxy: false,
+      trustProxy: 0,
       jwt: {
         secret: undefined,
         publicKey: undefined,
@@ -56,6 +57,7 @@ describe('configFromEnv', () => {
       WEBSOCKET_MAX_CONNECTIONS: '5',
       WEBSOCKET_READ_BUFFER_SIZE: '2048',
       WEBSOCKET_WRITE_BUFFER_SIZE: '4096',
+      WEBSOCKET_MAX_BUFFERED: '1048576',
       WEBSOCKET_MAX_MESSAGE_SIZE: '65536',
       WEBSOCKET_WRITE_WAIT: '1m30s',
       WEBSOCKET_PONG_WAIT: '10s',
@@ -84,6 +86,7 @@ describe('configFromEnv', () => {
       maxConnections: 5,
       readBufferSize: 2048,
       writeBufferSize: 4096,
+      maxBuffered: 1_048_576,
       maxMessageSize: 65536,
       writeWait: 90_000,
       pongWait: 10_000,
@@ -96,7 +99,7 @@ describe('configFromEnv', () => {
       maxRoomsPerConnection: 3,
       messageRate: { count: 5, per: 'm', burst: 5 },
       connectRate: { count: 100, per: 'h', burst: 7 },
-      trustProxy: true,
+      trustProxy: 1,
       jwt: {
         secret: 'secret',
         publicKey: pem,
@@ -113,7 +116,7 @@ describe('configFromEnv', () => {
   it('has one variable per field, all distinct', () => {
     const envs = CONFIG_FIELDS.map((f) => f.env);
     expect(new Set(envs).size).toBe(envs.length);
-    expect(envs).toHaveLength(26);
+    expect(envs).toHaveLength(27);
   });
 
   it('names every bad variable at once', () => {

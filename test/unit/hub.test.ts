@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it, vi } from 'vitest';
 import { createHub, type Broker, type BrokerHost, type HubOptions, type Outbound } from '../../src/index';
 import { FakeClock, FakeTransport, connect } from '../helpers/fake';
@@ -227,12 +228,12 @@ describe('error frames (contract section 3 check order)', () => {
     const { hub } = setup();
     const a = await connect(hub, '/ws/home');
     a.take();
-    const before = JSON.stringify(hub.stats().roomMembers);
+    const before = JSON.stringify(hub.roomNames().map((r) => [r, hub.members(r).length]));
     a.text(frame as string);
     const expected: Record<string, unknown> = { type: 'error', content: expect.any(String), data: { code }, timestamp: SEC };
     if (room !== undefined) expected.room = room;
     expect(a.take()).toEqual([expected]);
-    expect(JSON.stringify(hub.stats().roomMembers)).toBe(before);
+    expect(JSON.stringify(hub.roomNames().map((r) => [r, hub.members(r).length]))).toBe(before);
     expect(hub.clients()[0]!.rooms).toEqual(['home']);
     // still served
     a.json({ type: 'ping' });
@@ -341,15 +342,38 @@ describe('message rate limit', () => {
     expect(a.closedWith).toEqual({ code: 1008, reason: 'rate limit exceeded' });
   });
 
-  it('echoes the room a dropped frame names', async () => {
+  it('drops a frame over the rate unread: its error names no room, even one the frame names', async () => {
     const { hub } = setup({ messageRate: '1/m,1' });
     const a = await connect(hub);
     a.json({ type: 'ping' });
     a.json({ type: 'message', room: 'r', content: 'x' });
     expect(a.take()).toEqual([
       { type: 'pong', timestamp: SEC },
-      { type: 'error', content: expect.any(String), data: { code: 'rate_limited' }, room: 'r', timestamp: SEC },
+      { type: 'error', content: 'too many messages: this one was dropped', data: { code: 'rate_limited' }, timestamp: SEC },
     ]);
+  });
+
+  it('counts protocol pings toward the rate: one over it gets no pong and no error, and counts as a drop', async () => {
+    const { hub, clock } = setup({ messageRate: '2/s,3' });
+    const a = await connect(hub);
+    const ping = (n: number) => a.listener.ping(Uint8Array.of(n));
+    ping(1);
+    ping(2);
+    a.json({ type: 'ping' });
+    ping(3); // over the rate: dropped silently
+    expect(a.pongs).toEqual([Uint8Array.of(1), Uint8Array.of(2)]);
+    expect(a.take()).toEqual([{ type: 'pong', timestamp: SEC }]);
+    clock.advance(500); // one token back
+    ping(4);
+    expect(a.pongs).toEqual([Uint8Array.of(1), Uint8Array.of(2), Uint8Array.of(4)]);
+    // Three drops in a row (pings and frames alike) close with 1008; the pong before ended the last run.
+    ping(5);
+    a.json({ type: 'ping' });
+    expect(a.closedWith).toBeUndefined();
+    ping(6);
+    expect(a.closedWith).toEqual({ code: 1008, reason: 'rate limit exceeded' });
+    expect(a.pongs).toHaveLength(3);
+    expect(a.take()).toEqual([{ type: 'error', content: 'too many messages: this one was dropped', data: { code: 'rate_limited' }, timestamp: SEC }]);
   });
 
   it('counts invalid and binary frames too', async () => {
@@ -376,9 +400,11 @@ describe('connection rate limit and admission order', () => {
 
   it('counts refused attempts (404) and uses X-Forwarded-For only when trusted', async () => {
     const { hub } = setup({ connectRate: '1/h,1', trustProxy: true });
-    const xff = (ip: string) => ({ 'x-forwarded-for': `${ip}, 10.9.9.9` });
+    // One trusted proxy: the right-most entry is the client; what the client wrote to its left changes nothing.
+    const xff = (ip: string) => ({ 'x-forwarded-for': `10.9.9.9, ${ip}` });
     expect(await hub.admit({ url: '/ws/a/b', headers: xff('1.1.1.1'), remoteAddress: '10.0.0.1' })).toMatchObject({ status: 404 });
     expect(await hub.admit({ url: '/ws', headers: xff('1.1.1.1'), remoteAddress: '10.0.0.1' })).toMatchObject({ status: 429, headers: { 'Retry-After': '3600' } });
+    expect(await hub.admit({ url: '/ws', headers: { 'x-forwarded-for': '6.6.6.6, 1.1.1.1' }, remoteAddress: '10.0.0.1' })).toMatchObject({ status: 429 });
     expect((await hub.admit({ url: '/ws', headers: xff('2.2.2.2'), remoteAddress: '10.0.0.1' })).accepted).toBe(true);
 
     const untrusted = setup({ connectRate: '1/h,1' }).hub;
@@ -693,7 +719,7 @@ describe('stats', () => {
       framesIn: 2,
       deliveries: 1 /* a's join */ + 2 /* b's join */ + 2 /* message */ + 1 /* b's leave, to a */,
       rooms: 1,
-      roomMembers: { r: 1 },
+      roomSizes: [[1, 1]],
     });
     expect(s.messagesIn).toMatchObject({ message: 1, invalid: 1, join: 0 });
     expect(s.errors.invalid_json).toBe(1);
@@ -712,8 +738,23 @@ describe('rawMember', async () => {
     ['{"a":"data","b":[{"data":1}]}', 'data', undefined],
     ['{"x":null,"data":[]}', 'data', '[]'],
     ['{"data":12.5e3 }', 'data', '12.5e3'],
+    ['{"a":"x\\\\","data":"y\\\\\\"z"}', 'data', '"y\\\\\\"z"'],
+    ['{"d\\u0061ta":{"escaped key":1}}', 'data', '{"escaped key":1}'],
+    ['{"data":{"s":"\\\\"},"z":"}"}', 'data', '{"s":"\\\\"}'],
   ])('%s', (text, key, expected) => {
     expect(rawMember(text, key)).toBe(expected);
+  });
+
+  it('returns the text of the member JSON.parse sees, for arbitrary JSON objects', () => {
+    fc.assert(
+      fc.property(fc.dictionary(fc.oneof(fc.constant('data'), fc.string()), fc.jsonValue()), fc.jsonValue(), fc.boolean(), (rest, data, spaced) => {
+        const obj = { ...rest, data };
+        const text = JSON.stringify(obj, null, spaced ? 1 : undefined);
+        const raw = rawMember(text, 'data');
+        expect(raw === undefined ? undefined : JSON.parse(raw)).toEqual(JSON.parse(text).data);
+      }),
+      { numRuns: 500 },
+    );
   });
 
   it('forwards data too deep for JSON.stringify exactly as sent', async () => {
