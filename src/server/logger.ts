@@ -18,6 +18,8 @@ function errorFields(e: Error & { code?: unknown }, seen: Set<unknown>, depth: n
   const out: Record<string, unknown> = { type: e.name, message: e.message };
   if (e.code !== undefined) out.code = e.code;
   out.stack = e.stack;
+  // Fields the application put on the error (pino's serializer keeps them too).
+  for (const key of Object.keys(e)) if (!(key in out) && key !== 'cause') out[key] = (e as unknown as Record<string, unknown>)[key];
   const cause = e.cause;
   if (cause !== undefined) {
     if (seen.has(cause)) out.cause = '[Circular]';

@@ -484,6 +484,49 @@ describe('heartbeat', () => {
     expect(hub.stats().terminations.idle_timeout).toBe(1);
   });
 
+  it('gives the keep-alive ping a second to be answered before the idle deadline ends a connection', async () => {
+    // Sweep every 500 ms (a quarter of the 2 s idle timeout); the ping goes out at 1.5 s of silence.
+    const { hub, clock } = setup({ pingPeriod: '20s', pongWait: '30s', heartbeatInterval: '1s', connectionTimeout: '2s' });
+    const a = await connect(hub);
+    let answered = 0;
+    for (let t = 0; t < 20_000; t += 100) {
+      clock.advance(100);
+      if (a.pings > 0 && clock.now() % 1000 === 200) {
+        // answered 700 ms after the ping, past the next sweep (and the deadline)
+        a.pings = 0;
+        a.listener.pong();
+        answered++;
+      }
+    }
+    expect(a.terminated).toBe(false);
+    expect(answered).toBeGreaterThanOrEqual(8);
+  });
+
+  it('ends a silent connection once its keep-alive ping has gone unanswered for a second, within timeout + interval + 1 s', async () => {
+    const { hub, clock } = setup({ pingPeriod: '20s', pongWait: '30s', heartbeatInterval: '1s', connectionTimeout: '2s' });
+    const a = await connect(hub);
+    clock.advance(1_500);
+    expect(a.pings).toBe(1);
+    clock.advance(1_000); // 2.5 s silent, the ping 1 s old
+    expect(a.terminated).toBe(true);
+    expect(hub.stats().terminations.idle_timeout).toBe(1);
+  });
+
+  it('pings instead of ending a connection found past its idle deadline with no ping out (a sweep that ran late)', async () => {
+    const { checkLiveness } = await import('../../src/core/heartbeat');
+    const { configFromEnv } = await import('../../src/index');
+    const config = configFromEnv({ WEBSOCKET_CONNECTION_TIMEOUT: '2s', WEBSOCKET_PING_PERIOD: '20s', WEBSOCKET_PONG_WAIT: '30s', WEBSOCKET_HEARTBEAT_INTERVAL: '1s' });
+    const ended: string[] = [];
+    // Last heard 2.01 s ago; its last keep-alive ping was answered (none outstanding).
+    const c = { lastSeen: 0, lastPing: 0, pingSentAt: 0, slowSince: 0, expiresAt: 0, bufferedAmount: 0, sendPing: (now: number) => ((c.lastPing = now), (c.pingSentAt = now)), terminate: (r: string) => ended.push(r), close: () => ended.push('close') };
+    expect(checkLiveness(c, 2010, config, 500)).toBe(false);
+    expect(c.pingSentAt).toBe(2010);
+    expect(ended).toEqual([]);
+    // Unanswered for the grace: now it ends.
+    expect(checkLiveness(c, 3010, config, 500)).toBe(true);
+    expect(ended).toEqual(['idle_timeout']);
+  });
+
   it('terminates a reader whose buffer stays above writeBufferSize for writeWait', async () => {
     const { hub, clock } = setup({ ...timing, writeBufferSize: 100, writeWait: '3s' });
     const slow = await connect(hub, '/ws/r');
@@ -500,6 +543,33 @@ describe('heartbeat', () => {
     expect(slow.terminated).toBe(true);
     expect(fast.terminated).toBe(false);
     expect(hub.stats().terminations.slow_consumer).toBe(1);
+  });
+
+  it('terminates at once a reader whose buffered bytes exceed maxBuffered, after the broadcast that crossed it', async () => {
+    const { hub, clock } = setup({ ...timing, writeBufferSize: 100, writeWait: '1h', maxBuffered: 1000 });
+    const first = await connect(hub, '/ws/r');
+    const stuck = await connect(hub, '/ws/r');
+    const last = await connect(hub, '/ws/r');
+    first.take();
+    stuck.take();
+    last.take();
+    stuck.bufferedAmount = 1001;
+    first.json({ type: 'message', room: 'r', content: 'over' });
+    // The member after it in the room got the message before the stuck one's leave.
+    expect(stuck.terminated).toBe(false);
+    await Promise.resolve();
+    expect(stuck.terminated).toBe(true);
+    expect(last.take().map((f) => [f.type, f.content ?? f.user_id])).toEqual([
+      ['message', 'over'],
+      ['leave', expect.any(String)],
+    ]);
+    expect(hub.stats().terminations.slow_consumer).toBe(1);
+    // The sweep applies the ceiling too, whatever writeWait says.
+    const other = await connect(hub, '/ws/r');
+    other.bufferedAmount = 5000;
+    clock.advance(1_000);
+    expect(other.terminated).toBe(true);
+    expect(hub.stats().terminations.slow_consumer).toBe(2);
   });
 
   it('forgives a reader whose buffer drains in time', async () => {
