@@ -64,7 +64,7 @@ function logLevel(raw: unknown): LogLevel {
 }
 
 /**
- * The standalone server's own settings, beside the hub's {@link CONFIG_FIELDS}: the
+ * The standalone server's own settings, beside the hub's `CONFIG_FIELDS` (from `roomwire`): the
  * listeners, logging, the stats pages and the guard against unfinished requests. Every
  * variable the server reads is in one of the two tables.
  */

@@ -18,19 +18,26 @@ import { err } from './suite';
 
 afterEach(cleanup);
 
-/** Connect raw TCP sockets from `localAddress` and write `head` on each; resolves once all are connected. */
+/**
+ * Connect raw TCP sockets from `localAddress` and write `head` on each; resolves once all
+ * are connected. `open()` counts those the server has not closed; a socket that could not
+ * connect at all (the machine out of ports) fails the test rather than pass as closed.
+ */
 async function unfinished(port: number, count: number, head: string, localAddress = '127.0.0.1'): Promise<{ open: () => number; all: net.Socket[] }> {
   const all: net.Socket[] = [];
   let closed = 0;
+  const failed: string[] = [];
   await Promise.all(
     Array.from({ length: count }, () => {
       const socket = net.connect({ port, host: '127.0.0.1', localAddress });
-      socket.on('error', () => {});
+      let connected = false;
+      socket.on('error', (e: NodeJS.ErrnoException) => !connected && failed.push(e.code ?? e.message));
       socket.on('close', () => closed++);
       all.push(socket);
       sockets.push(socket);
       return new Promise<void>((resolve) => {
         socket.once('connect', () => {
+          connected = true;
           if (head !== '') socket.write(head);
           resolve();
         });
@@ -38,6 +45,7 @@ async function unfinished(port: number, count: number, head: string, localAddres
       });
     }),
   );
+  expect(failed, 'sockets that could not connect').toEqual([]);
   return { open: () => count - closed, all };
 }
 

@@ -342,6 +342,7 @@ describe('the declaration files as installed', () => {
 
   it('(the check itself) flags devDependency-only and unknown packages, not peers, relatives or comments', () => {
     const devOnly: PackageJson = { ...pkg, peerDependencies: {} };
+    const withPeers: PackageJson = { ...pkg, peerDependencies: { ...pkg.peerDependencies, express: '*', koa: '*' } };
     const text = [
       `/// <reference types="koa" />`,
       `/** import { nope } from 'in-a-comment'; */`,
@@ -353,7 +354,7 @@ describe('the declaration files as installed', () => {
       `export { X } from 'express/lib/router';`,
       `declare module 'fastify' { interface FastifyInstance { x: 1 } }`,
     ].join('\n');
-    expect(undeclaredTypeImports({ 'x.d.ts': text }, pkg)).toEqual(['x.d.ts: vitest', 'x.d.ts: @types/ws']);
+    expect(undeclaredTypeImports({ 'x.d.ts': text }, withPeers)).toEqual(['x.d.ts: vitest', 'x.d.ts: @types/ws']);
     expect(undeclaredTypeImports({ 'x.d.ts': text }, devOnly)).toEqual([
       'x.d.ts: vitest',
       'x.d.ts: @types/ws',
