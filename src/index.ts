@@ -36,11 +36,12 @@ export {
   CLIENT_MESSAGE_TYPES,
   ROOM_NAME_PATTERN,
   RoomNameSchema,
+  RequestIdSchema,
   Outbound,
   checkFrame,
   isValidRoomName,
 } from './core/protocol';
-export type { ClientMessage, ClientMessageType, FrameCheck } from './core/protocol';
+export type { ClientMessage, ClientMessageType, FrameCheck, RequestId } from './core/protocol';
 export { createJwtVerifier, defaultAuthenticate, extractToken, identityFromClaims } from './core/auth';
 export type { JwtVerifier } from './core/auth';
 export { createMemoryBroker } from './brokers/memory';

@@ -4,7 +4,7 @@
  */
 import { RoomwireError, type WireErrorCode } from './errors';
 import type { Beating, TerminationReason } from './heartbeat';
-import { Outbound, checkFrame, encodeError, encodePong, identityFragment, type ClientMessage } from './protocol';
+import { Outbound, checkFrame, encodeError, encodePong, identityFragment, type ClientMessage, type RequestId } from './protocol';
 import type { Room } from './rooms';
 import type { Counters } from './stats';
 import type { Client, Transport, TransportListener } from './types';
@@ -208,7 +208,7 @@ export class Connection implements Client, TransportListener, Beating {
     const check = checkFrame(data);
     if (!check.ok) {
       counters.messagesIn.invalid++;
-      this.error(check.code, check.room);
+      this.error(check.code, check.room, check.id);
       return;
     }
     counters.messagesIn[check.message.type]++;
@@ -283,17 +283,20 @@ export class Connection implements Client, TransportListener, Beating {
     }
   }
 
-  /** Send an `error` frame (the connection stays open, nothing else changes). */
-  error(code: WireErrorCode, room: string | undefined): void {
+  /**
+   * Send an `error` frame (the connection stays open, nothing else changes); `id` is the
+   * request id of the frame it answers, when that had a valid one.
+   */
+  error(code: WireErrorCode, room: string | undefined, id?: RequestId): void {
     const now = this.owner.now();
-    this.sendOutbound(new Outbound(encodeError(code, room, Math.floor(now / 1000))), now);
+    this.sendOutbound(new Outbound(encodeError(code, room, Math.floor(now / 1000), id)), now);
     this.owner.errorSent(this, code, room);
   }
 
-  /** Reply to an application-level `ping`. */
-  pongFrame(): void {
+  /** Reply to an application-level `ping` (carrying its request id, if any). */
+  pongFrame(id?: RequestId): void {
     const now = this.owner.now();
-    this.sendOutbound(new Outbound(encodePong(Math.floor(now / 1000))), now);
+    this.sendOutbound(new Outbound(encodePong(Math.floor(now / 1000), id)), now);
   }
 
   send(frame: Readonly<Record<string, unknown>>): void {

@@ -17,6 +17,7 @@ import { checkLiveness, sweepPeriod, type TerminationReason } from './heartbeat'
 import { compileOrigins } from './origin';
 import {
   Outbound,
+  encodeAck,
   encodeAuth,
   encodeMembership,
   encodeMessage,
@@ -25,6 +26,7 @@ import {
   isValidRoomName,
   rawMember,
   type ClientMessage,
+  type RequestId,
 } from './protocol';
 import { AddressLimiter } from './rate-limit';
 import { RoomRegistry } from './rooms';
@@ -509,23 +511,38 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
   // ---- messages (contract section 3) -------------------------------------------------
 
   dispatch(conn: Connection, msg: ClientMessage, named: string | undefined, text: string): void | Promise<void> {
+    const id = msg.id;
     switch (msg.type) {
       case 'message':
-        return this.say(conn, msg.room, msg.content, msg.data, text);
+        return this.say(conn, msg.room, msg.content, msg.data, text, id);
       case 'join':
-        return this.join(conn, msg.room);
+        return this.join(conn, msg.room, id);
       case 'leave':
-        return this.leave(conn, msg.room);
+        return this.leave(conn, msg.room, id);
       case 'user_list':
-        if (!conn.roomsJoined.has(msg.room)) return conn.error('not_in_room', msg.room);
-        return this.sendUserList(conn, msg.room);
+        if (!conn.roomsJoined.has(msg.room)) return conn.error('not_in_room', msg.room, id);
+        return this.sendUserList(conn, msg.room, id);
       case 'ping':
-        return conn.pongFrame();
+        return conn.pongFrame(id);
       case 'pong':
         return;
       case 'auth':
-        return this.refresh(conn, msg.data.token, named);
+        return this.refresh(conn, msg.data.token, named, id);
     }
+  }
+
+  /**
+   * Answer a `join`, `leave` or `message` that carried an id with its `ack` (contract
+   * section 8), once `pending` (the frames the request causes for the sender) is done.
+   */
+  private acked(pending: void | Promise<void>, conn: Connection, room: string, id: RequestId | undefined): void | Promise<void> {
+    if (id === undefined) return pending;
+    const ack = () => {
+      const now = this.clock.now();
+      conn.sendOutbound(new Outbound(encodeAck(id, room, Math.floor(now / 1000))), now);
+    };
+    if (isPromise<void>(pending)) return pending.then(ack);
+    ack();
   }
 
   private joinRefusal(conn: Connection, room: string): WireErrorCode | undefined {
@@ -535,24 +552,24 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
     return undefined;
   }
 
-  private join(conn: Connection, room: string): void | Promise<void> {
+  private join(conn: Connection, room: string, id?: RequestId): void | Promise<void> {
     if (!conn.open) return; // closed by a 'connection' listener before its path join
-    if (conn.roomsJoined.has(room)) return this.sendUserList(conn, room);
+    if (conn.roomsJoined.has(room)) return this.acked(this.sendUserList(conn, room), conn, room, id);
     const refused = this.joinRefusal(conn, room);
-    if (refused !== undefined) return conn.error(refused, room);
+    if (refused !== undefined) return conn.error(refused, room, id);
     const hook = this.hooks.canJoin;
-    if (hook === undefined) return this.addMember(conn, room);
+    if (hook === undefined) return this.acked(this.addMember(conn, room), conn, room, id);
     const allowed = this.ask(conn, () => hook(conn, room));
-    if (allowed === true) return this.addMember(conn, room);
-    if (allowed === false) return conn.error('forbidden', room);
+    if (allowed === true) return this.acked(this.addMember(conn, room), conn, room, id);
+    if (allowed === false) return conn.error('forbidden', room, id);
     return allowed.then((ok) => {
       if (!conn.open) return;
-      if (!ok) return conn.error('forbidden', room);
+      if (!ok) return conn.error('forbidden', room, id);
       // Other connections may have filled the room while the hook ran.
-      if (conn.roomsJoined.has(room)) return this.sendUserList(conn, room);
+      if (conn.roomsJoined.has(room)) return this.acked(this.sendUserList(conn, room), conn, room, id);
       const late = this.joinRefusal(conn, room);
-      if (late !== undefined) return conn.error(late, room);
-      return this.addMember(conn, room);
+      if (late !== undefined) return conn.error(late, room, id);
+      return this.acked(this.addMember(conn, room), conn, room, id);
     });
   }
 
@@ -564,12 +581,13 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
     return this.sendUserList(conn, room);
   }
 
-  private leave(conn: Connection, room: string): void {
-    if (!conn.roomsJoined.has(room)) return conn.error('not_in_room', room);
+  private leave(conn: Connection, room: string, id?: RequestId): void {
+    if (!conn.roomsJoined.has(room)) return conn.error('not_in_room', room, id);
     // The leaver is still a member here, so it receives its own leave notice.
     this.broker.publish(room, new Outbound(encodeMembership('leave', room, conn.identity, this.seconds())));
     this.removeMember(conn, room);
     this.notify('leave', conn, room);
+    this.acked(undefined, conn, room, id);
   }
 
   private removeMember(conn: Connection, room: string): void {
@@ -578,29 +596,31 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
     this.broker.leave(room, { connectionId: conn.id, userId: conn.userId, username: conn.username });
   }
 
-  private say(conn: Connection, room: string, content: string, data: Record<string, unknown> | undefined, text: string): void | Promise<void> {
-    if (!conn.roomsJoined.has(room)) return conn.error('not_in_room', room);
+  private say(conn: Connection, room: string, content: string, data: Record<string, unknown> | undefined, text: string, id?: RequestId): void | Promise<void> {
+    if (!conn.roomsJoined.has(room)) return conn.error('not_in_room', room, id);
     const hook = this.hooks.canPublish;
-    if (hook === undefined) return this.deliverMessage(conn, room, content, data, text);
+    if (hook === undefined) return this.deliverMessage(conn, room, content, data, text, id);
     const allowed = this.ask(conn, () => hook(conn, room, { content, data }));
-    if (allowed === true) return this.deliverMessage(conn, room, content, data, text);
-    if (allowed === false) return conn.error('forbidden', room);
+    if (allowed === true) return this.deliverMessage(conn, room, content, data, text, id);
+    if (allowed === false) return conn.error('forbidden', room, id);
     return allowed.then((ok) => {
       if (!conn.open) return;
-      if (!ok) return conn.error('forbidden', room);
-      if (!conn.roomsJoined.has(room)) return conn.error('not_in_room', room);
-      this.deliverMessage(conn, room, content, data, text);
+      if (!ok) return conn.error('forbidden', room, id);
+      if (!conn.roomsJoined.has(room)) return conn.error('not_in_room', room, id);
+      this.deliverMessage(conn, room, content, data, text, id);
     });
   }
 
-  private deliverMessage(conn: Connection, room: string, content: string, data: Record<string, unknown> | undefined, raw: string): void {
+  private deliverMessage(conn: Connection, room: string, content: string, data: Record<string, unknown> | undefined, raw: string, id: RequestId | undefined): void {
     // `data` goes out as the client wrote it: checked to be an object, never serialized again.
     const text = encodeMessage(room, content, data === undefined ? undefined : rawMember(raw, 'data'), conn.identity, this.seconds());
+    // Local members, the sender among them, get the frame within publish: the ack follows it.
     this.broker.publish(room, new Outbound(text));
     this.notify('message', conn, room, { content, data });
+    this.acked(undefined, conn, room, id);
   }
 
-  private sendUserList(conn: Connection, room: string): void | Promise<void> {
+  private sendUserList(conn: Connection, room: string, id?: RequestId): void | Promise<void> {
     let users: readonly string[] | Promise<readonly string[]>;
     try {
       users = this.broker.users(room);
@@ -608,23 +628,23 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
       this.report('ERR_BROKER', 'broker could not list users', err, conn);
       users = this.localUsers(room);
     }
-    if (!isPromise<readonly string[]>(users)) return this.sendList(conn, room, users);
+    if (!isPromise<readonly string[]>(users)) return this.sendList(conn, room, users, id);
     return users.then(
-      (list) => this.sendList(conn, room, list),
+      (list) => this.sendList(conn, room, list, id),
       (err: unknown) => {
         this.report('ERR_BROKER', 'broker could not list users', err, conn);
-        this.sendList(conn, room, this.localUsers(room));
+        this.sendList(conn, room, this.localUsers(room), id);
       },
     );
   }
 
-  private sendList(conn: Connection, room: string, users: readonly string[]): void {
+  private sendList(conn: Connection, room: string, users: readonly string[], id: RequestId | undefined): void {
     const now = this.clock.now();
-    conn.sendOutbound(new Outbound(encodeUserList(room, users, Math.floor(now / 1000))), now);
+    conn.sendOutbound(new Outbound(encodeUserList(room, users, Math.floor(now / 1000), id)), now);
   }
 
-  private refresh(conn: Connection, token: string, named: string | undefined): void | Promise<void> {
-    if (conn.anonymous) return conn.error('forbidden', named);
+  private refresh(conn: Connection, token: string, named: string | undefined, id: RequestId | undefined): void | Promise<void> {
+    if (conn.anonymous) return conn.error('forbidden', named, id);
     const verify = async (): Promise<void> => {
       let identity: Identity | null;
       try {
@@ -633,12 +653,12 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
         identity = null;
       }
       if (!conn.open) return;
-      if (identity === null) return conn.error('unauthorized', named);
-      if (identity.userId !== conn.userId) return conn.error('forbidden', named);
+      if (identity === null) return conn.error('unauthorized', named, id);
+      if (identity.userId !== conn.userId) return conn.error('forbidden', named, id);
       conn.expiresAt = identity.expiresAt === undefined ? 0 : identity.expiresAt * 1000;
       conn.claims = identity.claims;
       const now = this.clock.now();
-      conn.sendOutbound(new Outbound(encodeAuth(identity.expiresAt, Math.floor(now / 1000))), now);
+      conn.sendOutbound(new Outbound(encodeAuth(identity.expiresAt, Math.floor(now / 1000), id)), now);
     };
     return verify();
   }

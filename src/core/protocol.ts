@@ -34,22 +34,45 @@ const room = z.string();
 const jsonObject = z.object({}).meta({ description: 'any JSON object; its members are forwarded as sent' }) as unknown as z.ZodType<Record<string, unknown>>;
 
 /**
+ * A request id (contract section 8): a string of 1 to 64 characters (UTF-16 code units,
+ * JavaScript's `length`), or an integer from 0 to 2^53 − 1. The reply to a request carries
+ * it back with the same JSON type and value.
+ */
+export const RequestIdSchema = z
+  .union([
+    // zod measures strings in code points; the contract in UTF-16 code units (an emoji is 2).
+    z
+      .string()
+      .min(1)
+      .max(64)
+      .refine((s) => s.length <= 64, { message: 'at most 64 UTF-16 code units' }),
+    z.int().min(0).max(Number.MAX_SAFE_INTEGER),
+  ])
+  .meta({ description: 'request id: a string of 1 to 64 UTF-16 code units, or an integer from 0 to 2^53 − 1; its reply carries it back' });
+
+/** A valid request id. */
+export type RequestId = z.infer<typeof RequestIdSchema>;
+
+const id = RequestIdSchema.optional();
+
+/**
  * zod schemas of the client-to-server messages, keyed by `type`. Unknown extra
- * fields are allowed and ignored.
+ * fields are allowed and ignored. Every message may carry a request `id`.
  */
 export const ClientMessageSchemas = {
-  join: z.object({ type: z.literal('join'), room }),
-  leave: z.object({ type: z.literal('leave'), room }),
+  join: z.object({ type: z.literal('join'), room, id }),
+  leave: z.object({ type: z.literal('leave'), room, id }),
   message: z.object({
     type: z.literal('message'),
     room,
     content: z.string(),
     data: jsonObject.optional(),
+    id,
   }),
-  ping: z.object({ type: z.literal('ping') }),
-  pong: z.object({ type: z.literal('pong') }),
-  user_list: z.object({ type: z.literal('user_list'), room }),
-  auth: z.object({ type: z.literal('auth'), data: z.object({ token: z.string() }) }),
+  ping: z.object({ type: z.literal('ping'), id }),
+  pong: z.object({ type: z.literal('pong'), id }),
+  user_list: z.object({ type: z.literal('user_list'), room, id }),
+  auth: z.object({ type: z.literal('auth'), data: z.object({ token: z.string() }), id }),
 } as const;
 
 /** The `type` values a client may send. */
@@ -61,10 +84,13 @@ export const CLIENT_MESSAGE_TYPES = Object.keys(ClientMessageSchemas) as ClientM
 /** A client message that passed its schema (extra fields may be present). */
 export type ClientMessage = { [K in ClientMessageType]: z.infer<(typeof ClientMessageSchemas)[K]> }[ClientMessageType];
 
-/** The outcome of checking one inbound frame. */
+/**
+ * The outcome of checking one inbound frame. `id` is the frame's request id when it is
+ * valid (an error answering the frame carries it), else undefined.
+ */
 export type FrameCheck =
-  | { readonly ok: true; readonly message: ClientMessage; readonly room: string | undefined }
-  | { readonly ok: false; readonly code: WireErrorCode; readonly room: string | undefined };
+  | { readonly ok: true; readonly message: ClientMessage; readonly room: string | undefined; readonly id: RequestId | undefined }
+  | { readonly ok: false; readonly code: WireErrorCode; readonly room: string | undefined; readonly id: RequestId | undefined };
 
 /** The `room` a frame names as a string, for echoing in error frames. */
 export function namedRoom(value: unknown): string | undefined {
@@ -91,10 +117,18 @@ function isClientType(t: unknown): t is ClientMessageType {
   }
 }
 
+/** The frame's `id` when it is a valid request id (contract section 8), else undefined. */
+function validId(obj: Record<string, unknown>): RequestId | undefined {
+  if (!Object.hasOwn(obj, 'id')) return undefined;
+  const v = obj.id;
+  return RequestIdSchema.safeParse(v).success ? (v as RequestId) : undefined;
+}
+
 /**
  * Check one text frame in the contract's order (section 3, orders 2 to 5): JSON
- * object, known type, schema, room name. The stateful checks (membership, limits,
- * hooks) belong to the hub.
+ * object, known type, schema (the request `id` included), room name. The stateful
+ * checks (membership, limits, hooks) belong to the hub. A frame that is not JSON has no
+ * id; an `unsupported_type` or any later failure carries the id when it is valid.
  *
  * The returned message is the parsed object itself, never a copy, so keys such as
  * `__proto__` inside `data` are carried as plain data and never reach a prototype.
@@ -104,22 +138,23 @@ export function checkFrame(text: string): FrameCheck {
   try {
     value = JSON.parse(text);
   } catch {
-    return { ok: false, code: 'invalid_json', room: undefined };
+    return { ok: false, code: 'invalid_json', room: undefined, id: undefined };
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    return { ok: false, code: 'invalid_json', room: undefined };
+    return { ok: false, code: 'invalid_json', room: undefined, id: undefined };
   }
   const obj = value as Record<string, unknown>;
   const named = namedRoom(obj);
+  const id = validId(obj);
   const type = Object.hasOwn(obj, 'type') ? obj.type : undefined;
-  if (!isClientType(type)) return { ok: false, code: 'unsupported_type', room: named };
-  if (!ClientMessageSchemas[type].safeParse(obj).success) return { ok: false, code: 'invalid_message', room: named };
+  if (!isClientType(type)) return { ok: false, code: 'unsupported_type', room: named, id };
+  if (!ClientMessageSchemas[type].safeParse(obj).success) return { ok: false, code: 'invalid_message', room: named, id };
   // The naming rule applies to the types that have a room; on the others `room` is an
   // unknown extra field and is ignored.
   if (named !== undefined && ROOM_TYPES.has(type) && !ROOM_NAME_PATTERN.test(named)) {
-    return { ok: false, code: 'invalid_room', room: named };
+    return { ok: false, code: 'invalid_room', room: named, id };
   }
-  return { ok: true, message: obj as ClientMessage, room: named };
+  return { ok: true, message: obj as ClientMessage, room: named, id };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -237,23 +272,33 @@ export function encodeMessage(room: string, content: string, dataJson: string | 
   return `{"type":"message","room":"${room}","content":${JSON.stringify(content)},${identity},"timestamp":${timestamp}${tail}}`;
 }
 
-/** `{"type":"user_list","room","data":[usernames],"timestamp"}`. */
-export function encodeUserList(room: string, usernames: readonly string[], timestamp: number): string {
-  return `{"type":"user_list","room":"${room}","data":${JSON.stringify(usernames)},"timestamp":${timestamp}}`;
+/** `,"id":<id>` for a reply to a request with an id, else nothing. */
+function idField(id: RequestId | undefined): string {
+  return id === undefined ? '' : `,"id":${typeof id === 'number' ? id : JSON.stringify(id)}`;
 }
 
-/** `{"type":"pong","timestamp"}`. */
-export function encodePong(timestamp: number): string {
-  return `{"type":"pong","timestamp":${timestamp}}`;
+/** `{"type":"user_list","id"?,"room","data":[usernames],"timestamp"}`. */
+export function encodeUserList(room: string, usernames: readonly string[], timestamp: number, id?: RequestId): string {
+  return `{"type":"user_list"${idField(id)},"room":"${room}","data":${JSON.stringify(usernames)},"timestamp":${timestamp}}`;
 }
 
-/** `{"type":"auth","data":{"exp":<seconds or null>},"timestamp"}`. */
-export function encodeAuth(exp: number | undefined, timestamp: number): string {
-  return `{"type":"auth","data":{"exp":${exp === undefined ? 'null' : exp}},"timestamp":${timestamp}}`;
+/** `{"type":"pong","id"?,"timestamp"}`. */
+export function encodePong(timestamp: number, id?: RequestId): string {
+  return `{"type":"pong"${idField(id)},"timestamp":${timestamp}}`;
 }
 
-/** `{"type":"error","content","data":{"code"},"room"?,"timestamp"}`; `room` is echoed escaped. */
-export function encodeError(code: WireErrorCode, room: string | undefined, timestamp: number): string {
+/** `{"type":"auth","id"?,"data":{"exp":<seconds or null>},"timestamp"}`. */
+export function encodeAuth(exp: number | undefined, timestamp: number, id?: RequestId): string {
+  return `{"type":"auth"${idField(id)},"data":{"exp":${exp === undefined ? 'null' : exp}},"timestamp":${timestamp}}`;
+}
+
+/** `{"type":"ack","id","room","timestamp"}`: the reply to a `join`, `leave` or `message` with an id. */
+export function encodeAck(id: RequestId, room: string, timestamp: number): string {
+  return `{"type":"ack"${idField(id)},"room":"${room}","timestamp":${timestamp}}`;
+}
+
+/** `{"type":"error","content","data":{"code"},"room"?,"id"?,"timestamp"}`; `room` is echoed escaped. */
+export function encodeError(code: WireErrorCode, room: string | undefined, timestamp: number, id?: RequestId): string {
   const r = room === undefined ? '' : `,"room":${JSON.stringify(room)}`;
-  return `{"type":"error","content":"${WIRE_ERRORS[code]}","data":{"code":"${code}"}${r},"timestamp":${timestamp}}`;
+  return `{"type":"error","content":"${WIRE_ERRORS[code]}","data":{"code":"${code}"}${r}${idField(id)},"timestamp":${timestamp}}`;
 }

@@ -366,6 +366,52 @@ export function hubSuite(name: string, start: Start): void {
       });
     });
 
+    describe('requests and replies (section 8)', () => {
+      it('answers each request with exactly one frame carrying its id, after every other frame it causes for the sender', async () => {
+        const s = await serve();
+        const other = await s.open('/ws/r');
+        await other.take(2);
+        const p = await s.open('/ws');
+        p.send({ type: 'join', room: 'r', id: 'join-1' });
+        const joined = await p.take(3);
+        expect(joined.map((f) => f.type)).toEqual(['join', 'user_list', 'ack']);
+        expect(joined[2]).toEqual({ type: 'ack', id: 'join-1', room: 'r', timestamp: expect.any(Number) });
+        p.send({ type: 'message', room: 'r', content: 'hi', id: 42 });
+        expect(await p.take(2)).toEqual([
+          expect.objectContaining({ type: 'message', content: 'hi' }),
+          { type: 'ack', id: 42, room: 'r', timestamp: expect.any(Number) },
+        ]);
+        p.send({ type: 'user_list', room: 'r', id: 'who' });
+        expect(await p.next()).toEqual({ type: 'user_list', id: 'who', room: 'r', data: expect.any(Array), timestamp: expect.any(Number) });
+        p.send({ type: 'ping', id: 0 });
+        expect(await p.next()).toEqual({ type: 'pong', id: 0, timestamp: expect.any(Number) });
+        p.send({ type: 'join', room: 'r', id: 'again' });
+        expect((await p.take(2)).map((f) => [f.type, f.id])).toEqual([
+          ['user_list', undefined],
+          ['ack', 'again'],
+        ]);
+        p.send({ type: 'message', room: 'nowhere', content: 'x', id: 'bad' });
+        expect(await p.next()).toEqual({ ...err('not_in_room', 'nowhere'), id: 'bad' });
+        p.send({ type: 'leave', room: 'r', id: 'bye' });
+        expect(await p.take(2)).toEqual([expect.objectContaining({ type: 'leave', room: 'r' }), { type: 'ack', id: 'bye', room: 'r', timestamp: expect.any(Number) }]);
+        // The other member saw the join, the message and the leave, without any id.
+        const seen = await other.take(3);
+        expect(seen.map((f) => f.type)).toEqual(['join', 'message', 'leave']);
+        for (const f of seen) expect(f).not.toHaveProperty('id');
+      });
+
+      it('answers 200 concurrent requests with ids, each exactly once', async () => {
+        const s = await serve();
+        const p = await s.open('/ws/r');
+        await p.take(2);
+        for (let i = 0; i < 200; i++) p.send(i % 2 === 0 ? { type: 'message', room: 'r', content: `m${i}`, id: i } : { type: 'ping', id: `p${i}` });
+        const frames = await p.take(300);
+        const ids = frames.filter((f) => f.id !== undefined).map((f) => f.id);
+        expect(ids).toEqual(Array.from({ length: 200 }, (_, i) => (i % 2 === 0 ? i : `p${i}`)));
+        await p.quiet();
+      });
+    });
+
     describe('closing (section 4)', () => {
       it('closes with 1009 a message over WEBSOCKET_MAX_MESSAGE_SIZE, fragmented or not', async () => {
         const s = await serve({ WEBSOCKET_MAX_MESSAGE_SIZE: '64' });

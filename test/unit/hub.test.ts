@@ -892,3 +892,117 @@ describe('robustness (review findings)', () => {
     );
   });
 });
+
+describe('request ids and replies (contract section 8)', () => {
+  const ERR = (code: string, extra: Record<string, unknown> = {}) => ({ type: 'error', content: expect.any(String), data: { code }, ...extra, timestamp: SEC });
+
+  it('answers join, leave and message with an ack carrying the id, after every other frame for the sender', async () => {
+    const { hub } = setup();
+    const a = await connect(hub);
+    const b = await connect(hub, '/ws/r');
+    b.take();
+    a.json({ type: 'join', room: 'r', id: 'j-1' });
+    expect(a.take().map((f) => [f.type, f.id])).toEqual([
+      ['join', undefined],
+      ['user_list', undefined],
+      ['ack', 'j-1'],
+    ]);
+    // Others never see the sender's id.
+    expect(b.take()).toEqual([expect.not.objectContaining({ id: expect.anything() })]);
+    a.json({ type: 'message', room: 'r', content: 'hi', id: 7 });
+    const [copy, ack] = a.take();
+    expect(copy).toMatchObject({ type: 'message', content: 'hi' });
+    expect(copy).not.toHaveProperty('id');
+    expect(ack).toEqual({ type: 'ack', id: 7, room: 'r', timestamp: SEC });
+    expect(b.take()).toEqual([expect.objectContaining({ type: 'message', content: 'hi' })]);
+    a.json({ type: 'leave', room: 'r', id: 0 });
+    expect(a.take()).toEqual([expect.objectContaining({ type: 'leave', room: 'r' }), { type: 'ack', id: 0, room: 'r', timestamp: SEC }]);
+    // A join of a room already joined: the fresh user_list, then the ack.
+    b.json({ type: 'join', room: 'r', id: 'again' });
+    expect(b.take().map((f) => [f.type, f.id])).toEqual([
+      ['leave', undefined], // a's, from before
+      ['user_list', undefined],
+      ['ack', 'again'],
+    ]);
+  });
+
+  it('puts the id on the reply frame itself for user_list, ping and auth; a pong with an id gets nothing', async () => {
+    const { hub } = setup({ authenticate: ({ token }) => (token === undefined ? null : { userId: 'u', username: 'U', expiresAt: token === 'later' ? SEC + 600 : undefined }) });
+    const a = await connect(hub, '/ws/r?token=now');
+    a.take();
+    a.json({ type: 'user_list', room: 'r', id: 'l' });
+    a.json({ type: 'ping', id: 2 ** 53 - 1 });
+    a.json({ type: 'pong', id: 'nothing' });
+    a.json({ type: 'auth', data: { token: 'later' }, id: 'a' });
+    await Promise.resolve();
+    await Promise.resolve();
+    expect(a.take()).toEqual([
+      { type: 'user_list', id: 'l', room: 'r', data: ['U'], timestamp: SEC },
+      { type: 'pong', id: 2 ** 53 - 1, timestamp: SEC },
+      { type: 'auth', id: 'a', data: { exp: SEC + 600 }, timestamp: SEC },
+    ]);
+    expect(a.texts).toEqual([]);
+  });
+
+  it('keeps frames without an id byte for byte as before, and never acks them', async () => {
+    const { hub } = setup();
+    const a = await connect(hub);
+    a.json({ type: 'join', room: 'r' });
+    a.json({ type: 'message', room: 'r', content: 'x' });
+    a.json({ type: 'leave', room: 'r' });
+    a.json({ type: 'ping' });
+    const texts = a.texts.slice();
+    expect(texts.some((t) => t.includes('"id"') || t.includes('"ack"'))).toBe(false);
+    expect(texts.at(-1)).toBe(`{"type":"pong","timestamp":${SEC}}`);
+  });
+
+  it('carries a valid id on every error of a request, and none for invalid ids, rate_limited or invalid_json', async () => {
+    const { hub } = setup({ messageRate: '100/h,12' });
+    const a = await connect(hub, '/ws/home');
+    a.take();
+    const cases: [unknown, Record<string, unknown>][] = [
+      [{ type: 'nope', id: 'x' }, ERR('unsupported_type', { id: 'x' })],
+      [{ type: 'nope', id: '' }, ERR('unsupported_type')],
+      [{ type: 'join', room: 5, id: 1 }, ERR('invalid_message', { id: 1 })],
+      [{ type: 'join', room: 'ok', id: -1 }, ERR('invalid_message', { room: 'ok' })],
+      [{ type: 'ping', id: 1.5 }, ERR('invalid_message')],
+      [{ type: 'ping', id: 'x'.repeat(65) }, ERR('invalid_message')],
+      [{ type: 'ping', id: 2 ** 53 }, ERR('invalid_message')],
+      [{ type: 'ping', id: null }, ERR('invalid_message')],
+      [{ type: 'pong', id: [] }, ERR('invalid_message')],
+      [{ type: 'join', room: 'bad room', id: 'r' }, ERR('invalid_room', { room: 'bad room', id: 'r' })],
+      [{ type: 'leave', room: 'elsewhere', id: 'n' }, ERR('not_in_room', { room: 'elsewhere', id: 'n' })],
+    ];
+    for (const [frame, expected] of cases) {
+      a.json(frame);
+      expect({ frame, got: a.take() }).toEqual({ frame, got: [expected] });
+    }
+    a.text('{"type":"ping","id":"j"');
+    expect(a.take()).toEqual([ERR('invalid_json')]);
+    a.json({ type: 'ping', id: 'over' });
+    expect(a.take()).toEqual([ERR('rate_limited')]);
+    // 64 UTF-16 code units is the longest string id (an emoji counts two).
+    const { hub: h2 } = setup();
+    const b = await connect(h2);
+    b.json({ type: 'ping', id: '😀'.repeat(32) });
+    b.json({ type: 'ping', id: `${'😀'.repeat(32)}x` });
+    expect(b.take()).toEqual([{ type: 'pong', id: '😀'.repeat(32), timestamp: SEC }, ERR('invalid_message')]);
+  });
+
+  it('acks after an asynchronous hook, and puts the id on a refusal', async () => {
+    const { hub } = setup({ canJoin: async (_c, room) => room !== 'no', canPublish: async () => true });
+    const a = await connect(hub);
+    a.json({ type: 'join', room: 'no', id: 'n' });
+    a.json({ type: 'join', room: 'yes', id: 'y' });
+    a.json({ type: 'message', room: 'yes', content: 'hi', id: 'm' });
+    for (let i = 0; i < 10; i++) await Promise.resolve();
+    expect(a.take().map((f) => [f.type, f.id ?? (f.data as { code?: string } | undefined)?.code])).toEqual([
+      ['error', 'n'],
+      ['join', undefined],
+      ['user_list', undefined],
+      ['ack', 'y'],
+      ['message', undefined],
+      ['ack', 'm'],
+    ]);
+  });
+});
