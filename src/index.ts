@@ -37,11 +37,13 @@ export {
   ROOM_NAME_PATTERN,
   RoomNameSchema,
   RequestIdSchema,
+  ServerFrameSchemas,
   Outbound,
   checkFrame,
   isValidRoomName,
 } from './core/protocol';
-export type { ClientMessage, ClientMessageType, FrameCheck, RequestId } from './core/protocol';
+export type { ClientMessage, ClientMessageType, FrameCheck, RequestId, ServerFrame, ServerFrameType } from './core/protocol';
+export { frameJsonSchemas, protocolJsonSchema } from './core/json-schema';
 export { createJwtVerifier, defaultAuthenticate, extractToken, identityFromClaims } from './core/auth';
 export type { JwtVerifier } from './core/auth';
 export { createMemoryBroker } from './brokers/memory';

@@ -9,6 +9,7 @@
  */
 import { z } from 'zod';
 import { WIRE_ERRORS, type WireErrorCode } from './errors';
+import { compileShape, type ShapeCheck } from './validate';
 
 /** Room names: 1 to 64 characters from `A-Z a-z 0-9 _ - . :`. */
 export const ROOM_NAME_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/;
@@ -23,7 +24,9 @@ export function isValidRoomName(room: string): boolean {
 
 // `room` is only checked to be a string here: the naming rule answers with its own code
 // (invalid_room) after the shape check (invalid_message), as the contract orders them.
-const room = z.string();
+// The JSON Schema states the rule all the same (`pattern`), as a frame that breaks it is
+// not one of the protocol's.
+const room = z.string().meta({ description: 'room name: 1 to 64 characters from A-Z a-z 0-9 _ - . :', pattern: ROOM_NAME_PATTERN.source });
 
 /**
  * `data`: any JSON object (not `null`, not an array). Its keys are not looked at: a
@@ -117,11 +120,16 @@ function isClientType(t: unknown): t is ClientMessageType {
   }
 }
 
+// The schemas, compiled once into plain predicates (see validate.ts): checking a frame's
+// shape must cost less than parsing it, whatever its size.
+const SHAPES = Object.fromEntries(Object.entries(ClientMessageSchemas).map(([type, schema]) => [type, compileShape(schema)])) as Record<ClientMessageType, ShapeCheck>;
+const isRequestId = compileShape(RequestIdSchema);
+
 /** The frame's `id` when it is a valid request id (contract section 8), else undefined. */
 function validId(obj: Record<string, unknown>): RequestId | undefined {
   if (!Object.hasOwn(obj, 'id')) return undefined;
   const v = obj.id;
-  return RequestIdSchema.safeParse(v).success ? (v as RequestId) : undefined;
+  return isRequestId(v) ? (v as RequestId) : undefined;
 }
 
 /**
@@ -148,7 +156,7 @@ export function checkFrame(text: string): FrameCheck {
   const id = validId(obj);
   const type = Object.hasOwn(obj, 'type') ? obj.type : undefined;
   if (!isClientType(type)) return { ok: false, code: 'unsupported_type', room: named, id };
-  if (!ClientMessageSchemas[type].safeParse(obj).success) return { ok: false, code: 'invalid_message', room: named, id };
+  if (!SHAPES[type](obj)) return { ok: false, code: 'invalid_message', room: named, id };
   // The naming rule applies to the types that have a room; on the others `room` is an
   // unknown extra field and is ignored.
   if (named !== undefined && ROOM_TYPES.has(type) && !ROOM_NAME_PATTERN.test(named)) {
@@ -158,7 +166,65 @@ export function checkFrame(text: string): FrameCheck {
 }
 
 // ---------------------------------------------------------------------------------------
-// Server frames.
+// Server frames: their schemas (what a client may rely on, exactly: no other field), then
+// the encoders that write them. The schemas are not used to build frames (the encoders
+// concatenate strings, once per broadcast); the end-to-end tests hold every frame the
+// server sends to them, through the JSON Schema generated from them.
+
+const timestamp = z.int().min(0).meta({ description: 'Unix time in seconds, set by the server' });
+const userId = z.string().min(1).meta({ description: 'the JWT `sub`, or a random UUID for an anonymous connection' });
+const username = z.string().min(1).meta({ description: 'display name: no control or bidirectional-override characters, at most 64 code points' });
+const roomName = RoomNameSchema;
+
+function membership<T extends 'join' | 'leave'>(type: T) {
+  return z.strictObject({ type: z.literal(type), room: roomName, user_id: userId, username, timestamp });
+}
+
+/**
+ * zod schemas of the frames the server sends, keyed by `type`. Each lists every field the
+ * frame may have (no other appears), in the order the encoders write them.
+ */
+export const ServerFrameSchemas = {
+  join: membership('join').meta({ description: 'a connection joined the room (sent to every member, the joiner included)' }),
+  leave: membership('leave').meta({ description: 'a connection left the room or closed (sent to every member, the leaver included)' }),
+  message: z
+    .strictObject({
+      type: z.literal('message'),
+      room: roomName,
+      content: z.string(),
+      user_id: userId,
+      username,
+      timestamp,
+      data: jsonObject.optional(),
+    })
+    .meta({ description: 'a message to the room (sent to every member, the sender included); `data` exactly when the sender sent it' }),
+  user_list: z
+    .strictObject({ type: z.literal('user_list'), id: RequestIdSchema.optional(), room: roomName, data: z.array(username), timestamp })
+    .meta({ description: "the room's users, each once, in the order they first joined (to the joiner, or in answer to user_list)" }),
+  pong: z.strictObject({ type: z.literal('pong'), id: RequestIdSchema.optional(), timestamp }).meta({ description: 'the answer to ping' }),
+  auth: z
+    .strictObject({ type: z.literal('auth'), id: RequestIdSchema.optional(), data: z.strictObject({ exp: z.int().nullable() }), timestamp })
+    .meta({ description: "a token refresh succeeded; `exp` is the new token's expiry (Unix seconds) or null" }),
+  ack: z
+    .strictObject({ type: z.literal('ack'), id: RequestIdSchema, room: roomName, timestamp })
+    .meta({ description: 'the reply to a join, leave or message that carried an id, after every other frame it caused for the sender' }),
+  error: z
+    .strictObject({
+      type: z.literal('error'),
+      content: z.string(),
+      data: z.strictObject({ code: z.enum(Object.keys(WIRE_ERRORS) as [WireErrorCode, ...WireErrorCode[]]) }),
+      room: z.string().optional(),
+      id: RequestIdSchema.optional(),
+      timestamp,
+    })
+    .meta({ description: 'a frame was refused; nothing changed. `room` when the frame named one (not for rate_limited), `id` when it had a valid one' }),
+} as const;
+
+/** The `type` values of server frames. */
+export type ServerFrameType = keyof typeof ServerFrameSchemas;
+
+/** A frame the server sends. */
+export type ServerFrame = { [K in ServerFrameType]: z.infer<(typeof ServerFrameSchemas)[K]> }[ServerFrameType];
 
 /**
  * One server frame, serialized once and shared by every recipient. A transport may

@@ -2,6 +2,7 @@
 import http from 'node:http';
 import { SignJWT } from 'jose';
 import WebSocket from 'ws';
+import { checkServerFrame } from './frames';
 
 export type Frame = Record<string, unknown> & { type: string };
 
@@ -13,7 +14,9 @@ export class Peer {
 
   private constructor(readonly ws: WebSocket) {
     ws.on('message', (data: Buffer) => {
-      this.frames.push(JSON.parse(data.toString()) as Frame);
+      const frame = JSON.parse(data.toString()) as Frame;
+      checkServerFrame(frame);
+      this.frames.push(frame);
       for (const w of this.waiters.splice(0)) w();
     });
     this.closed = new Promise((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));

@@ -5,6 +5,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
+import { checkServerFrame } from './frames';
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 
@@ -211,7 +212,9 @@ export class RawSocket {
     const i = this.frames.findIndex(isText);
     if (i < 0) throw new Error(`raw socket closed without a text frame (close: ${JSON.stringify(this.closeFrame)})`);
     const [f] = this.frames.splice(i, 1);
-    return JSON.parse((f as RawFrame).payload.toString('utf8')) as Record<string, unknown>;
+    const frame = JSON.parse((f as RawFrame).payload.toString('utf8')) as Record<string, unknown>;
+    checkServerFrame(frame);
+    return frame;
   }
 
   /**
