@@ -1,4 +1,8 @@
 import { defineConfig } from 'tsup';
+import { clientBundle } from './scripts/client-bundle.mjs';
+
+// The browser build of roomwire/client, inlined into the standalone server's chat page.
+const define = { __ROOMWIRE_CLIENT_BUNDLE__: JSON.stringify(clientBundle()) };
 
 export default defineConfig([
   {
@@ -10,6 +14,7 @@ export default defineConfig([
       koa: 'src/adapters/koa.ts',
       prometheus: 'src/metrics/prometheus.ts',
       server: 'src/server/standalone.ts',
+      client: 'src/client/index.ts',
     },
     format: ['esm', 'cjs'],
     dts: true,
@@ -18,6 +23,7 @@ export default defineConfig([
     target: 'node20',
     platform: 'node',
     splitting: true,
+    define,
   },
   {
     entry: { 'bin/roomwire': 'src/bin/roomwire.ts' },
@@ -25,5 +31,6 @@ export default defineConfig([
     target: 'node20',
     platform: 'node',
     banner: { js: '#!/usr/bin/env node' },
+    define,
   },
 ]);

@@ -1,7 +1,9 @@
 // @ts-check
 // Chat with authentication: a tiny login route issues a short-lived JWT (also set as the
-// `token` cookie), the page connects to /ws/auth/{room} with it and refreshes it in-band
-// with an `auth` message before it expires. Rooms named `private:*` are only for users
+// `token` cookie), the page connects to /ws/auth with it through roomwire/client (the
+// browser build, inlined from roomwire/server's clientScript()), which joins the room,
+// reconnects by itself and refreshes the token in-band with an `auth` message before it
+// expires. Rooms named `private:*` are only for users
 // whose token carries `vip: true` (a canJoin hook).
 //
 // Run from the repository root: npm run example:auth-chat
@@ -12,6 +14,7 @@ import http from 'node:http';
 import { SignJWT } from 'jose';
 import { configFromEnv, createHub, parseDuration } from 'roomwire';
 import { attach } from 'roomwire/node';
+import { clientScript } from 'roomwire/server';
 
 // A demo needs no setup: without a configured secret, make one for this run.
 const env = { ...process.env };
@@ -110,10 +113,11 @@ function page(base, ttl) {
 <span id="status"></span></p>
 <ul id="log"></ul>
 <form id="say"><input id="text" placeholder="Say something" disabled> <button id="send" disabled>Send</button></form>
+<script>${clientScript()}</script>
 <script>
 (function () {
   var BASE = ${JSON.stringify(base === '/' ? '' : base)};
-  var ws = null, room = null, refreshTimer = null;
+  var client = null, room = null, cookieTimer = null;
   var $ = function (id) { return document.getElementById(id); };
   function line(text, cls) { var li = document.createElement('li'); li.textContent = text; if (cls) li.className = cls; $('log').appendChild(li); }
   function login() {
@@ -121,38 +125,43 @@ function page(base, ttl) {
       body: JSON.stringify({ username: $('name').value, vip: $('vip').checked }) })
       .then(function (r) { if (!r.ok) throw new Error('login failed'); return r.json(); });
   }
-  function scheduleRefresh(exp) {
-    clearTimeout(refreshTimer);
-    var inMs = Math.max(1000, (exp - 10) * 1000 - Date.now());
-    refreshTimer = setTimeout(function () {
-      login().then(function (t) {
-        if (ws && ws.readyState === 1) ws.send(JSON.stringify({ type: 'auth', data: { token: t.token } }));
-      }).catch(function (e) { line(e.message, 'error'); });
-    }, inMs);
-  }
   $('login').onsubmit = function (e) {
     e.preventDefault();
-    if (ws) ws.close();
+    if (client) client.close();
+    clearInterval(cookieTimer);
     room = $('room').value.trim();
-    login().then(function (t) {
-      var url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + BASE + '/auth/' + encodeURIComponent(room);
-      ws = new WebSocket($('cookie').checked ? url : url + '?token=' + encodeURIComponent(t.token));
-      ws.onopen = function () { $('text').disabled = $('send').disabled = false; $('status').textContent = 'connected'; scheduleRefresh(t.exp); };
-      ws.onmessage = function (ev) {
-        var m = JSON.parse(ev.data);
-        if (m.type === 'message') line(m.username + ': ' + m.content);
-        else if (m.type === 'join' || m.type === 'leave') line(m.username + (m.type === 'join' ? ' joined ' : ' left ') + m.room, 'notice');
-        else if (m.type === 'user_list') line('in ' + m.room + ': ' + m.data.join(', '), 'notice');
-        else if (m.type === 'auth') { line('token refreshed; expires ' + new Date(m.data.exp * 1000).toLocaleTimeString(), 'notice'); scheduleRefresh(m.data.exp); }
-        else if (m.type === 'error') line('error: ' + m.content + ' (' + m.data.code + ')', 'error');
-      };
-      ws.onclose = function (ev) { line('closed ' + ev.code + (ev.reason ? ' ' + ev.reason : ''), 'notice'); $('text').disabled = $('send').disabled = true; $('status').textContent = ''; clearTimeout(refreshTimer); ws = null; };
-    }).catch(function (err) { line(err.message, 'error'); });
+    var cookie = $('cookie').checked;
+    // roomwire/client calls getToken for every connection and again before the token
+    // expires, then refreshes it in-band with an auth message (no reconnect).
+    client = roomwire.createClient({
+      url: (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + BASE + '/auth',
+      getToken: cookie ? undefined : function () { return login().then(function (t) { return t.token; }); },
+    });
+    if (cookie) {
+      // With the cookie, the page renews the cookie; the client reconnects with it when the
+      // server closes the connection at the old token's expiry.
+      login().catch(function (err) { line(err.message, 'error'); });
+      cookieTimer = setInterval(function () { login().catch(function () {}); }, ${Math.max(5, ttl - 5)} * 1000);
+    }
+    var r = client.room(room);
+    r.on('message', function (m) { line(m.username + ': ' + m.content); });
+    r.on('join', function (m) { line(m.username + ' joined ' + m.room, 'notice'); });
+    r.on('leave', function (m) { line(m.username + ' left ' + m.room, 'notice'); });
+    client.on('auth', function (a) { line('token refreshed; expires ' + new Date(a.data.exp * 1000).toLocaleTimeString(), 'notice'); });
+    client.on('error', function (err) { line('error: ' + err.message + ' (' + err.code + ')', 'error'); });
+    client.on('state', function (s) {
+      var open = s.state === 'connected';
+      $('text').disabled = $('send').disabled = !open;
+      $('status').textContent = open ? 'connected' : s.state === 'closed' ? '' : 'reconnecting…';
+    });
+    r.join().then(function (j) { line('in ' + room + ': ' + j.users.join(', '), 'notice'); }, function (err) {
+      line('error: ' + err.message + ' (' + err.code + ')', 'error');
+    });
   };
   $('say').onsubmit = function (e) {
     e.preventDefault();
-    if (!ws || !$('text').value) return;
-    ws.send(JSON.stringify({ type: 'message', room: room, content: $('text').value }));
+    if (!client || !$('text').value) return;
+    client.send(room, $('text').value).catch(function (err) { line('not sent: ' + err.message + ' (' + err.code + ')', 'error'); });
     $('text').value = '';
   };
 })();

@@ -39,8 +39,21 @@ export type ApplicationErrorCode =
   /** A transport failed to send, close or ping. */
   | 'ERR_TRANSPORT';
 
+/** Codes the client SDK (`roomwire/client`) rejects its calls with, beside the wire codes. */
+export type ClientErrorCode =
+  /** The call got no answer within `requestTimeoutMs` (also while disconnected). */
+  | 'ERR_TIMEOUT'
+  /** `client.close()` was called. */
+  | 'ERR_CLOSED'
+  /** The connection dropped after the request was sent; whether the server handled it is unknown. */
+  | 'ERR_CONNECTION_LOST'
+  /** The server refused the connection in a way retrying cannot fix (401 without a new token, 403, 404). */
+  | 'ERR_REFUSED'
+  /** Too many calls are waiting for the connection. */
+  | 'ERR_QUEUE_FULL';
+
 /** Every code a {@link RoomwireError} can carry. */
-export type ErrorCode = WireErrorCode | ApplicationErrorCode;
+export type ErrorCode = WireErrorCode | ApplicationErrorCode | ClientErrorCode;
 
 /** One invalid configuration entry, as listed by an `ERR_INVALID_CONFIG` error. */
 export interface ConfigIssue {
@@ -70,12 +83,15 @@ export class RoomwireError extends Error {
   readonly code: ErrorCode;
   /** For `ERR_INVALID_CONFIG`: every bad entry, in a stable order. */
   readonly issues: readonly ConfigIssue[];
+  /** For `ERR_REFUSED` (client): the HTTP status of the refused upgrade. */
+  readonly status: number | undefined;
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; issues?: readonly ConfigIssue[] }) {
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; issues?: readonly ConfigIssue[]; status?: number }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'RoomwireError';
     this.code = code;
     this.issues = options?.issues ?? [];
+    this.status = options?.status;
   }
 }
 

@@ -1,7 +1,22 @@
 /**
- * The standalone server's `/` page: a small chat client on the browser's own
- * WebSocket, speaking the wire protocol. Self-contained: no build step, no CDN.
+ * The standalone server's `/` page: a small chat client on `roomwire/client` (the SDK is
+ * inlined, minified, as one script), so the page reconnects and rejoins by itself.
+ * Self-contained: no build step at run time, no CDN, no second request (the favicon is
+ * inline too).
  */
+
+/**
+ * The browser build of `roomwire/client` (an IIFE that defines `roomwire`), minified by
+ * the build (tsup) and by the test runner (vitest) from `src/client/index.ts`.
+ */
+declare const __ROOMWIRE_CLIENT_BUNDLE__: string;
+
+/** The client SDK as the body of a `<script>` element. */
+export function clientScript(): string {
+  return __ROOMWIRE_CLIENT_BUNDLE__.replace(/<\/(script)/gi, '<\\/$1');
+}
+
+const FAVICON = `data:image/svg+xml,${encodeURIComponent('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><circle cx="8" cy="8" r="7" fill="#3a7bd5"/><path d="M4 8h8M8 4v8" stroke="#fff" stroke-width="2"/></svg>')}`;
 
 /** Render the chat page for a hub whose endpoints live under `basePath`. */
 export function chatPage(basePath: string): string {
@@ -12,6 +27,7 @@ export function chatPage(basePath: string): string {
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>roomwire chat</title>
+<link rel="icon" href="${FAVICON}">
 <style>
   :root { font-family: system-ui, sans-serif; color-scheme: light dark; }
   body { margin: 0; display: grid; grid-template-rows: auto 1fr auto; height: 100vh; }
@@ -44,10 +60,11 @@ export function chatPage(basePath: string): string {
   <input id="text" placeholder="Say something" autocomplete="off" disabled>
   <button id="send" disabled>Send</button>
 </footer>
+<script>${clientScript()}</script>
 <script>
 (function () {
   var BASE = ${base};
-  var ws = null, room = null;
+  var client = null, room = null, lobby = null, usersTimer = null;
   var $ = function (id) { return document.getElementById(id); };
   function line(text, cls) {
     var li = document.createElement('li');
@@ -61,50 +78,49 @@ export function chatPage(basePath: string): string {
     ul.textContent = '';
     list.forEach(function (name) { var li = document.createElement('li'); li.textContent = name; ul.appendChild(li); });
   }
-  // One user_list request per burst of joins and leaves, so a busy room stays well
-  // under the message rate limit.
-  var usersTimer = null;
+  // One user list request per burst of joins and leaves, so a busy room stays well under
+  // the message rate limit.
   function refreshUsers() {
     if (usersTimer) return;
     usersTimer = setTimeout(function () {
       usersTimer = null;
-      if (ws && ws.readyState === 1) ws.send(JSON.stringify({ type: 'user_list', room: room }));
+      if (client && client.state === 'connected') client.users(room).then(users, function () {});
     }, 250);
   }
-  function setOpen(open) {
+  function setState(state) {
+    var open = state === 'connected';
     $('text').disabled = !open; $('send').disabled = !open;
-    $('status').textContent = open ? 'connected to ' + room : 'disconnected';
-    $('connect').textContent = open ? 'Disconnect' : 'Connect';
+    $('status').textContent = state === 'connected' ? 'connected to ' + room : state === 'closed' ? 'disconnected' : state === 'connecting' ? 'connecting…' : 'reconnecting…';
+    $('connect').textContent = client ? 'Disconnect' : 'Connect';
   }
   function connect() {
-    if (ws) { ws.close(); return; }
+    if (client) { client.close(); return; }
     room = $('room').value.trim();
     var token = $('token').value.trim();
     var scheme = location.protocol === 'https:' ? 'wss://' : 'ws://';
-    var path = BASE + (token ? '/auth/' : '/') + encodeURIComponent(room);
-    ws = new WebSocket(scheme + location.host + path + (token ? '?token=' + encodeURIComponent(token) : ''));
-    ws.onopen = function () { setOpen(true); };
-    ws.onmessage = function (event) {
-      var m = JSON.parse(event.data);
-      switch (m.type) {
-        case 'message': line(m.username + ': ' + m.content); break;
-        case 'join': line(m.username + ' joined ' + m.room, 'notice'); break;
-        case 'leave': line(m.username + ' left ' + m.room, 'notice'); break;
-        case 'user_list': users(m.data); break;
-        case 'error': line('error: ' + m.content + ' (' + m.data.code + ')', 'error'); break;
-      }
-      if ((m.type === 'join' || m.type === 'leave') && m.room === room) refreshUsers();
-    };
-    ws.onclose = function (event) {
-      line('connection closed' + (event.code ? ' (' + event.code + (event.reason ? ' ' + event.reason : '') + ')' : ''), 'notice');
-      ws = null; setOpen(false); users([]);
-    };
-    ws.onerror = function () { line('connection failed', 'error'); };
+    // The client SDK (roomwire/client): it reconnects by itself, with jitter, and joins
+    // the room again after every reconnect.
+    client = roomwire.createClient({
+      url: scheme + location.host + BASE + (token ? '/auth' : ''),
+      getToken: token ? function () { return token; } : undefined,
+    });
+    lobby = client.room(room);
+    lobby.on('message', function (m) { line(m.username + ': ' + m.content); });
+    lobby.on('join', function (m) { line(m.username + ' joined ' + m.room, 'notice'); refreshUsers(); });
+    lobby.on('leave', function (m) { line(m.username + ' left ' + m.room, 'notice'); refreshUsers(); });
+    client.on('error', function (e) { line('error: ' + e.message + ' (' + e.code + ')', 'error'); });
+    client.on('state', function (s) {
+      if (s.state === 'disconnected') { line('connection lost' + (s.code ? ' (' + s.code + (s.reason ? ' ' + s.reason : '') + ')' : '') + ', reconnecting', 'notice'); users([]); }
+      if (s.state === 'closed') { client = null; users([]); }
+      setState(s.state);
+    });
+    setState(client.state);
+    lobby.join().then(function (r) { users(r.users); }, function (e) { line('error: ' + e.message + ' (' + e.code + ')', 'error'); });
   }
   function send() {
     var text = $('text').value;
-    if (!text || !ws || ws.readyState !== 1) return;
-    ws.send(JSON.stringify({ type: 'message', room: room, content: text }));
+    if (!text || !client || client.state !== 'connected') return;
+    lobby.send(text).catch(function (e) { line('not sent: ' + e.message + ' (' + e.code + ')', 'error'); });
     $('text').value = '';
   }
   $('connect').onclick = connect;

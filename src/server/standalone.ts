@@ -16,11 +16,11 @@ import { PARSERS, configFromEnv, type ConfigField, type HubConfig } from '../cor
 import { RoomwireError, configError, type ConfigIssue } from '../core/errors';
 import { createHub, type Hub, type HubOptions } from '../core/hub';
 import type { Logger } from '../core/types';
-import { chatPage } from './chat-page';
+import { chatPage, clientScript } from './chat-page';
 import { LOG_LEVELS, createJsonLogger, type LogLevel } from './logger';
 import { StatsSampler, statsPage } from './stats-page';
 
-export { chatPage, createJsonLogger, statsPage, LOG_LEVELS };
+export { chatPage, clientScript, createJsonLogger, statsPage, LOG_LEVELS };
 export type { LogLevel };
 
 /** Options of {@link startServer}. */

@@ -70,7 +70,7 @@ async function checkChatPage(expect: ExpectStatic, port: number): Promise<void> 
   const res = await fetch(`http://127.0.0.1:${port}/`);
   expect(res.status).toBe(200);
   expect(res.headers.get('content-type')).toMatch(/^text\/html/);
-  expect(await res.text()).toContain('new WebSocket(');
+  expect(await res.text()).toContain('roomwire.createClient(');
 }
 
 /** Two anonymous clients in /ws/lobby, a message between them; returns the open peers. */

@@ -37,9 +37,13 @@ describe('standalone server: HTTP routes (section 6)', () => {
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toBe('text/html; charset=utf-8');
     const html = await res.text();
-    expect(html).toContain('new WebSocket(');
+    // The page runs on the client SDK, inlined: no second request, no CDN.
+    expect(html).toContain('var roomwire=');
+    expect(html).toContain('roomwire.createClient(');
     expect(html).toContain('var BASE = "/live";');
-    for (const type of ["'message'", "'join'", "'leave'", "'user_list'"]) expect(html).toContain(`case ${type}`);
+    for (const type of ["'message'", "'join'", "'leave'"]) expect(html).toContain(`lobby.on(${type}`);
+    expect(html).toMatch(/<link rel="icon" href="data:image\/svg\+xml,/);
+    expect(html.match(/<\/script>/g)).toHaveLength(2);
   });
 
   it('answers /healthz with 200 JSON, also when WebSockets are disabled', async () => {

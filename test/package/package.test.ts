@@ -13,6 +13,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { protocolJsonSchema } from '../../src/index';
 
 const repo = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -154,7 +155,7 @@ function referencedFiles(pkg: PackageJson): string[] {
  * everything and lets the process end by itself; a 10 s unref'd timer catches a hang.
  */
 const SCRIPT_BODY = `
-const SUBPATHS = ['roomwire', 'roomwire/node', 'roomwire/express', 'roomwire/koa', 'roomwire/fastify', 'roomwire/server'];
+const SUBPATHS = ['roomwire', 'roomwire/node', 'roomwire/express', 'roomwire/koa', 'roomwire/fastify', 'roomwire/server', 'roomwire/client'];
 
 async function main() {
   setTimeout(() => { console.error('roomwire smoke: still running after 10 s'); process.exit(3); }, 10000).unref();
@@ -164,6 +165,9 @@ async function main() {
     exports[spec] = Object.fromEntries(Object.keys(mod).map((k) => [k, typeof mod[k]]));
     if (spec === 'roomwire/fastify') exports[spec]['default === roomwire'] = mod.default === mod.roomwire;
   }
+
+  const schema = await loadJson('roomwire/protocol.schema.json');
+  const protocol = { $schema: schema.$schema, defs: Object.keys(schema.$defs) };
 
   const { createHub } = await load('roomwire');
   const { attach } = await load('roomwire/node');
@@ -184,14 +188,14 @@ async function main() {
   const closeCode = await closed;
   server.closeAllConnections();
   await new Promise((resolve) => server.close(resolve));
-  console.log(JSON.stringify({ exports, first, closeCode }));
+  console.log(JSON.stringify({ exports, first, closeCode, protocol }));
 }
 
 main().catch((err) => { console.error(err); process.exit(1); });
 `;
 
-const ESM_LOADER = `const load = (spec) => import(spec);\n`;
-const CJS_LOADER = `const load = async (spec) => require(spec);\n`;
+const ESM_LOADER = `const load = (spec) => import(spec);\nconst loadJson = async (spec) => (await import(spec, { with: { type: 'json' } })).default;\n`;
+const CJS_LOADER = `const load = async (spec) => require(spec);\nconst loadJson = load;\n`;
 
 /** Script files, per directory: the directory's package.json "type", the file, its module system. */
 const SCRIPTS = [
@@ -209,7 +213,8 @@ const EXPECTED_EXPORTS: Record<string, Record<string, string | boolean>> = {
   'roomwire/express': { attach: 'function' },
   'roomwire/koa': { attach: 'function' },
   'roomwire/fastify': { default: 'function', roomwire: 'function', 'default === roomwire': true },
-  'roomwire/server': { startServer: 'function', main: 'function', chatPage: 'function' },
+  'roomwire/server': { startServer: 'function', main: 'function', chatPage: 'function', clientScript: 'function' },
+  'roomwire/client': { createClient: 'function', RoomwireError: 'function', RoomwireClient: 'function' },
 };
 
 let tmp: string;
@@ -310,12 +315,17 @@ describe('the packed tarball', () => {
     };
     expect(analysis.types, 'attw found no types in the package').toEqual({ kind: 'included' });
     expect(Array.isArray(problems) ? problems : Object.values(problems)).toEqual([]);
-    const subpaths = Object.keys(pkg.exports).filter((k) => k !== './package.json');
-    expect(Object.keys(analysis.entrypoints).sort()).toEqual([...subpaths, './package.json'].sort());
+    const json = ['./package.json', './protocol.schema.json'];
+    const subpaths = Object.keys(pkg.exports).filter((k) => !json.includes(k));
+    expect(Object.keys(analysis.entrypoints).sort()).toEqual([...subpaths, ...json].sort());
     for (const sub of subpaths) {
       for (const [kind, res] of Object.entries(analysis.entrypoints[sub]!.resolutions)) {
         expect(res.resolution?.fileName, `${sub} under ${kind}`).toMatch(/\.d\.c?ts$/);
       }
+    }
+    // The JSON Schema resolves as the JSON file itself, under every resolution mode.
+    for (const [kind, res] of Object.entries(analysis.entrypoints['./protocol.schema.json']!.resolutions)) {
+      expect(res.resolution?.fileName, `protocol.schema.json under ${kind}`).toBe('/node_modules/roomwire/dist/protocol.schema.json');
     }
   });
 });
@@ -370,13 +380,15 @@ describe('the installed package in a scratch project', () => {
     const cwd = path.join(scratch, `type-${s.type}`);
     const r = await run(process.execPath, [s.file], { cwd, env: userEnv(), timeout: 15_000 });
     expect(r.code, show(`node ${s.file}`, r)).toBe(0);
-    const report = JSON.parse(r.stdout) as { exports: Record<string, Record<string, unknown>>; first: unknown; closeCode: number };
+    const report = JSON.parse(r.stdout) as { exports: Record<string, Record<string, unknown>>; first: unknown; closeCode: number; protocol: unknown };
     expect(Object.keys(report.exports).sort()).toEqual(Object.keys(EXPECTED_EXPORTS).sort());
     for (const [spec, expected] of Object.entries(EXPECTED_EXPORTS)) {
       expect(report.exports[spec], spec).toMatchObject(expected);
     }
     expect(report.first).toEqual({ type: 'join', room: 'lobby', user_id: expect.any(String), username: expect.any(String), timestamp: expect.any(Number) });
     expect(report.closeCode).toBe(1001);
+    // roomwire/protocol.schema.json: the JSON Schema, one $defs entry per frame.
+    expect(report.protocol).toEqual({ $schema: 'https://json-schema.org/draft/2020-12/schema', defs: Object.keys(protocolJsonSchema().$defs as object) });
   });
 
   it('runs the installed bin: listens on PORT=0 HOST=127.0.0.1, serves /healthz, exits 0 on SIGTERM', async () => {

@@ -1,0 +1,393 @@
+/**
+ * `roomwire/client` against real servers over real sockets (Node, with `ws` as the
+ * WebSocket): requests and replies, errors, reconnects after a server is killed, token
+ * refresh in-band and after a 1008, refusals that stop retrying, and calls made while
+ * disconnected.
+ */
+import fc from 'fast-check';
+import { afterEach, describe, expect, it } from 'vitest';
+import WebSocket, { WebSocketServer } from 'ws';
+import { createClient, type ClientOptions, type MessageFrame, type RoomwireClient, type StateChange } from '../../src/client/index';
+import type { RoomwireError } from '../../src/core/errors';
+import { startServer, type RunningServer } from '../../src/server/standalone';
+import { SECRET, sign, sleep } from '../helpers/client';
+import { ServerProcess, waitFor } from '../helpers/process';
+import { freePort } from '../helpers/redis';
+
+const clients: RoomwireClient[] = [];
+const servers: RunningServer[] = [];
+const processes: ServerProcess[] = [];
+
+afterEach(async () => {
+  for (const c of clients.splice(0)) c.close();
+  await Promise.all(servers.splice(0).map((s) => s.close()));
+  await Promise.all(processes.splice(0).map((p) => p.kill()));
+});
+
+const ENV = { WEBSOCKET_JWT_SECRET: SECRET, WEBSOCKET_MESSAGE_RATE: '10000/s,10000', WEBSOCKET_CONNECT_RATE: '100000/s,100000', WEBSOCKET_MAX_MESSAGE_SIZE: '65536' };
+
+async function serve(env: Record<string, string> = {}): Promise<RunningServer> {
+  const s = await startServer({ env: { HOST: '127.0.0.1', PORT: '0', ...ENV, ...env }, log: () => {} });
+  servers.push(s);
+  return s;
+}
+
+async function spawnServer(env: Record<string, string> = {}, port?: number): Promise<ServerProcess> {
+  const p = await ServerProcess.start({ ...ENV, ...env }, port);
+  processes.push(p);
+  return p;
+}
+
+function client(options: Partial<ClientOptions> & Pick<ClientOptions, 'url'>): RoomwireClient {
+  const c = createClient({ WebSocket: WebSocket as never, reconnect: { minDelayMs: 50, maxDelayMs: 400 }, ...options });
+  clients.push(c);
+  return c;
+}
+
+/** Every state change of a client, as `state` or `state:code`. */
+function states(c: RoomwireClient): string[] {
+  const seen: string[] = [];
+  c.on('state', (s: StateChange) => seen.push(s.code === undefined ? s.state : `${s.state}:${s.code}`));
+  return seen;
+}
+
+async function connected(c: RoomwireClient, timeout = 5000): Promise<void> {
+  await waitFor('connected', () => c.state === 'connected', timeout);
+}
+
+async function rejects(p: Promise<unknown>): Promise<RoomwireError> {
+  try {
+    await p;
+  } catch (err) {
+    return err as RoomwireError;
+  }
+  throw new Error('resolved');
+}
+
+describe('roomwire/client: requests and replies', () => {
+  it('joins, sends and leaves with acks; room and client listeners fire once per frame', async () => {
+    const s = await serve();
+    const url = `ws://127.0.0.1:${s.port}/ws`;
+    const a = client({ url });
+    const b = client({ url, getToken: () => sign({ sub: 'bob', username: 'Bob' }) });
+    const seenByA: MessageFrame[] = [];
+    const roomSeen: string[] = [];
+    a.on('message', (m) => seenByA.push(m));
+    a.room('r').on('message', (m) => roomSeen.push(m.content));
+    a.room('r').on('join', (n) => roomSeen.push(`join:${n.username}`));
+    const first = await a.join('r');
+    expect(first.users).toHaveLength(1);
+    expect(await b.join('r')).toEqual({ users: [first.users[0], 'Bob'] });
+    await b.send('r', 'hello', { n: 1 });
+    await waitFor('a got it', () => seenByA.length === 1, 2000);
+    expect(seenByA[0]).toEqual({ type: 'message', room: 'r', content: 'hello', user_id: 'bob', username: 'Bob', timestamp: expect.any(Number), data: { n: 1 } });
+    expect(roomSeen).toEqual([`join:${first.users[0]}`, 'join:Bob', 'hello']);
+    // A second join of the same room: one membership, one set of listeners.
+    expect(await a.join('r')).toEqual({ users: [first.users[0], 'Bob'] });
+    expect(s.hub.members('r')).toHaveLength(2);
+    expect(await a.users('r')).toEqual([first.users[0], 'Bob']);
+    await b.leave('r');
+    expect(s.hub.members('r')).toHaveLength(1);
+    await b.send('r', 'gone').then(
+      () => expect.fail('resolved'),
+      (err: RoomwireError) => expect({ code: err.code, message: err.message }).toEqual({ code: 'not_in_room', message: 'not a member of this room' }),
+    );
+    expect(typeof (await a.ping())).toBe('number');
+  });
+
+  it('rejects the right promise with the wire code, and leaves the other calls alone', async () => {
+    const s = await serve({ WEBSOCKET_MAX_ROOM_SIZE: '1' });
+    const url = `ws://127.0.0.1:${s.port}/ws`;
+    const a = client({ url });
+    const b = client({ url });
+    await a.join('full');
+    const [full, ok, bad, notIn] = await Promise.allSettled([b.join('full'), b.join('fine'), b.join('bad room'), b.send('elsewhere', 'x')]);
+    expect((full as PromiseRejectedResult).reason).toMatchObject({ code: 'room_full', message: 'room is full' });
+    expect(ok).toEqual({ status: 'fulfilled', value: { users: [expect.any(String)] } });
+    expect((bad as PromiseRejectedResult).reason).toMatchObject({ code: 'invalid_room' });
+    expect((notIn as PromiseRejectedResult).reason).toMatchObject({ code: 'not_in_room' });
+    expect(s.hub.clients().find((c) => c.rooms.includes('fine'))?.rooms).toEqual(['fine']);
+  });
+
+  it('answers 200 concurrent calls exactly once each', async () => {
+    const s = await serve();
+    const c = client({ url: `ws://127.0.0.1:${s.port}/ws` });
+    const other = client({ url: `ws://127.0.0.1:${s.port}/ws` });
+    await c.join('busy');
+    let got = 0;
+    other.room('busy').on('message', () => got++);
+    await other.join('busy');
+    const calls = Array.from({ length: 200 }, (_, i) => (i % 2 === 0 ? c.send('busy', `m${i}`) : c.users('busy')));
+    const results = await Promise.all(calls);
+    expect(results.filter((r) => Array.isArray(r))).toHaveLength(100);
+    await waitFor('every message delivered', () => got === 100, 3000);
+    await sleep(100);
+    expect(got).toBe(100);
+  });
+});
+
+describe('roomwire/client: reconnects', () => {
+  it('comes back after the server is killed and started again on the same port: rooms joined again, listeners fire once', async () => {
+    const server = await spawnServer();
+    const url = `${server.base}/ws`;
+    const a = client({ url });
+    const b = client({ url });
+    const seen: string[] = [];
+    const aStates = states(a);
+    a.room('lobby').on('message', (m) => seen.push(m.content));
+    await a.join('lobby');
+    await b.join('lobby');
+    await b.send('lobby', 'before');
+    await waitFor('before', () => seen.length === 1, 2000);
+
+    await server.kill();
+    await waitFor('a notices', () => a.state !== 'connected', 2000);
+    await sleep(300);
+    await server.start();
+    await connected(a);
+    await connected(b);
+    // Joined again by themselves: b's next message reaches a, once.
+    await waitFor('rejoined', async () => (await b.users('lobby').catch(() => [])).length === 2, 5000);
+    await b.send('lobby', 'after');
+    await waitFor('after', () => seen.length === 2, 2000);
+    await sleep(200);
+    expect(seen).toEqual(['before', 'after']);
+    expect(aStates.indexOf('disconnected:1006')).toBeGreaterThan(-1);
+    expect(aStates.slice(aStates.indexOf('disconnected:1006'))).toContain('connecting');
+    expect(aStates.at(-1)).toBe('connected');
+  }, 30_000);
+
+  it('keeps trying while the server is down longer than maxDelayMs, then reconnects', async () => {
+    const server = await spawnServer();
+    const c = client({ url: `${server.base}/ws`, reconnect: { minDelayMs: 50, maxDelayMs: 300 } });
+    let attempts = 0;
+    c.on('state', (s) => s.state === 'connecting' && attempts++);
+    await c.join('r');
+    await server.kill();
+    await sleep(1500);
+    expect(c.state).not.toBe('connected');
+    expect(attempts).toBeGreaterThanOrEqual(4);
+    await server.start();
+    await connected(c);
+    expect(await c.users('r')).toHaveLength(1);
+  }, 30_000);
+
+  it('honours the delay_ms of a reconnect frame before reconnecting', async () => {
+    const port = await freePort();
+    const wss = new WebSocketServer({ port, host: '127.0.0.1' });
+    const opened: number[] = [];
+    let closedAt = 0;
+    wss.on('connection', (ws) => {
+      opened.push(Date.now());
+      if (opened.length === 1) {
+        ws.send(JSON.stringify({ type: 'reconnect', data: { delay_ms: 1200 }, timestamp: 1 }));
+        closedAt = Date.now();
+        ws.close(1001, 'server shutting down');
+      }
+    });
+    try {
+      const c = client({ url: `ws://127.0.0.1:${port}/ws`, reconnect: { minDelayMs: 10, maxDelayMs: 20 } });
+      await waitFor('second connection', () => opened.length === 2, 5000);
+      expect(opened[1]! - closedAt).toBeGreaterThanOrEqual(1150);
+      c.close();
+    } finally {
+      await new Promise((r) => wss.close(r));
+    }
+  });
+
+  it('tries the URLs of a list in turn: when one server dies, it goes on at the next', async () => {
+    const one = await spawnServer();
+    const two = await spawnServer();
+    const c = client({ url: [`${one.base}/ws`, `${two.base}/ws`] });
+    await c.join('r');
+    await one.kill();
+    await waitFor('on the second server', async () => c.state === 'connected' && (await c.users('r').catch(() => [])).length === 1, 5000);
+  }, 20_000);
+});
+
+describe('roomwire/client: tokens', () => {
+  it('refreshes a short-lived token in-band before its exp, without reconnecting', async () => {
+    const s = await serve();
+    let issued = 0;
+    const c = client({ url: `ws://127.0.0.1:${s.port}/ws/auth`, getToken: () => (issued++, sign({ sub: 'u1' }, { expiresIn: '3s' })) });
+    const seen = states(c);
+    await c.join('r');
+    await sleep(5500); // past the first token's exp
+    expect(c.state).toBe('connected');
+    expect(seen.filter((x) => x === 'connected')).toHaveLength(1);
+    expect(issued).toBeGreaterThanOrEqual(3);
+    expect(s.hub.stats().messagesIn.auth).toBeGreaterThanOrEqual(2);
+    expect(await c.users('r')).toEqual(['u1']);
+  }, 20_000);
+
+  it('asks for a new token and reconnects after a 1008 token expired close, and joins its rooms again', async () => {
+    const s = await serve({ WEBSOCKET_HEARTBEAT_INTERVAL: '500ms' });
+    let calls = 0;
+    // The first token cannot be refreshed (getToken hands out the same one until it has expired).
+    const first = await sign({ sub: 'u2' }, { expiresIn: '2s' });
+    const c = client({
+      url: `ws://127.0.0.1:${s.port}/ws/auth`,
+      getToken: async () => (++calls <= 2 ? first : sign({ sub: 'u2' }, { expiresIn: '1h' })),
+    });
+    const seen = states(c);
+    await c.join('r');
+    await waitFor('closed with 1008', () => seen.includes('disconnected:1008'), 6000);
+    await connected(c);
+    await waitFor('rejoined', async () => (await c.users('r').catch(() => [])).length === 1, 3000);
+    expect(s.hub.clients().map((x) => x.rooms)).toEqual([['r']]);
+  }, 20_000);
+
+  it('stops retrying after a 401 that getToken cannot fix, and says why', async () => {
+    const s = await serve();
+    const forged = await sign({ sub: 'x' }, { secret: 'not-the-secret-not-the-secret-not-the-secret' });
+    const errors: RoomwireError[] = [];
+    const c = client({ url: `ws://127.0.0.1:${s.port}/ws/auth`, getToken: () => forged });
+    c.on('error', (e) => errors.push(e));
+    await waitFor('closed', () => c.state === 'closed', 5000);
+    await sleep(300);
+    expect(errors.map((e) => [e.code, e.status])).toEqual([['ERR_REFUSED', 401]]);
+    expect(s.hub.stats().rejected.unauthorized).toBe(1);
+    expect((await rejects(c.join('r'))).code).toBe('ERR_CLOSED');
+  });
+
+  it('stops on 403 and 404 too, and retries a 503', async () => {
+    const s = await serve({ WEBSOCKET_ALLOWED_ORIGINS: 'https://ok.example' });
+    const bad = client({ url: `ws://127.0.0.1:${s.port}/ws/a/b` });
+    await waitFor('404 stops', () => bad.state === 'closed', 5000);
+    const down = await serve({ WEBSOCKET_ENABLED: 'false' });
+    const waiting = client({ url: `ws://127.0.0.1:${down.port}/ws` });
+    await sleep(800);
+    expect(waiting.state).not.toBe('closed');
+    expect(down.hub.stats().rejected.disabled).toBeGreaterThanOrEqual(2);
+  });
+});
+
+describe('roomwire/client: calls while disconnected', () => {
+  it('waits for the connection up to requestTimeoutMs, then rejects with ERR_TIMEOUT; never queues without bound', async () => {
+    const port = await freePort();
+    const c = client({ url: `ws://127.0.0.1:${port}/ws`, requestTimeoutMs: 300, maxQueued: 5 });
+    const started = Date.now();
+    const calls = Array.from({ length: 7 }, (_, i) => rejects(c.send('r', `m${i}`)));
+    const errors = await Promise.all(calls);
+    expect(errors.map((e) => e.code)).toEqual(['ERR_TIMEOUT', 'ERR_TIMEOUT', 'ERR_TIMEOUT', 'ERR_TIMEOUT', 'ERR_TIMEOUT', 'ERR_QUEUE_FULL', 'ERR_QUEUE_FULL']);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(280);
+    c.close();
+    expect((await rejects(c.send('r', 'late'))).code).toBe('ERR_CLOSED');
+  });
+
+  it('sends a message queued while disconnected once back, after joining its room again', async () => {
+    const server = await spawnServer();
+    const c = client({ url: `${server.base}/ws`, requestTimeoutMs: 8000 });
+    const watcher = client({ url: `${server.base}/ws` });
+    await c.join('q');
+    await server.kill();
+    await waitFor('disconnected', () => c.state !== 'connected', 2000);
+    const queued = c.send('q', 'queued while away');
+    await server.start();
+    const got: string[] = [];
+    watcher.room('q').on('message', (m) => got.push(m.content));
+    await watcher.join('q');
+    await queued;
+    await waitFor('delivered', () => got.length === 1, 3000);
+    expect(got).toEqual(['queued while away']);
+  }, 20_000);
+});
+
+describe('roomwire/client: property', () => {
+  it('after any interleaving of join, leave, send and dropped connections, the server has exactly the rooms the client wants', async () => {
+    const s = await serve();
+    const url = `ws://127.0.0.1:${s.port}/ws`;
+    const op = fc.oneof(
+      fc.record({ kind: fc.constant('join' as const), room: fc.constantFrom('a', 'b', 'c') }),
+      fc.record({ kind: fc.constant('leave' as const), room: fc.constantFrom('a', 'b', 'c') }),
+      fc.record({ kind: fc.constant('send' as const), room: fc.constantFrom('a', 'b', 'c') }),
+      fc.record({ kind: fc.constant('drop' as const) }),
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 12 }), async (ops) => {
+        const c = client({ url, requestTimeoutMs: 3000 });
+        const wanted = new Set<string>();
+        const calls: Promise<unknown>[] = [];
+        const settle = (p: Promise<unknown>) => calls.push(p.then(() => 'ok', (e: RoomwireError) => e.code));
+        for (const o of ops) {
+          if (o.kind === 'join') {
+            wanted.add(o.room);
+            settle(c.join(o.room));
+          } else if (o.kind === 'leave') {
+            wanted.delete(o.room);
+            settle(c.leave(o.room));
+          } else if (o.kind === 'send') {
+            settle(c.send(o.room, 'x'));
+          } else {
+            // the server drops this client's connection
+            for (const sc of s.hub.clients()) sc.close(4000, 'dropped by the test');
+          }
+          await sleep(Math.random() * 20);
+        }
+        await Promise.allSettled(calls);
+        await connected(c);
+        await waitFor('in step', () => {
+          const mine = s.hub.clients();
+          return mine.length === 1 && [...mine[0]!.rooms].sort().join() === [...wanted].sort().join();
+        }, 3000);
+        c.close();
+        await waitFor('closed', () => s.hub.size === 0, 2000);
+      }),
+      { numRuns: 25 },
+    );
+  }, 60_000);
+});
+
+describe('roomwire/client: at scale and across processes', () => {
+  it('spreads the first reconnect attempts of 2,000 clients over the jitter window (no 50 ms bucket holds more than 20%)', async () => {
+    const server = await spawnServer({ WEBSOCKET_MAX_CONNECTIONS: '5000' });
+    const delays: number[] = [];
+    const many: RoomwireClient[] = [];
+    for (let i = 0; i < 2000; i++) {
+      const c = createClient({ url: `${server.base}/ws`, WebSocket: WebSocket as never, reconnect: { minDelayMs: 500, maxDelayMs: 5000 } });
+      clients.push(c);
+      many.push(c);
+      let droppedAt = 0;
+      c.on('state', (s) => {
+        if (s.state === 'disconnected' && droppedAt === 0) droppedAt = Date.now();
+        else if (s.state === 'connecting' && droppedAt !== 0 && delays.length < 2000 && !(c as unknown as { seen?: boolean }).seen) {
+          (c as unknown as { seen?: boolean }).seen = true;
+          delays.push(Date.now() - droppedAt);
+        }
+      });
+    }
+    await waitFor('all connected', () => many.every((c) => c.state === 'connected'), 20_000);
+    await server.kill();
+    await waitFor('every first attempt made', () => delays.length === 2000, 5000);
+    const buckets = Array.from({ length: 10 }, () => 0);
+    for (const d of delays) buckets[Math.min(9, Math.floor(d / 50))]!++;
+    expect(Math.max(...delays)).toBeLessThan(600);
+    expect(Math.max(...buckets) / delays.length).toBeLessThanOrEqual(0.2);
+    for (const c of many) c.close();
+  }, 60_000);
+
+  it('moves to the other process of a hub on one Redis when its process dies, keeping its rooms', async () => {
+    const { RedisServer } = await import('../helpers/redis');
+    const redis = await RedisServer.start();
+    try {
+      const one = await spawnServer({ WEBSOCKET_REDIS_URL: redis.url });
+      const two = await spawnServer({ WEBSOCKET_REDIS_URL: redis.url });
+      const roaming = client({ url: [`${one.base}/ws`, `${two.base}/ws`] });
+      const staying = client({ url: `${two.base}/ws` });
+      const heard: string[] = [];
+      roaming.room('shared').on('message', (m) => heard.push(m.content));
+      await roaming.join('shared');
+      await staying.join('shared');
+      await waitFor('both listed', async () => (await staying.users('shared')).length === 2, 5000);
+      await staying.send('shared', 'across processes');
+      await waitFor('heard across processes', () => heard.includes('across processes'), 3000);
+      await one.kill();
+      await waitFor('back, on the other process', async () => roaming.state === 'connected' && (await staying.users('shared').catch(() => [])).length === 2, 20_000);
+      await staying.send('shared', 'after the move');
+      await waitFor('heard after the move', () => heard.includes('after the move'), 3000);
+      expect(heard.filter((h) => h === 'after the move')).toHaveLength(1);
+    } finally {
+      await redis.kill();
+    }
+  }, 60_000);
+});
