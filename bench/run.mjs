@@ -2,13 +2,17 @@
 /**
  * roomwire benchmark (issue 6): roomwire's standalone server against a hand-written
  * `ws` room server (naive and pre-framed) and Socket.IO 4, each in its own process on
- * loopback, loaded by separate client processes. Prints tables and writes
- * bench/results/latest.json. See docs/performance.md.
+ * loopback, loaded by separate client processes; plus the hardening scenarios, roomwire
+ * alone: stats (the observability endpoints at 100,000 rooms), frames (what a costly
+ * frame costs), soak (memory after 200,000 short connections) and attack (a canary's
+ * latency under six attacks). Prints tables and writes bench/results/latest.json.
+ * See docs/performance.md.
  *
  *   npm run bench                       # build, then every scenario with the defaults
  *   node bench/run.mjs --reps=12 --scenarios=fanout,memory
  *   BENCH_SCALE_MAX=50000 BENCH_SCALE_WINDOW=30 node bench/run.mjs --scenarios=scale
  *   node bench/run.mjs --scenarios=scaleout   # roomwire over Redis vs Socket.IO's Redis adapter
+ *   node bench/run.mjs --scenarios=stats,frames,soak,attack   # the hardening scenarios (roomwire only)
  *
  * Every option is an environment variable BENCH_<NAME> or a flag --<name>=<value>
  * (flags win); `--help` lists them.
@@ -25,10 +29,16 @@ import { runFanout, runScaleout } from './scenarios/fanout.mjs';
 import { runMemory } from './scenarios/memory.mjs';
 import { runConnrate } from './scenarios/connrate.mjs';
 import { runScale } from './scenarios/scale.mjs';
+import { runStats } from './scenarios/stats.mjs';
+import { runFrames } from './scenarios/frames.mjs';
+import { runSoak } from './scenarios/soak.mjs';
+import { runAttack } from './scenarios/attack.mjs';
+
+const SCENARIOS = ['fanout', 'memory', 'connrate', 'scale', 'scaleout', 'stats', 'frames', 'soak', 'attack'];
 
 /** name, default, description; BENCH_<NAME in upper snake case> or --<name>. */
 const OPTIONS = /** @type {const} */ ([
-  ['scenarios', 'fanout,memory,connrate,scale', 'comma-separated scenarios to run (also: scaleout, two processes over Redis, roomwire and socketio)'],
+  ['scenarios', 'fanout,memory,connrate,scale,stats,frames,soak,attack', 'comma-separated scenarios to run (also: scaleout, two processes over Redis, roomwire and socketio)'],
   ['targets', 'roomwire,ws-naive,ws-preframed,socketio', 'comma-separated targets (ws-naive, the baseline, is always included)'],
   ['reps', 8, 'fan-out repetitions (each: every target at window 16 and at window 1)'],
   ['rooms', 10, 'fan-out rooms'],
@@ -51,6 +61,32 @@ const OPTIONS = /** @type {const} */ ([
   ['scale-pong-wait', 10, 'scale: seconds a ping may stay unanswered (WEBSOCKET_PONG_WAIT; default 60)'],
   ['scale-sweep', 1, 'scale: seconds between heartbeat sweeps (WEBSOCKET_HEARTBEAT_INTERVAL; default 30)'],
   ['scale-reps', 1, 'scale: repetitions (alternating order)'],
+  ['stats-rooms', 100000, 'stats: rooms created (one member each) before the endpoints are timed'],
+  ['stats-conns', 100, 'stats: connections the rooms are joined from (rooms / conns each)'],
+  ['stats-requests', 20, 'stats: timed requests per endpoint (after one unrecorded)'],
+  ['stats-canary-ms', 10, 'stats: milliseconds between the canary\'s app-level pings'],
+  ['frames-batches', 21, 'frames: timed batches per frame and function (the median is reported)'],
+  ['frames-batch-ms', 20, 'frames: milliseconds per batch'],
+  ['frames-server-seconds', 3, 'frames: seconds each frame kind is sent to a real server, per repetition'],
+  ['frames-server-reps', 2, 'frames: repetitions of the real-server part (alternating kinds)'],
+  ['soak-cycles', 200000, 'soak: connect/join/message/close cycles'],
+  ['soak-warmup', 10000, 'soak: cycles before the warm-up heap reading'],
+  ['soak-checkpoints', 4, 'soak: heap readings after the warm-up (the last at the end)'],
+  ['soak-inflight', 128, 'soak: cycles in flight (in total over the client processes)'],
+  ['soak-clients', 2, 'soak: client processes'],
+  ['soak-rooms', 300, 'soak: room names the cycles rotate over'],
+  ['soak-addresses', 8, 'soak: loopback source addresses per client process'],
+  ['attack-phases', 'baseline,flood,within-rate,ping-flood,slowloris,slow-readers,stats-loop', 'attack: phases to run, in order (a flood, b within-rate, c ping-flood, d slowloris, e slow-readers, f stats-loop)'],
+  ['attack-seconds', 6, 'attack: seconds per phase'],
+  ['attack-probe-ms', 25, 'attack: milliseconds between canary probes (two canaries, each within 20/s)'],
+  ['attack-flood-burst', 19, 'attack (a): over-rate frames sent between two accepted ones (two bursts stay under the 40-drop close)'],
+  ['attack-within-conns', 6, 'attack (b): connections sending the 8,000-key frame within the rate'],
+  ['attack-within-rate', 19, 'attack (b, e): frames per second per sending connection'],
+  ['attack-slowloris', 3200, 'attack (d): unfinished upgrade requests held'],
+  ['attack-readers', 20, 'attack (e): members that never read'],
+  ['attack-reader-senders', 1, 'attack (e): connections flooding their room within the rate'],
+  ['attack-rooms', 100000, 'attack (f): rooms that exist while /stats.json is requested'],
+  ['attack-stats-loops', 4, 'attack (f): loops requesting /stats.json back to back'],
   ['roomwire-env', '', 'extra roomwire environment, KEY=VALUE pairs separated by ; (overrides the benchmark settings)'],
   ['out', 'bench/results/latest.json', 'where to write the JSON results'],
 ]);
@@ -80,6 +116,32 @@ const OPTIONS = /** @type {const} */ ([
  * @property {number} scalePongWait
  * @property {number} scaleSweep
  * @property {number} scaleReps
+ * @property {number} statsRooms
+ * @property {number} statsConns
+ * @property {number} statsRequests
+ * @property {number} statsCanaryMs
+ * @property {number} framesBatches
+ * @property {number} framesBatchMs
+ * @property {number} framesServerSeconds
+ * @property {number} framesServerReps
+ * @property {number} soakCycles
+ * @property {number} soakWarmup
+ * @property {number} soakCheckpoints
+ * @property {number} soakInflight
+ * @property {number} soakClients
+ * @property {number} soakRooms
+ * @property {number} soakAddresses
+ * @property {string} attackPhases
+ * @property {number} attackSeconds
+ * @property {number} attackProbeMs
+ * @property {number} attackFloodBurst
+ * @property {number} attackWithinConns
+ * @property {number} attackWithinRate
+ * @property {number} attackSlowloris
+ * @property {number} attackReaders
+ * @property {number} attackReaderSenders
+ * @property {number} attackRooms
+ * @property {number} attackStatsLoops
  * @property {string} roomwireEnv
  * @property {string} out
  */
@@ -101,7 +163,7 @@ function parseOptions() {
   for (const arg of process.argv.slice(2)) {
     if (arg === '--help' || arg === '-h') {
       console.log('node bench/run.mjs [--name=value ...]; every option is also BENCH_<NAME>:\n');
-      for (const [name, def, what] of OPTIONS) console.log(`  --${name.padEnd(18)} BENCH_${name.toUpperCase().replace(/-/g, '_').padEnd(20)} ${what} (default ${def})`);
+      for (const [name, def, what] of OPTIONS) console.log(`  --${name.padEnd(22)} BENCH_${name.toUpperCase().replace(/-/g, '_').padEnd(24)} ${what} (default ${def})`);
       process.exit(0);
     }
     const m = /^--([a-z0-9-]+)=(.*)$/.exec(arg);
@@ -128,7 +190,7 @@ function parseOptions() {
   o.scenarios = String(o.scenarios).split(',').map((s) => s.trim()).filter(Boolean);
   o.targets = String(o.targets).split(',').map((s) => s.trim()).filter(Boolean);
   for (const s of /** @type {string[]} */ (o.scenarios)) {
-    if (!['fanout', 'memory', 'connrate', 'scale', 'scaleout'].includes(s)) throw new Error(`unknown scenario ${s}`);
+    if (!SCENARIOS.includes(s)) throw new Error(`unknown scenario ${s} (one of ${SCENARIOS.join(', ')})`);
   }
   for (const t of /** @type {string[]} */ (o.targets)) {
     if (!TARGETS.some((x) => x.name === t)) throw new Error(`unknown target ${t}`);
@@ -219,7 +281,17 @@ async function main() {
 
   /** @type {Record<string, unknown>} */
   const results = {};
-  const runners = { fanout: runFanout, memory: runMemory, connrate: runConnrate, scale: runScale, scaleout: runScaleout };
+  const runners = {
+    fanout: runFanout,
+    memory: runMemory,
+    connrate: runConnrate,
+    scale: runScale,
+    scaleout: runScaleout,
+    stats: runStats,
+    frames: runFrames,
+    soak: runSoak,
+    attack: runAttack,
+  };
   for (const s of options.scenarios) {
     const t0 = Date.now();
     log(`\n== ${s} ==`);

@@ -4,6 +4,7 @@
  * docs/performance.md) and the check of issue 6's targets for roomwire.
  */
 import { fmt, latency, markdownTable, median, minMax, ratio, table } from './stats.mjs';
+import { hardeningSections, hardeningTargets } from './report-hardening.mjs';
 
 /**
  * Median over repetitions of trial(a)[key] / trial(b)[key] at one window.
@@ -108,12 +109,23 @@ export function report(doc) {
     });
   }
 
+  sections.push(...hardeningSections(r));
+
   const targets = checkTargets(doc);
   if (targets.length) {
     sections.push({
       title: "Issue 6 targets for roomwire (ratios measured in this run)",
       header: ['target', 'required', 'measured', 'verdict'],
       rows: targets.map((t) => [t.what, t.required, t.measured, t.verdict]),
+      left: 4,
+    });
+  }
+  const hardening = hardeningTargets(r);
+  if (hardening.length) {
+    sections.push({
+      title: 'Hardening targets for roomwire (measured in this run)',
+      header: ['target', 'required', 'measured', 'verdict'],
+      rows: hardening.map((t) => [t.what, t.required, t.measured, t.verdict]),
       left: 4,
     });
   }
@@ -124,7 +136,7 @@ export function report(doc) {
     problems.length ? `Problems (${problems.length}):\n${problems.map((/** @type {any} */ p) => `  [${p.scenario}/${p.target}] ${p.what}`).join('\n')}` : 'Problems: none',
   ].join('\n\n');
   const markdown = sections.map((s) => `**${s.title}**\n\n${markdownTable(s.header, s.rows, s.left)}`).join('\n\n');
-  return { plain, markdown, targets };
+  return { plain, markdown, targets: [...targets, ...hardening] };
 }
 
 /**

@@ -65,6 +65,10 @@ export function roomwireEnv(hb, jwtSecret) {
     WEBSOCKET_PONG_WAIT: `${hb.pongWait}ms`,
     WEBSOCKET_HEARTBEAT_INTERVAL: `${hb.sweep}ms`,
     WEBSOCKET_JWT_SECRET: jwtSecret,
+    // Connections per client address still sending their first request head (the guard
+    // against slowloris; default 32): the load opens up to 64 at once from one address.
+    // Builds without the guard ignore it.
+    MAX_UNFINISHED_REQUESTS: '1000000',
     ...ROOMWIRE_OVERRIDES,
   };
 }

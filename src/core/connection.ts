@@ -23,6 +23,11 @@ export interface ConnectionOwner {
   dispatch(conn: Connection, message: ClientMessage, room: string | undefined, text: string): void | Promise<void>;
   /** A handler threw: report it; the connection is then closed with 1011. */
   failed(conn: Connection, err: unknown): void;
+  /**
+   * The hub sent `conn` a close frame: bound the closing handshake. Returns a function
+   * that cancels the bound, called when the connection closes.
+   */
+  closeStarted(conn: Connection, code: number, reason: string): () => void;
   errorSent(conn: Connection, code: WireErrorCode, room: string | undefined): void;
   readonly counters: Counters;
   terminated(conn: Connection, reason: TerminationReason): void;
@@ -71,6 +76,7 @@ export class Connection implements Client, TransportListener, Beating {
   private queue: Queued[] | undefined;
   private queuedBytes = 0;
   private overflowing = false;
+  private cancelCloseTimer: (() => void) | undefined;
 
   constructor(
     private readonly owner: ConnectionOwner,
@@ -183,15 +189,24 @@ export class Connection implements Client, TransportListener, Beating {
     return true;
   }
 
-  /** One more frame dropped over the rate: `burst` in a row close the connection with 1008. */
+  /**
+   * One more frame dropped over the rate: `burst` in a row close the connection with 1008.
+   * Nothing more is read from such a peer (a flood that ignores the close frame would
+   * otherwise go on costing a core to parse); the closing handshake is cut short.
+   */
   private dropped(): void {
-    if (++this.dropStreak >= this.owner.messageBurst) this.close(1008, 'rate limit exceeded');
+    if (++this.dropStreak < this.owner.messageBurst) return;
+    this.close(1008, 'rate limit exceeded');
+    this.paused = true;
+    this.transport.pause();
   }
 
   closed(code: number, reason: string): void {
     if (this.state === CLOSED) return;
     this.state = CLOSED;
     this.queue = undefined;
+    this.cancelCloseTimer?.();
+    this.cancelCloseTimer = undefined;
     this.owner.closed(this, code, reason);
   }
 
@@ -312,6 +327,17 @@ export class Connection implements Client, TransportListener, Beating {
     if (this.state !== OPEN) return;
     this.state = CLOSING;
     this.transport.close(code, reason);
+    this.cancelCloseTimer = this.owner.closeStarted(this, code, reason);
+  }
+
+  /**
+   * The peer did not finish the closing handshake in time: drop the TCP connection. The
+   * close is reported with the code the server sent.
+   */
+  abandon(code: number, reason: string): void {
+    if (this.state === CLOSED) return;
+    this.transport.terminate();
+    this.closed(code, reason);
   }
 
   terminate(reason: TerminationReason): void {

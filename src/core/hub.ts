@@ -249,6 +249,14 @@ export interface Hub extends EventEmitter<HubEvents> {
 
 const SHUTDOWN_REASON = 'server shutting down';
 
+/**
+ * How long a peer may take to answer the server's close frame before its TCP connection
+ * is dropped (`ws` alone would wait 30 s). A peer closed with 1008 (a flood, an expired
+ * token) is no longer read at all, so waiting long for its answer would only hold a socket.
+ */
+const CLOSE_TIMEOUT = 5000;
+const ABUSE_CLOSE_TIMEOUT = 1000;
+
 function noop(): void {}
 const SILENT: Logger = { error: noop, warn: noop, info: noop, debug: noop };
 
@@ -334,6 +342,8 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
   private nextId = 0;
   private pending = 0;
   private closePromise: Promise<void> | undefined;
+  /** Set as shutdown starts (before `closePromise` exists: it is assigned when it returns). */
+  private shuttingDown = false;
   private onEmpty: (() => void) | undefined;
   private readonly started: Promise<void>;
 
@@ -387,7 +397,7 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
   }
 
   get closing(): boolean {
-    return this.closePromise !== undefined;
+    return this.closePromise !== undefined || this.shuttingDown;
   }
 
   route(url: string): Route | undefined {
@@ -758,6 +768,12 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
     conn.close(1011, 'internal error');
   }
 
+  closeStarted(conn: Connection, code: number, reason: string): () => void {
+    // During a shutdown, hub.close() bounds every handshake with its own timeout.
+    if (this.closing) return noop;
+    return this.clock.after(code === 1008 ? ABUSE_CLOSE_TIMEOUT : CLOSE_TIMEOUT, () => conn.abandon(code, reason));
+  }
+
   terminated(conn: Connection, reason: TerminationReason): void {
     this.counters.terminations[reason]++;
     this.log.info({ client: conn.id, userId: conn.userId, reason }, 'connection terminated');
@@ -877,6 +893,7 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
   }
 
   private async shutdown(options: CloseOptions): Promise<void> {
+    this.shuttingDown = true;
     this.stopSweep();
     const code = options.code ?? 1001;
     const reason = options.reason ?? SHUTDOWN_REASON;

@@ -116,7 +116,7 @@ describe('8. frames over the message rate are dropped unread', () => {
   it('reflects nothing of a dropped frame: 60 KB room names come back only within the rate, and the flood is cut off', async () => {
     const s = await serve({ WEBSOCKET_MESSAGE_RATE: '5/s,5', WEBSOCKET_MAX_MESSAGE_SIZE: '70000' });
     const inn = await innocent(s);
-    const watch = inn.watch();
+    const watch = inn.watch(300); // within the canary's own 5 messages a second
     const raw = await openRaw(s, '/ws');
     const room = 'r'.repeat(60_000);
     const frame = JSON.stringify({ type: 'message', room, content: 'x' });
@@ -366,6 +366,26 @@ describe('13. protocol pings', () => {
     expect(pongs).toEqual(Array.from({ length: pongs.length }, (_, i) => i));
     expect(raw.frames.filter((f) => f.opcode === 0x1)).toEqual([]);
     await watch.stop();
+    await inn.check();
+  });
+
+  it('stops reading a ping flood that ignores the close frame, and drops its connection a second later', async () => {
+    const s = await serve({ WEBSOCKET_MESSAGE_RATE: '20/s,40' });
+    const inn = await innocent(s);
+    const watch = inn.watch();
+    const raw = await openRaw(s, '/ws');
+    const burst = Buffer.concat(Array.from({ length: 500 }, () => encodeFrame(0x9, Buffer.from('flood'))));
+    const started = Date.now();
+    // Keep flooding, never answering the close frame (bounded: 3 s at most).
+    while (!raw.socket.destroyed && Date.now() - started < 3000) {
+      if (raw.socket.writableLength < 1 << 20) raw.sendBytes(burst);
+      await sleep(5);
+    }
+    expect(raw.closeFrame).toEqual({ code: 1008, reason: 'rate limit exceeded' });
+    expect(raw.socket.destroyed).toBe(true);
+    expect(Date.now() - started).toBeLessThan(2500);
+    await watch.stop();
+    expect(s.hub.size).toBe(2);
     await inn.check();
   });
 

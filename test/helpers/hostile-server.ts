@@ -85,10 +85,11 @@ export interface Innocent {
   /** The innocent pair still talks: a message from one reaches the other, and ping gets pong. */
   check(): Promise<void>;
   /**
-   * Keep the pair talking during an attack: a message every 50 ms, whose copy each must get
-   * within 2 s. `stop()` ends it and throws if any reply was missing or late.
+   * Keep the pair talking during an attack: a message every `everyMs` (default 50 ms; keep
+   * it within the server's message rate), whose copy each must get within 2 s. `stop()`
+   * ends it and throws if any reply was missing or late.
    */
-  watch(): { stop(): Promise<{ rounds: number; worstMs: number }> };
+  watch(everyMs?: number): { stop(): Promise<{ rounds: number; worstMs: number }> };
 }
 
 /**
@@ -127,7 +128,7 @@ export async function innocent(s: RunningServer, headers: Record<string, string>
       expect(watcher.frames).toEqual([]);
       expect(speaker.frames).toEqual([]);
     },
-    watch() {
+    watch(everyMs = 50) {
       let stopped = false;
       let rounds = 0;
       let worstMs = 0;
@@ -141,7 +142,7 @@ export async function innocent(s: RunningServer, headers: Record<string, string>
           expect(await speaker.next(2000)).toEqual(expected(content));
           worstMs = Math.max(worstMs, Date.now() - sent);
           rounds++;
-          await sleep(50);
+          await sleep(everyMs);
         }
       })();
       loop.catch(() => {}); // reported by stop()

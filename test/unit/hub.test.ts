@@ -376,6 +376,36 @@ describe('message rate limit', () => {
     expect(a.take()).toEqual([{ type: 'error', content: 'too many messages: this one was dropped', data: { code: 'rate_limited' }, timestamp: SEC }]);
   });
 
+  it('stops reading a peer closed for flooding, and drops it 1 s later if it never answers the close', async () => {
+    const { hub, clock } = setup({ messageRate: '1/m,2' });
+    const a = await connect(hub);
+    a.autoClose = false;
+    const closes: [number, string][] = [];
+    hub.on('disconnect', (_c, code, reason) => closes.push([code, reason]));
+    for (let i = 0; i < 4; i++) a.listener.ping(Uint8Array.of(i));
+    expect(a.closedWith).toEqual({ code: 1008, reason: 'rate limit exceeded' });
+    expect(a.paused).toBe(true);
+    clock.advance(999);
+    expect(a.terminated).toBe(false);
+    clock.advance(1);
+    expect(a.terminated).toBe(true);
+    expect(closes).toEqual([[1008, 'rate limit exceeded']]);
+    expect(hub.size).toBe(0);
+  });
+
+  it('gives any other closing handshake 5 s', async () => {
+    const { hub, clock } = setup();
+    const a = await connect(hub);
+    a.autoClose = false;
+    hub.clients()[0]!.close(4000, 'bye');
+    expect(a.paused).toBe(false);
+    clock.advance(4_999);
+    expect(a.terminated).toBe(false);
+    clock.advance(1);
+    expect(a.terminated).toBe(true);
+    expect(hub.size).toBe(0);
+  });
+
   it('counts invalid and binary frames too', async () => {
     const { hub } = setup({ messageRate: '1/m,2' });
     const a = await connect(hub);
