@@ -671,7 +671,7 @@ export class RoomwireClient extends Emitter<ClientEvents> {
  * await lobby.send('hello');
  * ```
  *
- * @example On Node 20, pass `WebSocket` from `ws`:
+ * @example On Node 20, with WebSocket from ws
  * ```ts
  * import WebSocket from 'ws';
  * const client = createClient({ url: 'ws://127.0.0.1:8080/ws', WebSocket });
