@@ -30,7 +30,7 @@ export {
 } from './core/config';
 export type { ConfigField, Duration, DurationKey, HubConfig, HubConfigInput, JwtConfig, JwtInput, RateLimit } from './core/config';
 export { RoomwireError, WIRE_ERRORS } from './core/errors';
-export type { ApplicationErrorCode, ConfigIssue, ErrorCode, WireErrorCode } from './core/errors';
+export type { ApplicationErrorCode, ClientErrorCode, ConfigIssue, ErrorCode, WireErrorCode } from './core/errors';
 export {
   ClientMessageSchemas,
   CLIENT_MESSAGE_TYPES,
@@ -44,6 +44,7 @@ export {
 } from './core/protocol';
 export type { ClientMessage, ClientMessageType, FrameCheck, RequestId, ServerFrame, ServerFrameType } from './core/protocol';
 export { frameJsonSchemas, protocolJsonSchema } from './core/json-schema';
+export type { JsonSchema } from './core/json-schema';
 export { createJwtVerifier, defaultAuthenticate, extractToken, identityFromClaims } from './core/auth';
 export type { JwtVerifier } from './core/auth';
 export { createMemoryBroker } from './brokers/memory';

@@ -11,7 +11,8 @@ export function frameDefName(side: 'client' | 'server', type: string): string {
   return `${side}.${type}`;
 }
 
-type JsonSchema = Record<string, unknown>;
+/** A JSON Schema document or subschema, as plain JSON. */
+export type JsonSchema = Record<string, unknown>;
 
 // 'input' for both sides: a strict object (server frames) gets `additionalProperties: false`
 // either way, while a plain one (client frames, `data`) stays open, as the server reads it.
