@@ -31,6 +31,7 @@ import http from 'node:http';
 import net from 'node:net';
 import WebSocket from 'ws';
 import { keysFrame, plainFrame } from '../lib/frames.mjs';
+import { member as joinAs } from '../lib/member.mjs';
 
 const SOURCE = '127.0.0.1';
 
@@ -68,31 +69,9 @@ function tally() {
  * @param {string} room
  * @param {(text: string) => void} onFrame frames after the user list
  * @param {(code: number) => void} onClose
- * @returns {Promise<WebSocket>}
  */
 function member(url, room, onFrame, onClose) {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`${url.replace(/^http/, 'ws')}/ws/${room}`, { perMessageDeflate: false, localAddress: SOURCE, maxPayload: 1 << 24, handshakeTimeout: 10_000 });
-    let ready = false;
-    ws.on('message', (data) => {
-      const text = data.toString();
-      if (!ready) {
-        if (text.startsWith('{"type":"user_list"')) {
-          ready = true;
-          resolve(ws);
-        }
-        return;
-      }
-      onFrame(text);
-    });
-    ws.on('error', (err) => {
-      if (!ready) reject(err);
-    });
-    ws.on('close', (code) => {
-      if (ready) onClose(code);
-      else reject(new Error(`closed ${code} before joining ${room}`));
-    });
-  });
+  return joinAs(`${url.replace(/^http/, 'ws')}/ws/${room}`, { localAddress: SOURCE, maxPayload: 1 << 24, handshakeTimeout: 10_000, onFrame, onClose });
 }
 
 /**

@@ -17,6 +17,7 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import WebSocket from 'ws';
 import { scenarioFrames } from '../lib/frames.mjs';
+import { member as joinAs } from '../lib/member.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 let sink = 0;
@@ -96,31 +97,9 @@ let onEcho = () => {};
  * @param {string} url
  * @param {string} localAddress
  * @param {(text: string) => void} onFrame
- * @returns {Promise<WebSocket>}
  */
 function member(url, localAddress, onFrame) {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { perMessageDeflate: false, localAddress, maxPayload: 1 << 20 });
-    let ready = false;
-    ws.on('message', (data) => {
-      const text = data.toString();
-      if (!ready) {
-        if (text.startsWith('{"type":"user_list"')) {
-          ready = true;
-          resolve(ws);
-        }
-        return;
-      }
-      onFrame(text);
-    });
-    ws.on('error', (err) => {
-      if (!ready) reject(err);
-    });
-    ws.on('close', (code) => {
-      if (!ready) reject(new Error(`closed ${code} before joining`));
-      else errors[`close_${code}`] = (errors[`close_${code}`] ?? 0) + 1;
-    });
-  });
+  return joinAs(url, { localAddress, onFrame, onClose: (code) => (errors[`close_${code}`] = (errors[`close_${code}`] ?? 0) + 1) });
 }
 
 /**
