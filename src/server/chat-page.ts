@@ -64,7 +64,7 @@ export function chatPage(basePath: string): string {
 <script>
 (function () {
   var BASE = ${base};
-  var client = null, room = null, lobby = null, usersTimer = null;
+  var client = null, room = null, lobby = null, usersTimer = null, joined = false;
   var $ = function (id) { return document.getElementById(id); };
   function line(text, cls) {
     var li = document.createElement('li');
@@ -88,7 +88,8 @@ export function chatPage(basePath: string): string {
     }, 250);
   }
   function setState(state) {
-    var open = state === 'connected';
+    // Send only once in the room: connected, and the join answered.
+    var open = state === 'connected' && joined;
     $('text').disabled = !open; $('send').disabled = !open;
     $('status').textContent = state === 'connected' ? 'connected to ' + room : state === 'closed' ? 'disconnected' : state === 'connecting' ? 'connecting…' : 'reconnecting…';
     $('connect').textContent = client ? 'Disconnect' : 'Connect';
@@ -109,13 +110,20 @@ export function chatPage(basePath: string): string {
     lobby.on('join', function (m) { line(m.username + ' joined ' + m.room, 'notice'); refreshUsers(); });
     lobby.on('leave', function (m) { line(m.username + ' left ' + m.room, 'notice'); refreshUsers(); });
     client.on('error', function (e) { line('error: ' + e.message + ' (' + e.code + ')', 'error'); });
+    function join() {
+      // Resolves on the join's ack; after a reconnect, on the ack of the client's own rejoin.
+      lobby.join().then(function (r) { joined = true; users(r.users); setState(client ? client.state : 'closed'); },
+        function (e) { line('error: ' + e.message + ' (' + e.code + ')', 'error'); });
+    }
     client.on('state', function (s) {
+      joined = false;
       if (s.state === 'disconnected') { line('connection lost' + (s.code ? ' (' + s.code + (s.reason ? ' ' + s.reason : '') + ')' : '') + ', reconnecting', 'notice'); users([]); }
       if (s.state === 'closed') { client = null; users([]); }
+      if (s.state === 'connected' && lobby) join();
       setState(s.state);
     });
     setState(client.state);
-    lobby.join().then(function (r) { users(r.users); }, function (e) { line('error: ' + e.message + ' (' + e.code + ')', 'error'); });
+    join();
   }
   function send() {
     var text = $('text').value;

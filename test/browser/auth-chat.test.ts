@@ -3,13 +3,10 @@
  * the token (query or cookie), refresh it in-band, and the private-room hook.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
+import { hasBrowser, launchChromium } from '../helpers/browser';
 
-const CHROMIUM = '/usr/bin/chromium';
-const hasBrowser = existsSync(CHROMIUM);
-if (!hasBrowser && process.env.ROOMWIRE_REQUIRE_BROWSER === '1') throw new Error(`${CHROMIUM} is missing`);
 
 describe.runIf(hasBrowser)('auth-chat example in headless Chromium', () => {
   let browser: Browser;
@@ -30,11 +27,7 @@ describe.runIf(hasBrowser)('auth-chat example in headless Chromium', () => {
       });
       child.on('exit', (code) => reject(new Error(`example exited with ${code}`)));
     });
-    const { chromium } = await import('playwright-core');
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
+    browser = await launchChromium();
   });
   afterAll(async () => {
     await browser?.close();

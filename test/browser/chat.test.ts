@@ -4,18 +4,13 @@
  * runs verbatim. CI installs chromium and sets ROOMWIRE_REQUIRE_BROWSER=1, so there a
  * missing browser fails; elsewhere these tests are skipped with the reason printed.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
+import { hasBrowser, launchChromium } from '../helpers/browser';
 import { startServer, type RunningServer } from '../../src/server/standalone';
 import { ServerProcess } from '../helpers/process';
 
-const CHROMIUM = '/usr/bin/chromium';
-const hasBrowser = existsSync(CHROMIUM);
-if (!hasBrowser) {
-  if (process.env.ROOMWIRE_REQUIRE_BROWSER === '1') throw new Error(`${CHROMIUM} is missing and ROOMWIRE_REQUIRE_BROWSER=1`);
-  console.warn(`browser tests skipped: ${CHROMIUM} not found (apt-get install -y chromium)`);
-}
 
 const SEED_EXAMPLE = readFileSync(new URL('./seed-client-example.js', import.meta.url), 'utf8');
 
@@ -25,11 +20,7 @@ describe.runIf(hasBrowser)('chat page in headless Chromium', () => {
   let origin: string;
 
   beforeAll(async () => {
-    const { chromium } = await import('playwright-core');
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
+    browser = await launchChromium();
     server = await startServer({ env: { HOST: '127.0.0.1', PORT: '0' }, log: () => {} });
     origin = `http://127.0.0.1:${server.port}`;
   });
@@ -99,11 +90,7 @@ describe.runIf(hasBrowser)('chat page on roomwire/client in headless Chromium, a
   let server: ServerProcess;
 
   beforeAll(async () => {
-    const { chromium } = await import('playwright-core');
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
+    browser = await launchChromium();
     server = await ServerProcess.start({ WEBSOCKET_MESSAGE_RATE: '100/s,100' });
   });
   afterAll(async () => {

@@ -3,15 +3,12 @@
  * redis-server (contract section 7): a page on each process, one room, one conversation.
  * Skipped without Debian's chromium unless ROOMWIRE_REQUIRE_BROWSER=1 (as in CI).
  */
-import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
+import { hasBrowser, launchChromium } from '../helpers/browser';
 import { startServer, type RunningServer } from '../../src/server/standalone';
 import { RedisServer } from '../helpers/redis';
 
-const CHROMIUM = '/usr/bin/chromium';
-const hasBrowser = existsSync(CHROMIUM);
-if (!hasBrowser && process.env.ROOMWIRE_REQUIRE_BROWSER === '1') throw new Error(`${CHROMIUM} is missing and ROOMWIRE_REQUIRE_BROWSER=1`);
 
 describe.runIf(hasBrowser)('chat pages on two processes sharing Redis, in headless Chromium', () => {
   let browser: Browser;
@@ -19,11 +16,7 @@ describe.runIf(hasBrowser)('chat pages on two processes sharing Redis, in headle
   const servers: RunningServer[] = [];
 
   beforeAll(async () => {
-    const { chromium } = await import('playwright-core');
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
+    browser = await launchChromium();
     redis = await RedisServer.start();
     for (let i = 0; i < 2; i++) {
       servers.push(await startServer({ env: { HOST: '127.0.0.1', PORT: '0', WEBSOCKET_REDIS_URL: redis.url }, log: () => {} }));

@@ -1,25 +1,19 @@
 /** The standalone server's /stats page renders live numbers and charts in headless Chromium. */
-import { existsSync, mkdtempSync, statSync } from 'node:fs';
+import { mkdtempSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser } from 'playwright-core';
+import { hasBrowser, launchChromium } from '../helpers/browser';
 import { startServer, type RunningServer } from '../../src/server/standalone';
 import { Peer } from '../helpers/client';
 
-const CHROMIUM = '/usr/bin/chromium';
-const hasBrowser = existsSync(CHROMIUM);
-if (!hasBrowser && process.env.ROOMWIRE_REQUIRE_BROWSER === '1') throw new Error(`${CHROMIUM} is missing`);
 
 describe.runIf(hasBrowser)('stats page in headless Chromium', () => {
   let browser: Browser;
   let server: RunningServer;
   beforeAll(async () => {
-    const { chromium } = await import('playwright-core');
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
+    browser = await launchChromium();
     server = await startServer({ env: { HOST: '127.0.0.1', PORT: '0', WEBSOCKET_MESSAGE_RATE: '1000/s,100000', STATS_ROOM_NAMES: 'true' }, log: () => {}, statsIntervalMs: 200 });
   });
   afterAll(async () => {
