@@ -194,13 +194,13 @@ class WsTransport implements Transport {
   }
 }
 
-function refuse(socket: Duplex, status: number, headers: Readonly<Record<string, string>>, reason: RejectReason): void {
+function refuse(socket: Duplex, status: number, headers: Readonly<Record<string, string>>, reason: RejectReason, detail: string | undefined): void {
   if (!socket.writable) {
     socket.destroy();
     return;
   }
   socket.on('error', ignore); // a peer that resets before reading the answer
-  const body = `${REASON_TEXT[reason]}\n`;
+  const body = `${detail ?? REASON_TEXT[reason]}\n`;
   const lines = [
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}`,
     'Connection: close',
@@ -253,14 +253,16 @@ export function createUpgradeHandler(hub: Hub): UpgradeHandler {
     noServer: true,
     clientTracking: false,
     perMessageDeflate: false,
-    maxPayload: hub.config.maxMessageSize,
+    // The hub closes a message over maxMessageSize with 1009 and a reason naming the limit;
+    // ws's own limit, 64 KiB higher, only bounds what one message may buffer before that.
+    maxPayload: hub.config.maxMessageSize + 64 * 1024,
     // The hub answers pings itself: they spend the message rate, and one over it gets no pong.
     autoPong: false,
   });
 
   const proceed = (admission: Admission, req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     if (!admission.accepted) {
-      refuse(socket, admission.status, admission.headers, admission.reason);
+      refuse(socket, admission.status, admission.headers, admission.reason, admission.detail);
       return;
     }
     const { ticket } = admission;

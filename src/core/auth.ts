@@ -4,7 +4,7 @@
  */
 import { createHmac, createPublicKey, createSecretKey, timingSafeEqual, type KeyObject } from 'node:crypto';
 import type { JwtConfig } from './config';
-import { RoomwireError } from './errors';
+import { RoomwireError, type TokenProblem } from './errors';
 import type { AuthContext, Identity, UpgradeRequest } from './types';
 
 type Jose = typeof import('jose');
@@ -107,7 +107,7 @@ export function pickUsername(...candidates: unknown[]): string {
 export function identityFromClaims(claims: Readonly<Record<string, unknown>>): Identity {
   const sub = claims.sub;
   if (typeof sub !== 'string' || sub.length === 0) {
-    throw new RoomwireError('unauthorized', 'token has no sub claim');
+    throw new RoomwireError('unauthorized', 'token has no sub claim', { detail: 'no sub' });
   }
   const username = pickUsername(claims.username, claims.preferred_username, claims.name, sub);
   const exp = typeof claims.exp === 'number' ? claims.exp : undefined;
@@ -130,8 +130,31 @@ const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 type FromBase64 = (text: string, options: { alphabet: 'base64url' }) => Uint8Array;
 const URL_ALPHABET: { alphabet: 'base64url' } = { alphabet: 'base64url' };
 
-function refuse(reason: string): never {
-  throw new RoomwireError('unauthorized', `token refused: ${reason}`);
+function refuse(reason: string, problem: TokenProblem = 'malformed'): never {
+  throw new RoomwireError('unauthorized', `token refused: ${reason}`, { detail: problem });
+}
+
+/** What a jose error says is wrong with a token. */
+function joseProblem(err: unknown): TokenProblem {
+  const e = err as { code?: string; claim?: string };
+  switch (e.code) {
+    case 'ERR_JWT_EXPIRED':
+      return 'expired';
+    case 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED':
+    case 'ERR_JWKS_NO_MATCHING_KEY':
+    case 'ERR_JWKS_MULTIPLE_MATCHING_KEYS':
+      return 'bad signature';
+    case 'ERR_JOSE_ALG_NOT_ALLOWED':
+    case 'ERR_JOSE_NOT_SUPPORTED':
+      return 'wrong algorithm';
+    case 'ERR_JWT_CLAIM_VALIDATION_FAILED':
+      return e.claim === 'iss' ? 'issuer' : e.claim === 'aud' ? 'audience' : e.claim === 'nbf' ? 'not yet valid' : 'malformed';
+    case 'ERR_JWKS_TIMEOUT':
+    case 'ERR_JWKS_INVALID':
+      return 'key set unavailable';
+    default:
+      return 'malformed';
+  }
 }
 
 /**
@@ -197,17 +220,17 @@ function numericDate(claims: Record<string, unknown>, name: string): number | un
  */
 function checkClaims(claims: Record<string, unknown>, jwt: JwtConfig, nowMs: number): void {
   const now = Math.floor(nowMs / 1000);
-  if (jwt.issuer.length > 0 && !(typeof claims.iss === 'string' && jwt.issuer.includes(claims.iss))) refuse('unexpected "iss" claim value');
+  if (jwt.issuer.length > 0 && !(typeof claims.iss === 'string' && jwt.issuer.includes(claims.iss))) refuse('unexpected "iss" claim value', 'issuer');
   if (jwt.audience.length > 0) {
     const aud = claims.aud;
     const values = typeof aud === 'string' ? [aud] : Array.isArray(aud) ? aud : [];
-    if (!values.some((a) => typeof a === 'string' && jwt.audience.includes(a))) refuse('unexpected "aud" claim value');
+    if (!values.some((a) => typeof a === 'string' && jwt.audience.includes(a))) refuse('unexpected "aud" claim value', 'audience');
   }
   numericDate(claims, 'iat');
   const nbf = numericDate(claims, 'nbf');
-  if (nbf !== undefined && nbf > now + jwt.clockTolerance) refuse('"nbf" claim timestamp check failed');
+  if (nbf !== undefined && nbf > now + jwt.clockTolerance) refuse('"nbf" claim timestamp check failed', 'not yet valid');
   const exp = numericDate(claims, 'exp');
-  if (exp !== undefined && exp * 1000 <= nowMs) refuse('"exp" claim timestamp check failed');
+  if (exp !== undefined && exp * 1000 <= nowMs) refuse('"exp" claim timestamp check failed', 'expired');
 }
 
 /**
@@ -223,13 +246,13 @@ function verifyHmac(token: string, header: Record<string, unknown>, key: KeyObje
   const second = token.indexOf('.', first + 1);
   if (first < 0 || second < 0 || token.indexOf('.', second + 1) >= 0) refuse('not a compact JWS');
   const alg = header.alg;
-  if (typeof alg !== 'string' || !algorithms.has(alg) || HMAC_HASH[alg] === undefined) refuse(`algorithm ${String(alg)} is not accepted`);
+  if (typeof alg !== 'string' || !algorithms.has(alg) || HMAC_HASH[alg] === undefined) refuse(`algorithm ${String(alg)} is not accepted`, 'wrong algorithm');
   const given = decodeBase64url(token.slice(second + 1));
   if (given === undefined) refuse('signature is not base64url');
   // Signed text: header and payload exactly as received (padding and whitespace included),
   // as jose signs them. A non-ASCII payload, which jose refuses to encode, fails decoding below.
   const expected = createHmac(HMAC_HASH[alg] as string, key).update(token.slice(0, second)).digest();
-  if (given.length !== expected.length || !timingSafeEqual(given, expected)) refuse('signature verification failed');
+  if (given.length !== expected.length || !timingSafeEqual(given, expected)) refuse('signature verification failed', 'bad signature');
   const claims = decodeSegment(token.slice(first + 1, second), 'payload');
   checkClaims(claims, jwt, nowMs);
   return claims;
@@ -276,7 +299,7 @@ export function createJwtVerifier(jwt: JwtConfig, now: () => number = Date.now, 
     const getKey = async (protectedHeader: { alg?: string }, input: Parameters<NonNullable<typeof jwks>>[1]) => {
       const alg = protectedHeader.alg ?? '';
       if (alg.startsWith('HS')) {
-        if (secret === undefined) throw new RoomwireError('unauthorized', `algorithm ${alg} is not accepted`);
+        if (secret === undefined) throw new RoomwireError('unauthorized', `algorithm ${alg} is not accepted`, { detail: 'wrong algorithm' });
         return secret;
       }
       // With both a key and a set configured, a token naming a key id is looked up in the set.
@@ -284,7 +307,7 @@ export function createJwtVerifier(jwt: JwtConfig, now: () => number = Date.now, 
         return jwks(protectedHeader as Parameters<typeof jwks>[0], input);
       }
       if (publicKey !== undefined) return publicKey;
-      throw new RoomwireError('unauthorized', `algorithm ${alg} is not accepted`);
+      throw new RoomwireError('unauthorized', `algorithm ${alg} is not accepted`, { detail: 'wrong algorithm' });
     };
     let payload: Record<string, unknown>;
     const at = now();
@@ -292,7 +315,7 @@ export function createJwtVerifier(jwt: JwtConfig, now: () => number = Date.now, 
       ({ payload } = await jose.jwtVerify(token, getKey, { ...options, currentDate: new Date(at) }));
     } catch (err) {
       if (err instanceof RoomwireError) throw err;
-      throw new RoomwireError('unauthorized', `token refused: ${(err as Error).message}`, { cause: err });
+      throw new RoomwireError('unauthorized', `token refused: ${(err as Error).message}`, { cause: err, detail: joseProblem(err) });
     }
     // Again with roomwire's rules: exp gets no leeway (a connection is closed when its
     // token expires, so a token already expired must not open one).
@@ -316,7 +339,9 @@ export function createJwtVerifier(jwt: JwtConfig, now: () => number = Date.now, 
     return header;
   };
 
+  const noKey = jwt.secret === undefined && publicKey === undefined && jwt.jwksUrl === undefined;
   return (token) => {
+    if (noKey) refuse('no key is configured to verify tokens', 'no key configured');
     if (hmacKey !== undefined) {
       // A token whose header names an HS algorithm takes the synchronous path.
       const dot = token.indexOf('.');

@@ -28,7 +28,7 @@ export interface ConnectionOwner {
    * that cancels the bound, called when the connection closes.
    */
   closeStarted(conn: Connection, code: number, reason: string): () => void;
-  errorSent(conn: Connection, code: WireErrorCode, room: string | undefined): void;
+  errorSent(conn: Connection, code: WireErrorCode, room: string | undefined, detail?: string): void;
   readonly counters: Counters;
   terminated(conn: Connection, reason: TerminationReason): void;
   closed(conn: Connection, code: number, reason: string): void;
@@ -130,17 +130,18 @@ export class Connection implements Client, TransportListener, Beating {
       this.close(1008, 'token expired');
       return;
     }
+    if (size > owner.maxMessageSize) {
+      // Checked here, with a reason that says the limit; the transport's own limit (ws's
+      // maxPayload, set higher) is only a backstop that closes without one.
+      this.close(1009, `message too large: max ${owner.maxMessageSize} bytes`);
+      return;
+    }
     // Order 1: the rate limit counts every inbound data frame. A dropped frame is not
     // read at all (parsing it would cost what the limit is there to save), so its error
     // names no room.
     if (!this.admitFrame(now)) {
       this.error('rate_limited', undefined);
       this.dropped();
-      return;
-    }
-    if (size > owner.maxMessageSize) {
-      // Transports enforce this before buffering a whole message; this covers any that do not.
-      this.close(1009, 'message too big');
       return;
     }
     if (this.busy) {
@@ -217,13 +218,13 @@ export class Connection implements Client, TransportListener, Beating {
     const counters = this.owner.counters;
     if (isBinary) {
       counters.messagesIn.invalid++;
-      this.error('invalid_message', undefined);
+      this.error('invalid_message', undefined, undefined, 'binary frames are not accepted (send a JSON object as text)');
       return;
     }
     const check = checkFrame(data);
     if (!check.ok) {
       counters.messagesIn.invalid++;
-      this.error(check.code, check.room, check.id);
+      this.error(check.code, check.room, check.id, check.detail);
       return;
     }
     counters.messagesIn[check.message.type]++;
@@ -302,10 +303,10 @@ export class Connection implements Client, TransportListener, Beating {
    * Send an `error` frame (the connection stays open, nothing else changes); `id` is the
    * request id of the frame it answers, when that had a valid one.
    */
-  error(code: WireErrorCode, room: string | undefined, id?: RequestId): void {
+  error(code: WireErrorCode, room: string | undefined, id?: RequestId, detail?: string): void {
     const now = this.owner.now();
-    this.sendOutbound(new Outbound(encodeError(code, room, Math.floor(now / 1000), id)), now);
-    this.owner.errorSent(this, code, room);
+    this.sendOutbound(new Outbound(encodeError(code, room, Math.floor(now / 1000), id, detail)), now);
+    this.owner.errorSent(this, code, room, detail);
   }
 
   /** Reply to an application-level `ping` (carrying its request id, if any). */

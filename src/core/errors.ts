@@ -85,15 +85,43 @@ export class RoomwireError extends Error {
   readonly issues: readonly ConfigIssue[];
   /** For `ERR_REFUSED` (client): the HTTP status of the refused upgrade. */
   readonly status: number | undefined;
+  /**
+   * For `unauthorized`: what is wrong with the token, one of {@link TOKEN_PROBLEMS}'s keys
+   * (`expired`, `bad signature`, ...). It never holds the token.
+   */
+  readonly detail: string | undefined;
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; issues?: readonly ConfigIssue[]; status?: number }) {
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; issues?: readonly ConfigIssue[]; status?: number; detail?: string }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'RoomwireError';
     this.code = code;
     this.issues = options?.issues ?? [];
     this.status = options?.status;
+    this.detail = options?.detail;
   }
 }
+
+/**
+ * Why a token was refused, with the sentence a 401 answer and the log line give for it.
+ * The 401 body and the `info` log line of a refused upgrade name one of these.
+ */
+export const TOKEN_PROBLEMS = {
+  missing: 'no token was given (an Authorization: Bearer header, a ?token= parameter or a token cookie)',
+  malformed: 'the token is not a well-formed JWT',
+  'bad signature': "the token's signature does not verify with the configured key",
+  'wrong algorithm': "the token's algorithm is not accepted (WEBSOCKET_JWT_ALGORITHMS)",
+  expired: 'the token has expired',
+  'not yet valid': 'the token is not valid yet (nbf)',
+  issuer: "the token's issuer (iss) is not accepted (WEBSOCKET_JWT_ISSUER)",
+  audience: "the token's audience (aud) is not accepted (WEBSOCKET_JWT_AUDIENCE)",
+  'no sub': 'the token has no sub claim',
+  'no key configured': 'the server has no key to verify tokens (set WEBSOCKET_JWT_SECRET, WEBSOCKET_JWT_PUBLIC_KEY or WEBSOCKET_JWKS_URL)',
+  'key set unavailable': 'the key set (WEBSOCKET_JWKS_URL) could not be fetched',
+  refused: 'the application refused the token',
+} as const;
+
+/** A key of {@link TOKEN_PROBLEMS}. */
+export type TokenProblem = keyof typeof TOKEN_PROBLEMS;
 
 /** Build the `ERR_INVALID_CONFIG` error that lists every issue, one per line. */
 export function configError(issues: readonly ConfigIssue[]): RoomwireError {

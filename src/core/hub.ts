@@ -12,7 +12,7 @@ import { createJwtVerifier, defaultAuthenticate, extractToken, pickUsername, typ
 import { systemClock } from './clock';
 import { resolveConfig, ratePeriodMs, type HubConfig, type HubConfigInput } from './config';
 import { Connection, checkClose, type ConnectionOwner } from './connection';
-import { RoomwireError, WIRE_ERRORS, configError, type WireErrorCode } from './errors';
+import { RoomwireError, TOKEN_PROBLEMS, WIRE_ERRORS, configError, type TokenProblem, type WireErrorCode } from './errors';
 import { checkLiveness, sweepPeriod, type TerminationReason } from './heartbeat';
 import { compileOrigins } from './origin';
 import {
@@ -20,6 +20,7 @@ import {
   encodeAck,
   encodeAuth,
   encodeMembership,
+  errorContent,
   encodeMessage,
   encodeUserList,
   identityFragment,
@@ -111,6 +112,11 @@ export type Admission =
       readonly headers: Readonly<Record<string, string>>;
       /** Why, for the response body and for logs. */
       readonly reason: RejectReason;
+      /**
+       * What exactly, in one sentence for the response body: the token problem of a 401
+       * (never the token), or what is wrong with the path of a 404.
+       */
+      readonly detail?: string;
     };
 
 /** A snapshot of the hub's counters; see {@link Hub.stats}. */
@@ -312,8 +318,14 @@ function firstHeader(req: UpgradeRequest, name: string): string | undefined {
   return Array.isArray(v) ? (v[0] as string | undefined) : (v as string | undefined);
 }
 
-function refusal(status: number, reason: RejectReason, headers: Record<string, string> = {}): Admission {
-  return { accepted: false, status, headers, reason };
+function refusal(status: number, reason: RejectReason, headers: Record<string, string> = {}, detail?: string): Admission {
+  return detail === undefined ? { accepted: false, status, headers, reason } : { accepted: false, status, headers, reason, detail };
+}
+
+/** The problem of a refused token, from what `authenticate` threw. */
+function tokenProblem(err: unknown): TokenProblem {
+  const detail = (err as RoomwireError | undefined)?.detail;
+  return detail !== undefined && Object.hasOwn(TOKEN_PROBLEMS, detail) ? (detail as TokenProblem) : 'refused';
 }
 
 class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwner, BrokerHost {
@@ -412,7 +424,7 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
     const address = this.clientAddress(request);
     // Every request under B counts as an attempt, whatever its answer.
     const retryAfter = this.limiter.take(address, this.clock.now());
-    if (route.kind === 'invalid') return this.reject(refusal(404, 'not_found'), request);
+    if (route.kind === 'invalid') return this.reject(refusal(404, 'not_found', {}, route.problem), request);
     if (this.closing) return this.reject(refusal(503, 'shutting_down'), request);
     if (!cfg.enabled) return this.reject(refusal(503, 'disabled'), request);
     const origin = firstHeader(request, 'origin');
@@ -426,28 +438,28 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
     let identity: Identity | null | Promise<Identity | null>;
     try {
       identity = this.authenticate({ token, required, request, verifyJwt: this.verifyJwt });
-    } catch {
-      return this.unauthorized(request);
+    } catch (err) {
+      return this.unauthorized(request, tokenProblem(err));
     }
     if (!isPromise<Identity | null>(identity)) return this.admitted(identity, token, required, route, address, request);
     // Promise.resolve: any thenable becomes a native promise, which adapters can tell apart.
     return Promise.resolve(identity).then(
       (id) => this.admitted(id, token, required, route, address, request),
-      () => this.unauthorized(request),
+      (err: unknown) => this.unauthorized(request, tokenProblem(err)),
     );
   }
 
-  private unauthorized(request: UpgradeRequest): Admission {
+  private unauthorized(request: UpgradeRequest, problem: TokenProblem): Admission {
     this.pending--;
-    return this.reject(refusal(401, 'unauthorized', { 'WWW-Authenticate': 'Bearer error="invalid_token"' }), request);
+    const challenge = problem === 'missing' ? 'Bearer' : 'Bearer error="invalid_token"';
+    const a = refusal(401, 'unauthorized', { 'WWW-Authenticate': challenge }, `a valid token is required (${problem}): ${TOKEN_PROBLEMS[problem]}`);
+    this.counters.rejected.unauthorized++;
+    this.log.info({ status: 401, reason: 'unauthorized', cause: problem, url: redactUrl(request.url), address: request.remoteAddress }, 'upgrade refused');
+    return a;
   }
 
   private admitted(identity: Identity | null, token: string | undefined, required: boolean, route: Route, address: string, request: UpgradeRequest): Admission {
-    if (identity === null && required) {
-      this.pending--;
-      const challenge = token === undefined ? 'Bearer' : 'Bearer error="invalid_token"';
-      return this.reject(refusal(401, 'unauthorized', { 'WWW-Authenticate': challenge }), request);
-    }
+    if (identity === null && required) return this.unauthorized(request, token === undefined ? 'missing' : 'refused');
     if (this.closing) {
       this.pending--;
       return this.reject(refusal(503, 'shutting_down'), request);
@@ -458,7 +470,7 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
   private reject(a: Admission, request?: UpgradeRequest): Admission {
     if (!a.accepted) {
       this.counters.rejected[a.reason]++;
-      if (this.debugging()) this.log.debug({ status: a.status, reason: a.reason, url: redactUrl(request?.url), address: request?.remoteAddress }, 'upgrade refused');
+      if (this.debugging()) this.log.debug({ status: a.status, reason: a.reason, detail: a.detail, url: redactUrl(request?.url), address: request?.remoteAddress }, 'upgrade refused');
     }
     return a;
   }
@@ -750,11 +762,12 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub, ConnectionOwne
 
   // ---- ConnectionOwner ---------------------------------------------------------------
 
-  errorSent(conn: Connection, code: WireErrorCode, room: string | undefined): void {
+  errorSent(conn: Connection, code: WireErrorCode, room: string | undefined, detail?: string): void {
     this.counters.errors[code]++;
-    if (this.debugging()) this.log.debug({ client: conn.id, code, room }, 'error frame sent');
+    if (this.debugging()) this.log.debug({ client: conn.id, code, room, detail }, 'error frame sent');
     if (this.listenerCount('error') > 0) {
-      const text = room === undefined ? WIRE_ERRORS[code] : `${WIRE_ERRORS[code]} (room "${room}")`;
+      const content = errorContent(code, detail);
+      const text = room === undefined ? content : `${content} (room "${room}")`;
       try {
         this.emit('error', new RoomwireError(code, text), conn);
       } catch {

@@ -98,7 +98,14 @@ export type ClientMessage = { [K in ClientMessageType]: z.infer<(typeof ClientMe
  */
 export type FrameCheck =
   | { readonly ok: true; readonly message: ClientMessage; readonly room: string | undefined; readonly id: RequestId | undefined }
-  | { readonly ok: false; readonly code: WireErrorCode; readonly room: string | undefined; readonly id: RequestId | undefined };
+  | {
+      readonly ok: false;
+      readonly code: WireErrorCode;
+      readonly room: string | undefined;
+      readonly id: RequestId | undefined;
+      /** What is wrong, in words, for the error's `content` (the field at fault, the known types). */
+      readonly detail?: string;
+    };
 
 /** The `room` a frame names as a string, for echoing in error frames. */
 export function namedRoom(value: unknown): string | undefined {
@@ -136,6 +143,36 @@ function validId(obj: Record<string, unknown>): RequestId | undefined {
   return isRequestId(v) ? (v as RequestId) : undefined;
 }
 
+const KNOWN_TYPES = `known types: ${CLIENT_MESSAGE_TYPES.join(', ')}`;
+
+/** Why `type` is not a client message type, naming the known ones. */
+function typeProblem(type: unknown): string {
+  if (type === undefined) return `the message has no "type" (${KNOWN_TYPES})`;
+  if (typeof type !== 'string') return `"type" must be a string (${KNOWN_TYPES})`;
+  const shown = type.length > 32 ? `${type.slice(0, 32)}…` : type;
+  return `${JSON.stringify(shown)} is not a message type (${KNOWN_TYPES})`;
+}
+
+const EXPECTED: Record<string, string> = { string: 'a string', object: 'a JSON object', number: 'a number', int: 'an integer' };
+const ID_RULE = 'a string of 1 to 64 characters or an integer from 0 to 2^53 − 1';
+
+/**
+ * The first thing wrong with a message of a known type, naming the field (`"content" is
+ * missing (a string)`). Only refused frames get here, so zod may take its time: it says
+ * which field failed, the compiled check only whether one did.
+ */
+function shapeProblem(type: ClientMessageType, obj: Record<string, unknown>): string | undefined {
+  const issue = ClientMessageSchemas[type].safeParse(obj).error?.issues[0];
+  if (issue === undefined) return undefined;
+  const path = issue.path.map(String).join('.');
+  if (path === 'id') return `"id" must be ${ID_RULE}`;
+  let value: unknown = obj;
+  for (const key of issue.path) value = typeof value === 'object' && value !== null ? (value as Record<PropertyKey, unknown>)[key as PropertyKey] : undefined;
+  const expected = issue.code === 'invalid_type' ? (EXPECTED[issue.expected] ?? issue.expected) : undefined;
+  if (value === undefined) return `"${path}" is missing${expected === undefined ? '' : ` (${expected})`}`;
+  return expected === undefined ? `"${path}" is not valid` : `"${path}" must be ${expected}`;
+}
+
 /**
  * Check one text frame in the contract's order (section 3, orders 2 to 5): JSON
  * object, known type, schema (the request `id` included), room name. The stateful
@@ -158,8 +195,8 @@ export function checkFrame(text: string): FrameCheck {
   const obj = value as Record<string, unknown>;
   const type = Object.hasOwn(obj, 'type') ? obj.type : undefined;
   // What an error echoes (the room named, a valid id) is read only when there is an error.
-  if (!isClientType(type)) return { ok: false, code: 'unsupported_type', room: namedRoom(obj), id: validId(obj) };
-  if (!SHAPES[type](obj)) return { ok: false, code: 'invalid_message', room: namedRoom(obj), id: validId(obj) };
+  if (!isClientType(type)) return { ok: false, code: 'unsupported_type', room: namedRoom(obj), id: validId(obj), detail: typeProblem(type) };
+  if (!SHAPES[type](obj)) return { ok: false, code: 'invalid_message', room: namedRoom(obj), id: validId(obj), detail: shapeProblem(type, obj) };
   const message = obj as ClientMessage;
   // The naming rule applies to the types that have a room (the shape made it a string); on
   // the others `room` is an unknown extra field and is ignored.
@@ -369,8 +406,17 @@ export function encodeAck(id: RequestId, room: string, timestamp: number): strin
   return `{"type":"ack"${idField(id)},"room":"${room}","timestamp":${timestamp}}`;
 }
 
-/** `{"type":"error","content","data":{"code"},"room"?,"id"?,"timestamp"}`; `room` is echoed escaped. */
-export function encodeError(code: WireErrorCode, room: string | undefined, timestamp: number, id?: RequestId): string {
+/** The `content` of an `error` frame: the code's text, and what exactly when known. */
+export function errorContent(code: WireErrorCode, detail?: string): string {
+  return detail === undefined ? WIRE_ERRORS[code] : `${WIRE_ERRORS[code]}: ${detail}`;
+}
+
+/**
+ * `{"type":"error","content","data":{"code"},"room"?,"id"?,"timestamp"}`; `room` is echoed
+ * escaped; `detail` (the field at fault, the known types) extends `content`.
+ */
+export function encodeError(code: WireErrorCode, room: string | undefined, timestamp: number, id?: RequestId, detail?: string): string {
   const r = room === undefined ? '' : `,"room":${JSON.stringify(room)}`;
-  return `{"type":"error","content":"${WIRE_ERRORS[code]}","data":{"code":"${code}"}${r}${idField(id)},"timestamp":${timestamp}}`;
+  const content = detail === undefined ? `"${WIRE_ERRORS[code]}"` : JSON.stringify(errorContent(code, detail));
+  return `{"type":"error","content":${content},"data":{"code":"${code}"}${r}${idField(id)},"timestamp":${timestamp}}`;
 }

@@ -15,9 +15,18 @@ export interface Route {
   readonly room: string | undefined;
   /** The request's query string without the `?` (empty when none). */
   readonly search: string;
+  /** For `invalid`: what is wrong, in words (the 404's body). */
+  readonly problem?: string;
 }
 
-const INVALID = (search: string): Route => ({ kind: 'invalid', auth: false, room: undefined, search });
+const INVALID = (search: string, problem: string): Route => ({ kind: 'invalid', auth: false, room: undefined, search, problem });
+
+const ROOM_RULE = 'room names are 1 to 64 characters from A-Z a-z 0-9 _ - . :';
+
+function badRoom(search: string, room: string): Route {
+  const shown = room.length > 80 ? `${room.slice(0, 80)}…` : room;
+  return INVALID(search, `the room name ${JSON.stringify(shown)} is invalid: ${ROOM_RULE}`);
+}
 
 /**
  * Classify `url` (a request target such as `/ws/lobby?token=…`) against the base path.
@@ -49,14 +58,15 @@ export function matchRoute(base: string, url: string): Route | undefined {
     auth = true;
     segment = rest[1];
   } else {
-    return INVALID(search);
+    const b = prefix === '' ? '' : prefix;
+    return INVALID(search, `no endpoint at this path: the endpoints are ${b || '/'}, ${b}/{room}, ${b}/auth and ${b}/auth/{room}`);
   }
   let room: string;
   try {
     room = decodeURIComponent(segment as string);
   } catch {
-    return INVALID(search);
+    return badRoom(search, segment as string);
   }
-  if (!isValidRoomName(room)) return INVALID(search);
+  if (!isValidRoomName(room)) return badRoom(search, room);
   return { kind: 'endpoint', auth, room, search };
 }

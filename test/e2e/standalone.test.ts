@@ -175,3 +175,59 @@ describe('standalone server: the roomwire process', () => {
     }
   });
 });
+
+describe('standalone server: refusals that explain themselves', () => {
+  const servers: RunningServer[] = [];
+  afterEach(async () => {
+    await Promise.all(servers.splice(0).map((s) => s.close()));
+  });
+
+  it('answers 401 naming what is wrong with the token, and logs it at info without the token', async () => {
+    const { SECRET, sign } = await import('../helpers/client');
+    const lines: Record<string, unknown>[] = [];
+    const raw: string[] = [];
+    const s = await startServer({
+      env: { HOST: '127.0.0.1', PORT: '0', WEBSOCKET_JWT_SECRET: SECRET, WEBSOCKET_JWT_ISSUER: 'https://id.example', WEBSOCKET_JWT_AUDIENCE: 'chat', WEBSOCKET_JWT_ALGORITHMS: 'HS256' },
+      log: (l) => (raw.push(l), lines.push(JSON.parse(l) as Record<string, unknown>)),
+    });
+    servers.push(s);
+    const good = { sub: 'u', iss: 'https://id.example', aud: 'chat' };
+    const now = Math.floor(Date.now() / 1000);
+    const cases: [string, string | undefined, string][] = [
+      ['missing', undefined, 'no token was given (an Authorization: Bearer header, a ?token= parameter or a token cookie)'],
+      ['expired', await sign({ ...good, exp: now - 10 }), 'the token has expired'],
+      ['bad signature', await sign(good, { secret: 'another-secret-another-secret-another-secret-0123' }), "the token's signature does not verify with the configured key"],
+      ['wrong algorithm', await sign(good, { alg: 'HS512' }), "the token's algorithm is not accepted (WEBSOCKET_JWT_ALGORITHMS)"],
+      ['issuer', await sign({ ...good, iss: 'https://evil.example' }), "the token's issuer (iss) is not accepted (WEBSOCKET_JWT_ISSUER)"],
+      ['audience', await sign({ ...good, aud: 'other' }), "the token's audience (aud) is not accepted (WEBSOCKET_JWT_AUDIENCE)"],
+      ['not yet valid', await sign({ ...good, nbf: now + 600 }), 'the token is not valid yet (nbf)'],
+      ['no sub', await sign({ iss: good.iss, aud: good.aud }), 'the token has no sub claim'],
+      ['malformed', 'not.a.jwt', 'the token is not a well-formed JWT'],
+    ];
+    for (const [cause, token, sentence] of cases) {
+      const r = await upgrade(s.port, token === undefined ? '/ws/auth/r' : `/ws/auth/r?token=${token}`);
+      expect({ cause, status: r.status, body: r.body }).toEqual({ cause, status: 401, body: `a valid token is required (${cause}): ${sentence}\n` });
+    }
+    const refused = lines.filter((l) => l.msg === 'upgrade refused');
+    expect(refused.map((l) => [l.level, l.status, l.cause])).toEqual(cases.map(([cause]) => ['info', 401, cause]));
+    for (const [, token] of cases) if (token !== undefined) expect(raw.filter((l) => l.includes(token.split('.')[2] || token))).toEqual([]);
+
+    // No key at all: every presented token says so.
+    const keyless = await startServer({ env: { HOST: '127.0.0.1', PORT: '0' }, log: () => {} });
+    servers.push(keyless);
+    const r = await upgrade(keyless.port, `/ws/auth/r?token=${await sign(good)}`);
+    expect(r.body).toBe('a valid token is required (no key configured): the server has no key to verify tokens (set WEBSOCKET_JWT_SECRET, WEBSOCKET_JWT_PUBLIC_KEY or WEBSOCKET_JWKS_URL)\n');
+  });
+
+  it('answers 404 saying the room name is invalid and stating the rule, or listing the endpoints', async () => {
+    const s = await startServer({ env: { HOST: '127.0.0.1', PORT: '0', WEBSOCKET_PATH: '/live' }, log: () => {} });
+    servers.push(s);
+    const bad = await upgrade(s.port, '/live/bad%20room');
+    expect({ status: bad.status, body: bad.body }).toEqual({
+      status: 404,
+      body: 'the room name "bad room" is invalid: room names are 1 to 64 characters from A-Z a-z 0-9 _ - . :\n',
+    });
+    const deep = await upgrade(s.port, '/live/a/b');
+    expect(deep.body).toBe('no endpoint at this path: the endpoints are /live, /live/{room}, /live/auth and /live/auth/{room}\n');
+  });
+});

@@ -366,6 +366,32 @@ export function hubSuite(name: string, start: Start): void {
       });
     });
 
+    describe('error frames that say what is wrong', () => {
+      it("name the field at fault, and the known types for an unknown type (data stays {code})", async () => {
+        const s = await serve();
+        const p = await s.open('/ws/lobby');
+        await p.take(2);
+        const cases: [unknown, string, string | undefined][] = [
+          [{ type: 'message', room: 'lobby', text: 'hi' }, 'message has missing or wrongly typed fields: "content" is missing (a string)', 'lobby'],
+          [{ type: 'message', room: 'lobby', content: 5 }, 'message has missing or wrongly typed fields: "content" must be a string', 'lobby'],
+          [{ type: 'message', room: 'lobby', content: 'x', data: null }, 'message has missing or wrongly typed fields: "data" must be a JSON object', 'lobby'],
+          [{ type: 'join' }, 'message has missing or wrongly typed fields: "room" is missing (a string)', undefined],
+          [{ type: 'auth', data: {} }, 'message has missing or wrongly typed fields: "data.token" is missing (a string)', undefined],
+          [{ type: 'ping', id: -1 }, 'message has missing or wrongly typed fields: "id" must be a string of 1 to 64 characters or an integer from 0 to 2^53 − 1', undefined],
+          [{ type: 'shout', room: 'lobby' }, 'message type is missing or not supported: "shout" is not a message type (known types: join, leave, message, ping, pong, user_list, auth)', 'lobby'],
+          [{ room: 'lobby' }, 'message type is missing or not supported: the message has no "type" (known types: join, leave, message, ping, pong, user_list, auth)', 'lobby'],
+          [{ type: 7 }, 'message type is missing or not supported: "type" must be a string (known types: join, leave, message, ping, pong, user_list, auth)', undefined],
+        ];
+        for (const [frame, content, room] of cases) {
+          p.send(frame);
+          const f = await p.next();
+          expect({ frame, content: f.content, data: f.data, room: f.room }).toEqual({ frame, content, data: { code: expect.any(String) }, room });
+        }
+        p.ws.send(Buffer.from([1, 2, 3]), { binary: true });
+        expect((await p.next()).content).toBe('message has missing or wrongly typed fields: binary frames are not accepted (send a JSON object as text)');
+      });
+    });
+
     describe('requests and replies (section 8)', () => {
       it('answers each request with exactly one frame carrying its id, after every other frame it causes for the sender', async () => {
         const s = await serve();
@@ -417,14 +443,15 @@ export function hubSuite(name: string, start: Start): void {
         const s = await serve({ WEBSOCKET_MAX_MESSAGE_SIZE: '64' });
         const whole = await s.open('/ws');
         whole.send({ type: 'ping', pad: 'x'.repeat(100) });
-        expect((await whole.closed).code).toBe(1009);
+        // The reason says the limit, so a client can tell its user why.
+        expect(await whole.closed).toEqual({ code: 1009, reason: 'message too large: max 64 bytes' });
 
         const fragmented = await s.open('/ws');
         const part = '{"type":"ping","pad":"' + 'y'.repeat(30);
         fragmented.ws.send(part, { fin: false });
         fragmented.ws.send('y'.repeat(30), { fin: false });
         fragmented.ws.send('"}', { fin: true });
-        expect((await fragmented.closed).code).toBe(1009);
+        expect(await fragmented.closed).toEqual({ code: 1009, reason: 'message too large: max 64 bytes' });
 
         const fine = await s.open('/ws');
         fine.send({ type: 'ping', pad: 'z'.repeat(30) });

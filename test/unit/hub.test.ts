@@ -261,11 +261,12 @@ describe('error frames (contract section 3 check order)', () => {
     }
   });
 
-  it('closes with 1009 a message larger than maxMessageSize when the transport did not', async () => {
-    const { hub } = setup({ maxMessageSize: 16 });
+  it('closes with 1009 and a reason naming the limit a message larger than maxMessageSize, before the rate counts it', async () => {
+    const { hub } = setup({ maxMessageSize: 16, messageRate: '1/h,1' });
     const a = await connect(hub);
+    a.json({ type: 'ping' }); // the one token
     a.text(JSON.stringify({ type: 'ping', pad: 'x'.repeat(20) }));
-    expect(a.closedWith).toEqual({ code: 1009, reason: 'message too big' });
+    expect(a.closedWith).toEqual({ code: 1009, reason: 'message too large: max 16 bytes' });
   });
 
   it('emits error events with the wire code', async () => {
