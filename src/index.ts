@@ -21,6 +21,7 @@ export type {
 } from './core/hub';
 export {
   configFromEnv,
+  unknownVariables,
   parseDuration,
   parseRate,
   formatRate,
@@ -28,7 +29,7 @@ export {
   HMAC_ALGORITHMS,
   ASYMMETRIC_ALGORITHMS,
 } from './core/config';
-export type { ConfigField, Duration, DurationKey, HubConfig, HubConfigInput, JwtConfig, JwtInput, RateLimit } from './core/config';
+export type { ConfigField, ConfigFromEnvOptions, Duration, DurationKey, HubConfig, HubConfigInput, JwtConfig, JwtInput, RateLimit, UnknownVariable } from './core/config';
 export { RoomwireError, WIRE_ERRORS } from './core/errors';
 export type { ApplicationErrorCode, ClientErrorCode, ConfigIssue, ErrorCode, WireErrorCode } from './core/errors';
 export {

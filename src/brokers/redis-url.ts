@@ -28,6 +28,10 @@ export function maskUrlPassword(url: string): string {
  */
 export function parseRedisUrl(url: string): RedisEndpoint {
   const shown = maskUrlPassword(String(url));
+  // `127.0.0.1:6379` or `localhost:6379` parse as a URL of another scheme: say what to write.
+  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(String(url))) {
+    throw new TypeError(`"${shown}" is not a URL: write it as redis://${shown.replace(/^\/+/, '')} (or rediss:// for TLS)`);
+  }
   let u: URL;
   try {
     u = new URL(url);

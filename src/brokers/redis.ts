@@ -20,7 +20,7 @@ import { randomBytes } from 'node:crypto';
 import { RoomwireError } from '../core/errors';
 import { encodeMembership, identityFragment, Outbound } from '../core/protocol';
 import type { Broker, BrokerHealth, BrokerHost, PresenceEntry } from '../core/types';
-import { parseRedisUrl, type RedisEndpoint } from './redis-url';
+import { maskUrlPassword, parseRedisUrl, type RedisEndpoint } from './redis-url';
 import { RedisConnection, RedisReplyError, type Reply } from './resp';
 
 /** Options of {@link createRedisBroker}. */
@@ -183,11 +183,16 @@ class RedisBroker implements Broker {
   private readonly alone = new Map<string, Set<string>>();
   /** Processes given up for silence, and when: if one speaks again its members are announced anew. */
   private readonly departed = new Map<string, number>();
+  /** The URL, password masked, for messages. */
+  private address = '';
+  /** Why the last connection attempt failed, for messages. */
+  private lastError: Error | undefined;
 
   constructor(options: RedisBrokerOptions) {
     let endpoint: RedisEndpoint;
     try {
       endpoint = parseRedisUrl(options.url);
+      this.address = maskUrlPassword(options.url);
     } catch (err) {
       throw new RoomwireError('ERR_INVALID_ARGUMENT', `url: ${(err as Error).message}`, { cause: err });
     }
@@ -222,7 +227,10 @@ class RedisBroker implements Broker {
       const timer = setTimeout(() => {
         this.onSynced = undefined;
         this.heard.clear();
-        if (!this.linked) host.brokerNotice('warn', { after: this.startMs }, 'Redis is not reachable yet; serving this process only until it is');
+        if (!this.linked) {
+          const cause = this.lastError?.message ?? 'no answer';
+          host.brokerNotice('warn', { after: this.startMs, address: this.address, cause }, `Redis at ${this.address} is not reachable yet (${cause}); serving this process only until it is`);
+        }
         resolve();
       }, this.startMs);
       this.onSynced = () => {
@@ -319,6 +327,7 @@ class RedisBroker implements Broker {
   }
 
   private unlink(err: Error): void {
+    this.lastError = err;
     this.linking++;
     // Pending SUBSCRIBE acknowledgements have been answered with the connection error.
     this.subscribing.clear();
@@ -326,12 +335,12 @@ class RedisBroker implements Broker {
       // Never linked: a wrong password or database is worth one report, not silence.
       if (err.message.startsWith('Redis refused') && !this.handshakeRefused && !this.stopped) {
         this.handshakeRefused = true;
-        this.host?.brokerFailed('Redis refused the connection; retrying', err);
+        this.host?.brokerFailed(`Redis at ${this.address} refused the connection (${err.message}); retrying`, err);
       }
       return;
     }
     this.linked = false;
-    if (!this.stopped) this.host?.brokerFailed("lost the Redis connection; serving this process's members only until it is back", err);
+    if (!this.stopped) this.host?.brokerFailed(`lost the connection to Redis at ${this.address} (${err.message}); serving this process's members only until it is back`, err);
   }
 
   private subscribe(room: string): void {

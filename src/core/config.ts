@@ -475,10 +475,71 @@ function deepFreeze<T>(o: T): T {
   return o;
 }
 
+/** Edit distance between two names (insertions, deletions, substitutions). */
+function distance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      row[j] = Math.min((prev[j] as number) + 1, (row[j - 1] as number) + 1, (prev[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = row;
+  }
+  return prev[b.length] as number;
+}
+
+/** A `WEBSOCKET_*` variable that no setting reads, and the known name closest to it. */
+export interface UnknownVariable {
+  readonly name: string;
+  /** The closest known variable, when one is close enough to be a typo of it. */
+  readonly suggestion: string | undefined;
+}
+
+/**
+ * The `WEBSOCKET_*` variables of `env` that no setting reads (a misspelled name is
+ * otherwise ignored in silence), each with the closest known name when it looks like a
+ * typo of one.
+ *
+ * @example unknownVariables({ WEBSOCKET_MAX_MESAGE_SIZE: '1024' }) // [{ name: 'WEBSOCKET_MAX_MESAGE_SIZE', suggestion: 'WEBSOCKET_MAX_MESSAGE_SIZE' }]
+ */
+export function unknownVariables(env: Record<string, string | undefined>): UnknownVariable[] {
+  const known = CONFIG_FIELDS.map((f) => f.env);
+  const out: UnknownVariable[] = [];
+  for (const name of Object.keys(env)) {
+    if (!name.startsWith('WEBSOCKET_') || known.includes(name)) continue;
+    let best: string | undefined;
+    let bestDistance = Number.POSITIVE_INFINITY;
+    for (const k of known) {
+      const d = distance(name, k);
+      if (d < bestDistance) [best, bestDistance] = [k, d];
+    }
+    out.push({ name, suggestion: bestDistance <= Math.max(2, Math.floor(name.length / 6)) ? best : undefined });
+  }
+  return out;
+}
+
+/** What an unknown variable's warning says. */
+export function unknownVariableMessage(v: UnknownVariable): string {
+  return `${v.name} is not a roomwire variable and is ignored${v.suggestion === undefined ? '' : `; did you mean ${v.suggestion}?`}`;
+}
+
+const warnedNames = new Set<string>();
+
+/** Options of {@link configFromEnv}. */
+export interface ConfigFromEnvOptions {
+  /**
+   * Where warnings go (an unknown `WEBSOCKET_*` variable, with the closest known name).
+   * @default process.emitWarning, once per variable name per process
+   */
+  readonly warn?: (message: string) => void;
+}
+
 /**
  * Read the hub configuration from environment variables (contract section 5 and the
  * seed's variables). Unset or empty variables take their defaults. Throws a
- * {@link RoomwireError} with code `ERR_INVALID_CONFIG` that names every bad variable.
+ * {@link RoomwireError} with code `ERR_INVALID_CONFIG` that names every bad variable, and
+ * warns about every `WEBSOCKET_*` variable no setting reads (a typo would otherwise be
+ * ignored in silence).
  *
  * @param env - the environment to read. @default process.env
  * @example
@@ -486,7 +547,15 @@ function deepFreeze<T>(o: T): T {
  * const hub = createHub(configFromEnv());
  * ```
  */
-export function configFromEnv(env: Record<string, string | undefined> = process.env): HubConfig {
+export function configFromEnv(env: Record<string, string | undefined> = process.env, options: ConfigFromEnvOptions = {}): HubConfig {
+  for (const v of unknownVariables(env)) {
+    const message = unknownVariableMessage(v);
+    if (options.warn !== undefined) options.warn(message);
+    else if (!warnedNames.has(v.name)) {
+      warnedNames.add(v.name);
+      process.emitWarning(message, { code: 'ROOMWIRE_UNKNOWN_VARIABLE' });
+    }
+  }
   const input: Record<string, unknown> = {};
   for (const field of CONFIG_FIELDS) {
     const raw = env[field.env];

@@ -113,11 +113,12 @@ export interface ServerSettings {
  * Read the hub configuration and the server's own settings ({@link SERVER_FIELDS}) from
  * `env`; throws one `ERR_INVALID_CONFIG` {@link RoomwireError} naming every bad variable.
  */
-export function serverConfigFromEnv(env: Record<string, string | undefined> = process.env): ServerSettings & { config: HubConfig } {
+export function serverConfigFromEnv(env: Record<string, string | undefined> = process.env): ServerSettings & { config: HubConfig; warnings: string[] } {
   let issues: ConfigIssue[] = [];
   let config: HubConfig | undefined;
+  const warnings: string[] = [];
   try {
-    config = configFromEnv(env);
+    config = configFromEnv(env, { warn: (message) => warnings.push(message) });
   } catch (err) {
     if ((err as RoomwireError).code !== 'ERR_INVALID_CONFIG') throw err;
     issues = [...(err as RoomwireError).issues];
@@ -145,8 +146,11 @@ export function serverConfigFromEnv(env: Record<string, string | undefined> = pr
   if (server.internalPort !== undefined && server.internalPort !== 0 && server.internalPort === server.port) {
     issues.push({ name: 'INTERNAL_PORT', message: `must differ from PORT (${server.port})` });
   }
-  if (issues.length > 0 || config === undefined) throw configError(issues);
-  return { ...server, config };
+  if (issues.length > 0 || config === undefined) {
+    // A typo'd variable is often why another is missing: say so with the error.
+    throw configError([...issues, ...warnings.map((w) => ({ name: w.split(' ')[0] as string, message: w.slice(w.indexOf(' ') + 1) }))]);
+  }
+  return { ...server, config, warnings };
 }
 
 function respond(res: http.ServerResponse, status: number, type: string, body: string, extra: Record<string, string> = {}): void {
@@ -173,6 +177,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   const settings = serverConfigFromEnv(env);
   const { config, host, port } = settings;
   const logger: Logger = options.hub?.logger ?? createJsonLogger(settings.logLevel, write);
+  for (const message of settings.warnings) logger.warn({ variable: message.split(' ')[0] }, message);
   const hub = createHub({ ...options.hub, ...config, logger });
   const page = chatPage(config.path);
   const startedAt = Date.now();
@@ -373,7 +378,10 @@ async function prometheusText(hub: Hub, logger: Logger): Promise<() => Promise<M
     registerHubMetrics(hub, { registry });
     return async () => ({ status: 200, contentType: registry.contentType, body: await registry.metrics() });
   } catch (err) {
-    logger.warn({ err }, 'prom-client is not installed: /metrics answers 503 (npm install prom-client)');
+    // Not installed is the expected case: one line, no stack. Anything else is worth the error.
+    const code = (err as { code?: unknown }).code;
+    const missing = code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND';
+    logger.warn(missing ? {} : { err }, 'prom-client is not installed: /metrics answers 503 (npm install prom-client)');
     const body = 'metrics need prom-client: npm install prom-client\n';
     return async () => ({ status: 503, contentType: 'text/plain; charset=utf-8', body });
   }

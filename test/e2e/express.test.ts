@@ -36,6 +36,32 @@ describe('roomwire/express', () => {
     await new Promise((r) => server.close(r));
   });
 
+  it('works when attach(hub, app) comes after app.listen(): it attaches at the first request, with a warning', async () => {
+    const app = express();
+    app.get('/hello', (_req, res) => res.send('hi'));
+    const server = app.listen(0, '127.0.0.1');
+    const port = await listening(server);
+    const hub = createHub();
+    const warnings: { code?: string; message: string }[] = [];
+    const onWarning = (w: Error & { code?: string }) => warnings.push({ code: w.code, message: w.message });
+    process.on('warning', onWarning);
+    try {
+      attach(hub, app);
+      expect(await (await fetch(`http://127.0.0.1:${port}/hello`)).text()).toBe('hi');
+      const p = await Peer.open(`ws://127.0.0.1:${port}/ws/room`);
+      expect((await p.next()).type).toBe('join');
+      await new Promise((r) => setImmediate(r));
+      expect(warnings.filter((w) => w.code === 'ROOMWIRE_ATTACH_LATE')).toEqual([
+        { code: 'ROOMWIRE_ATTACH_LATE', message: expect.stringContaining('attach(hub, app) came after app.listen()') },
+      ]);
+      await hub.close();
+    } finally {
+      process.off('warning', onWarning);
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
+  });
+
   it('detach restores app.listen', () => {
     const app = express();
     const original = app.listen;

@@ -219,6 +219,19 @@ describe('standalone server: refusals that explain themselves', () => {
     expect(r.body).toBe('a valid token is required (no key configured): the server has no key to verify tokens (set WEBSOCKET_JWT_SECRET, WEBSOCKET_JWT_PUBLIC_KEY or WEBSOCKET_JWKS_URL)\n');
   });
 
+  it('warns at startup about a WEBSOCKET_* variable no setting reads, naming the closest one', async () => {
+    const lines: string[] = [];
+    const s = await startServer({ env: { HOST: '127.0.0.1', PORT: '0', WEBSOCKET_MAX_MESAGE_SIZE: '1024' }, log: (l) => lines.push(l) });
+    servers.push(s);
+    expect(JSON.parse(lines[0]!)).toEqual({
+      level: 'warn',
+      time: expect.any(Number),
+      variable: 'WEBSOCKET_MAX_MESAGE_SIZE',
+      msg: 'WEBSOCKET_MAX_MESAGE_SIZE is not a roomwire variable and is ignored; did you mean WEBSOCKET_MAX_MESSAGE_SIZE?',
+    });
+    expect(lines[1]).toContain('listening on');
+  });
+
   it('answers 404 saying the room name is invalid and stating the rule, or listing the endpoints', async () => {
     const s = await startServer({ env: { HOST: '127.0.0.1', PORT: '0', WEBSOCKET_PATH: '/live' }, log: () => {} });
     servers.push(s);

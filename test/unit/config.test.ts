@@ -259,3 +259,29 @@ describe('parsers', () => {
     for (const bad of ['20', '20/s,', '/s', '20/d', '0/s', '20/s,0', '1.5/s']) expect(() => parseRate(bad)).toThrow();
   });
 });
+
+describe('unknown WEBSOCKET_* variables', () => {
+  it('are warned about with the closest known name, once each by default', async () => {
+    const { unknownVariables } = await import('../../src/index');
+    expect(
+      unknownVariables({ WEBSOCKET_MAX_MESAGE_SIZE: '1', WEBSOCKET_JWT_SECRT: 's', WEBSOCKET_COMPLETELY_ELSE: 'x', WEBSOCKET_PATH: '/ws', PATH: '/bin' }),
+    ).toEqual([
+      { name: 'WEBSOCKET_MAX_MESAGE_SIZE', suggestion: 'WEBSOCKET_MAX_MESSAGE_SIZE' },
+      { name: 'WEBSOCKET_JWT_SECRT', suggestion: 'WEBSOCKET_JWT_SECRET' },
+      { name: 'WEBSOCKET_COMPLETELY_ELSE', suggestion: undefined },
+    ]);
+    const warned: string[] = [];
+    configFromEnv({ WEBSOCKET_MAX_MESAGE_SIZE: '1024' }, { warn: (m) => warned.push(m) });
+    expect(warned).toEqual(['WEBSOCKET_MAX_MESAGE_SIZE is not a roomwire variable and is ignored; did you mean WEBSOCKET_MAX_MESSAGE_SIZE?']);
+  });
+
+  it('are named by the standalone server: a warning line, or beside the startup error they may explain', async () => {
+    const { serverConfigFromEnv } = await import('../../src/server/standalone');
+    expect(serverConfigFromEnv({ WEBSOCKET_MAX_MESAGE_SIZE: '1024' }).warnings).toEqual([
+      'WEBSOCKET_MAX_MESAGE_SIZE is not a roomwire variable and is ignored; did you mean WEBSOCKET_MAX_MESSAGE_SIZE?',
+    ]);
+    expect(() => serverConfigFromEnv({ WEBSOCKET_REQUIRE_AUTH: 'true', WEBSOCKET_JWT_SECRT: 's' })).toThrow(
+      'invalid configuration:\n  WEBSOCKET_REQUIRE_AUTH: true needs WEBSOCKET_JWT_SECRET, WEBSOCKET_JWT_PUBLIC_KEY or WEBSOCKET_JWKS_URL to verify tokens\n  WEBSOCKET_JWT_SECRT: is not a roomwire variable and is ignored; did you mean WEBSOCKET_JWT_SECRET?',
+    );
+  });
+});

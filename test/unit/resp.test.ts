@@ -93,6 +93,9 @@ describe('parseRedisUrl', () => {
     expect(() => parseRedisUrl('http://redis')).toThrow('"http://redis" must be a redis:// or rediss:// URL');
     expect(() => parseRedisUrl('redis://h/db')).toThrow('"redis://h/db": the path must be a database number');
     expect(() => parseRedisUrl('not a url')).toThrow(TypeError);
+    // A URL without its scheme says what to write.
+    expect(() => parseRedisUrl('127.0.0.1:6379')).toThrow('"127.0.0.1:6379" is not a URL: write it as redis://127.0.0.1:6379 (or rediss:// for TLS)');
+    expect(() => parseRedisUrl('localhost:6379/2')).toThrow('"localhost:6379/2" is not a URL: write it as redis://localhost:6379/2 (or rediss:// for TLS)');
     // A user part without a colon may be a password to some clients: masked whole.
     expect(() => parseRedisUrl('redis://app@h')).toThrow('"redis://***@h": a user name needs a password (redis://user:password@host)');
     expect(() => parseRedisUrl('redis://:%E0%A4%A@h')).toThrow('"redis://:***@h": bad percent-encoding in the user or password');
