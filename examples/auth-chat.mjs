@@ -117,7 +117,7 @@ function page(base, ttl) {
 <script>
 (function () {
   var BASE = ${JSON.stringify(base === '/' ? '' : base)};
-  var client = null, room = null, cookieTimer = null;
+  var client = null, room = null, cookieTimer = null, joined = false;
   var $ = function (id) { return document.getElementById(id); };
   function line(text, cls) { var li = document.createElement('li'); li.textContent = text; if (cls) li.className = cls; $('log').appendChild(li); }
   function login() {
@@ -149,14 +149,31 @@ function page(base, ttl) {
     r.on('leave', function (m) { line(m.username + ' left ' + m.room, 'notice'); });
     client.on('auth', function (a) { line('token refreshed; expires ' + new Date(a.data.exp * 1000).toLocaleTimeString(), 'notice'); });
     client.on('error', function (err) { line('error: ' + err.message + ' (' + err.code + ')', 'error'); });
-    client.on('state', function (s) {
-      var open = s.state === 'connected';
+    // Send is enabled only in the room: connected, and the join answered (a refused join,
+    // such as a private: room without the vip claim, leaves it disabled).
+    function show(state) {
+      var open = state === 'connected' && joined;
       $('text').disabled = $('send').disabled = !open;
-      $('status').textContent = open ? 'connected' : s.state === 'closed' ? '' : 'reconnecting…';
+      $('status').textContent = open ? 'connected' : state === 'connected' ? 'not in the room' : state === 'closed' ? '' : 'reconnecting…';
+    }
+    var first = true;
+    function join() {
+      r.join().then(function (j) {
+        joined = true;
+        if (first) line('in ' + room + ': ' + j.users.join(', '), 'notice');
+        first = false;
+        show(client.state);
+      }, function (err) {
+        line('error: ' + err.message + ' (' + err.code + ')', 'error');
+        show(client.state);
+      });
+    }
+    client.on('state', function (s) {
+      joined = false;
+      if (s.state === 'connected' && !first) join();
+      show(s.state);
     });
-    r.join().then(function (j) { line('in ' + room + ': ' + j.users.join(', '), 'notice'); }, function (err) {
-      line('error: ' + err.message + ' (' + err.code + ')', 'error');
-    });
+    join();
   };
   $('say').onsubmit = function (e) {
     e.preventDefault();

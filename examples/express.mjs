@@ -9,7 +9,7 @@ import { chatPage } from 'roomwire/server';
 
 const hub = createHub(configFromEnv()); // a bad configuration throws, naming every bad variable
 const app = express();
-app.get('/', (req, res) => res.type('html').send(chatPage(hub.config.path)));
+app.get('/', (req, res) => res.type('html').send(chatPage(hub.config.path, { maxMessageSize: hub.config.maxMessageSize })));
 app.get('/hello', (req, res) => res.json({ hello: 'express', connections: hub.size }));
 attach(hub, app); // the server app.listen() creates hands upgrades under /ws to the hub
 

@@ -11,7 +11,7 @@ const app = Fastify();
 await app.register(roomwire, configFromEnv()); // a bad configuration throws, naming every bad variable
 const hub = app.roomwire;
 
-const page = chatPage(hub.config.path);
+const page = chatPage(hub.config.path, { maxMessageSize: hub.config.maxMessageSize });
 app.get('/', (request, reply) => reply.type('text/html; charset=utf-8').send(page));
 app.get('/hello', async () => ({ hello: 'fastify', connections: hub.size }));
 

@@ -8,7 +8,7 @@ import { attach } from 'roomwire/koa';
 import { chatPage } from 'roomwire/server';
 
 const hub = createHub(configFromEnv()); // a bad configuration throws, naming every bad variable
-const page = chatPage(hub.config.path);
+const page = chatPage(hub.config.path, { maxMessageSize: hub.config.maxMessageSize });
 const app = new Koa();
 app.use(async (ctx, next) => {
   if (ctx.method !== 'GET') return next();

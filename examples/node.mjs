@@ -7,7 +7,7 @@ import { attach } from 'roomwire/node';
 import { chatPage } from 'roomwire/server';
 
 const hub = createHub(configFromEnv());
-const page = chatPage(hub.config.path);
+const page = chatPage(hub.config.path, { maxMessageSize: hub.config.maxMessageSize });
 const server = http.createServer((req, res) => {
   if (req.url === '/') {
     res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });

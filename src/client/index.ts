@@ -231,6 +231,8 @@ export class RoomwireClient extends Emitter<ClientEvents> {
   private refreshTimer: ReturnType<typeof setTimeout> | undefined;
   /** `delay_ms` of a `reconnect` frame, honoured once for the next reconnect. */
   private serverDelay: number | undefined;
+  /** Who the server says this connection is, from its own first join notice. */
+  private self: { readonly user_id: string; readonly username: string } | undefined;
   /** Why the last upgrade was refused, when the runtime tells (Node with `ws`). */
   private refusal: { status: number; retryAfter: number } | undefined;
   private readonly onOnline = (): void => {
@@ -267,6 +269,15 @@ export class RoomwireClient extends Emitter<ClientEvents> {
   /** The connection state. */
   get state(): ClientState {
     return this.current;
+  }
+
+  /**
+   * Who the server says this connection is (`user_id`, `username`), known from the first
+   * room it joins on the current connection; undefined before that. An anonymous client
+   * gets a new identity on every connection.
+   */
+  get user(): { readonly user_id: string; readonly username: string } | undefined {
+    return this.self;
   }
 
   /** The room `name`: its listeners and calls. Listeners added here survive reconnects. */
@@ -507,6 +518,7 @@ export class RoomwireClient extends Emitter<ClientEvents> {
     clearTimeout(this.refreshTimer);
     this.refreshTimer = undefined;
     for (const room of this.rooms.values()) room.joined = false;
+    this.self = undefined;
     for (const p of [...this.pending.values()]) {
       if (!p.sent) continue;
       if (p.again) p.sent = false;
@@ -601,6 +613,12 @@ export class RoomwireClient extends Emitter<ClientEvents> {
     }
   }
 
+  /** Whether a join of `room` was sent on this connection and is not answered yet. */
+  private joining(room: string): boolean {
+    for (const p of this.pending.values()) if (p.sent && p.frame.type === 'join' && p.frame.room === room) return true;
+    return false;
+  }
+
   // ---- frames ------------------------------------------------------------------------
 
   private receive(frame: ServerFrame): void {
@@ -610,6 +628,11 @@ export class RoomwireClient extends Emitter<ClientEvents> {
       case 'message':
       case 'join':
       case 'leave': {
+        // Nothing of a room reaches a connection before its own join notice: the first
+        // notice of a room it is joining is its own.
+        if (frame.type === 'join' && this.self === undefined && this.rooms.get(frame.room)?.joined === false && this.joining(frame.room)) {
+          this.self = { user_id: frame.user_id, username: frame.username };
+        }
         this.emit(frame.type as 'message', frame as never);
         this.rooms.get(frame.room)?.emit(frame.type as 'message', frame as never);
         return;

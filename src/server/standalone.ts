@@ -21,6 +21,7 @@ import { LOG_LEVELS, createJsonLogger, type LogLevel } from './logger';
 import { StatsSampler, statsPage } from './stats-page';
 
 export { chatPage, clientScript, createJsonLogger, statsPage, LOG_LEVELS };
+export type { ChatPageOptions } from "./chat-page";
 export type { LogLevel };
 
 /** Options of {@link startServer}. */
@@ -179,7 +180,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   const logger: Logger = options.hub?.logger ?? createJsonLogger(settings.logLevel, write);
   for (const message of settings.warnings) logger.warn({ variable: message.split(' ')[0] }, message);
   const hub = createHub({ ...options.hub, ...config, logger });
-  const page = chatPage(config.path);
+  const page = chatPage(config.path, { maxMessageSize: config.maxMessageSize });
   const startedAt = Date.now();
   const sampler = new StatsSampler(hub, options.statsIntervalMs);
   const metrics = await prometheusText(hub, logger);

@@ -70,6 +70,9 @@ describe.runIf(hasBrowser)('auth-chat example in headless Chromium', () => {
   it('keeps private: rooms for VIP tokens (canJoin hook)', async () => {
     const plain = await connect('bob', 'private:club');
     await expect.poll(() => log(plain)).toEqual(['error: not allowed (forbidden)']);
+    // Refused: the page says so and offers no Send.
+    expect(await plain.textContent('#status')).toBe('not in the room');
+    expect(await plain.isDisabled('#send')).toBe(true);
     const vip = await connect('vera', 'private:club', { vip: true });
     await expect.poll(() => log(vip)).toEqual(['vera joined private:club', 'in private:club: vera']);
     await plain.close();

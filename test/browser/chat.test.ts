@@ -61,6 +61,48 @@ describe.runIf(hasBrowser)('chat page in headless Chromium', () => {
     await a.close();
   });
 
+  it('says who you are, checks the room name as you type, counts the bytes left, and explains a refused token', async () => {
+    const page = await browser.newPage();
+    await page.goto(`${origin}/`);
+    expect(await page.textContent('#hint')).toContain('Choose a room');
+    const before = server.hub.stats();
+    // A bad room never reaches the server.
+    await page.fill('#room', 'bad room');
+    expect(await page.textContent('#room-error')).toBe('room names are 1 to 64 characters from A-Z a-z 0-9 _ - . :');
+    expect(await page.isDisabled('#connect')).toBe(true);
+    await page.fill('#room', 'who');
+    expect(await page.textContent('#room-error')).toBe('');
+    await page.click('#connect');
+    await page.waitForSelector('#text:not([disabled])');
+    const after = server.hub.stats();
+    expect(after.rejected.not_found).toBe(before.rejected.not_found);
+    expect(after.connectionsAccepted).toBe(before.connectionsAccepted + 1);
+    // Who you are, as the others see you.
+    const me = await page.textContent('#me');
+    const [name] = await texts(page, '#userlist li');
+    expect(me).toBe(`You are ${name}.`);
+    expect(name).toMatch(/^guest-[0-9a-f]{8}$/);
+    // The server's limit (512 bytes by default), counted down as you type.
+    await page.fill('#text', 'hello');
+    expect(await page.textContent('#left')).toMatch(/^\d+ bytes left$/);
+    await page.fill('#text', 'x'.repeat(500));
+    expect(await page.textContent('#left')).toMatch(/^\d+ bytes too long \(the server allows 512\)$/);
+    expect(await page.isDisabled('#send')).toBe(true);
+    await page.close();
+
+    // A refused token: the browser hides the 401, the page says what it can and stops.
+    const refused = await browser.newPage();
+    await refused.goto(`${origin}/`);
+    await refused.fill('#token', 'not-a-token');
+    await refused.click('#connect');
+    await refused.waitForFunction(() => document.querySelector('#log')?.textContent?.includes('refused: check the token'));
+    await refused.waitForFunction(() => document.querySelector('#status')?.textContent === 'disconnected');
+    const attempts = server.hub.stats().rejected.unauthorized;
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(server.hub.stats().rejected.unauthorized).toBe(attempts);
+    await refused.close();
+  });
+
   it('runs the seed client example verbatim', async () => {
     const page = await browser.newPage();
     const logs: string[] = [];

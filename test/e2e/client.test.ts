@@ -394,3 +394,19 @@ describe('roomwire/client: at scale and across processes', () => {
     }
   }, 60_000);
 });
+
+describe('roomwire/client: identity', () => {
+  it('knows who the server says it is from its first join, and forgets it with the connection', async () => {
+    const s = await serve();
+    const c = client({ url: `ws://127.0.0.1:${s.port}/ws`, getToken: () => sign({ sub: 'me-1', username: 'Me' }) });
+    expect(c.user).toBeUndefined();
+    const other = client({ url: `ws://127.0.0.1:${s.port}/ws` });
+    await other.join('r');
+    await c.join('r');
+    expect(c.user).toEqual({ user_id: 'me-1', username: 'Me' });
+    const anon = client({ url: `ws://127.0.0.1:${s.port}/ws` });
+    await anon.join('r');
+    expect(anon.user?.username).toMatch(/^guest-[0-9a-f]{8}$/);
+    expect(s.hub.clients().map((x) => x.username)).toContain(anon.user!.username);
+  });
+});
