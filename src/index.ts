@@ -30,8 +30,8 @@ export {
   ASYMMETRIC_ALGORITHMS,
 } from './core/config';
 export type { ConfigField, ConfigFromEnvOptions, Duration, DurationKey, HubConfig, HubConfigInput, JwtConfig, JwtInput, RateLimit, UnknownVariable } from './core/config';
-export { RoomwireError, WIRE_ERRORS } from './core/errors';
-export type { ApplicationErrorCode, ClientErrorCode, ConfigIssue, ErrorCode, WireErrorCode } from './core/errors';
+export { RoomwireError, TOKEN_PROBLEMS, WIRE_ERRORS } from './core/errors';
+export type { ApplicationErrorCode, ClientErrorCode, ConfigIssue, ErrorCode, TokenProblem, WireErrorCode } from './core/errors';
 export {
   ClientMessageSchemas,
   CLIENT_MESSAGE_TYPES,

@@ -959,6 +959,11 @@ class AdmissionTicket implements Ticket {
  * their defaults, and {@link configFromEnv} to read them from the environment. Throws
  * an `ERR_INVALID_CONFIG` {@link RoomwireError} naming every bad option.
  *
+ * The hub knows no HTTP framework: attach it with an adapter, {@link roomwire/node!attach}
+ * (Node `http`/`https`), {@link roomwire/express!attach}, {@link roomwire/koa!attach} or the
+ * Fastify plugin {@link roomwire/fastify!roomwire}; or run {@link roomwire/server!startServer}.
+ * Its clients connect with {@link roomwire/client!createClient} (or any WebSocket).
+ *
  * @example
  * ```ts
  * import http from 'node:http';

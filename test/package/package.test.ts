@@ -282,13 +282,27 @@ afterAll(async () => {
 });
 
 describe('the packed tarball', () => {
-  it('holds dist, README.md, CHANGELOG.md, LICENSE and package.json, and nothing else', () => {
-    for (const f of ['package.json', 'README.md', 'CHANGELOG.md', 'LICENSE']) expect(packedFiles).toContain(f);
+  it('holds dist, the docs, the examples, README.md, CHANGELOG.md, LICENSE and package.json, and nothing else', () => {
+    for (const f of ['package.json', 'README.md', 'CHANGELOG.md', 'LICENSE', 'docs/troubleshooting.md', 'docs/asyncapi.yaml', 'examples/README.md']) expect(packedFiles).toContain(f);
     expect(packedFiles.filter((f) => f.startsWith('dist/')).length).toBeGreaterThan(0);
-    const stray = packedFiles.filter((f) => /^(test|src|node_modules)\//.test(f) || f.includes('/node_modules/'));
+    const stray = packedFiles.filter((f) => /^(test|src|node_modules|bench)\//.test(f) || f.includes('/node_modules/'));
     expect(stray).toEqual([]);
-    const other = packedFiles.filter((f) => !f.startsWith('dist/') && !['package.json', 'README.md', 'CHANGELOG.md', 'LICENSE'].includes(f));
+    const other = packedFiles.filter(
+      (f) => !f.startsWith('dist/') && !/^docs\/[^/]+\.(md|yaml|json)$/.test(f) && !/^examples\/[^/]+\.(mjs|md)$/.test(f) && !['package.json', 'README.md', 'CHANGELOG.md', 'LICENSE'].includes(f),
+    );
     expect(other).toEqual([]);
+  });
+
+  it('has a README whose relative links all resolve inside the package, and repository, homepage and bugs for the npm page', async () => {
+    const readme = await readFile(path.join(repo, 'README.md'), 'utf8');
+    const targets = [...readme.matchAll(/\]\(([^)\s]+)\)/g)].map((m) => m[1]!).filter((t) => !/^[a-z]+:/i.test(t) && !t.startsWith('#'));
+    expect(targets.length).toBeGreaterThan(5);
+    const dead = targets.filter((t) => !packedFiles.includes(t.split('#')[0]!.replace(/^\.\//, '')));
+    expect(dead).toEqual([]);
+    const meta = pkg as unknown as { repository?: { url?: string }; homepage?: string; bugs?: { url?: string } };
+    expect(meta.repository?.url).toMatch(/^git\+https:\/\//);
+    expect(meta.homepage).toMatch(/^https:\/\//);
+    expect(meta.bugs?.url).toMatch(/^https:\/\//);
   });
 
   it('holds every file package.json points at (exports, bin, main, module, types, typesVersions)', () => {
