@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { createHub } from '../../src/index';
 import { attach } from '../../src/adapters/koa';
 import { Peer } from '../helpers/client';
-import { hubSuite, listeningApp } from './suite';
+import { checkLateAttach, hubSuite, listeningApp } from './suite';
 
 function listening(server: Server): Promise<number> {
   return new Promise((resolve) => server.once('listening', () => resolve((server.address() as AddressInfo).port)));
@@ -41,30 +41,12 @@ describe('roomwire/koa', () => {
     await new Promise((r) => server.close(r));
   });
   it('works when attach(hub, app) comes after app.listen(): it attaches at the first request, with a warning', async () => {
-    const app = new Koa();
-    app.use((ctx) => {
-      ctx.body = 'hi';
-    });
-    const server = app.listen(0, '127.0.0.1');
-    const port = await listening(server);
-    const hub = createHub();
-    const warnings: { code?: string; message: string }[] = [];
-    const onWarning = (w: Error & { code?: string }) => warnings.push({ code: w.code, message: w.message });
-    process.on('warning', onWarning);
-    try {
-      attach(hub, app);
-      expect(await (await fetch(`http://127.0.0.1:${port}/hello`)).text()).toBe('hi');
-      const p = await Peer.open(`ws://127.0.0.1:${port}/ws/room`);
-      expect((await p.next()).type).toBe('join');
-      await new Promise((r) => setImmediate(r));
-      expect(warnings.filter((w) => w.code === 'ROOMWIRE_ATTACH_LATE')).toEqual([
-        { code: 'ROOMWIRE_ATTACH_LATE', message: expect.stringContaining('attach(hub, app) came after app.listen()') },
-      ]);
-      await hub.close();
-    } finally {
-      process.off('warning', onWarning);
-      server.closeAllConnections();
-      await new Promise((r) => server.close(r));
-    }
+    await checkLateAttach(() => {
+      const app = new Koa();
+      app.use((ctx) => {
+        ctx.body = 'hi';
+      });
+      return app;
+    }, attach);
   });
 });

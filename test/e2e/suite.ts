@@ -53,6 +53,40 @@ export function listeningApp<App extends { listen(port: number, host: string): i
   };
 }
 
+/**
+ * For frameworks whose `app.listen()` makes the server (Express, Koa): `attach(hub, app)`
+ * after `app.listen()` still works, attaching at the app's first request (`GET /hello`,
+ * which the app must answer `hi`), with one `ROOMWIRE_ATTACH_LATE` warning.
+ */
+export async function checkLateAttach<App extends { listen(port: number, host: string): import('node:http').Server }>(
+  makeApp: () => App,
+  attachApp: (hub: Hub, app: App) => unknown,
+): Promise<void> {
+  const { createHub } = await import('../../src/index');
+  const app = makeApp();
+  const server = app.listen(0, '127.0.0.1');
+  const port = await new Promise<number>((resolve) => server.once('listening', () => resolve((server.address() as import('node:net').AddressInfo).port)));
+  const hub = createHub();
+  const warnings: { code?: string; message: string }[] = [];
+  const onWarning = (w: Error & { code?: string }) => warnings.push({ code: w.code, message: w.message });
+  process.on('warning', onWarning);
+  try {
+    attachApp(hub, app);
+    expect(await (await fetch(`http://127.0.0.1:${port}/hello`)).text()).toBe('hi');
+    const p = await Peer.open(`ws://127.0.0.1:${port}/ws/room`);
+    expect((await p.next()).type).toBe('join');
+    await new Promise((r) => setImmediate(r));
+    expect(warnings.filter((w) => w.code === 'ROOMWIRE_ATTACH_LATE')).toEqual([
+      { code: 'ROOMWIRE_ATTACH_LATE', message: expect.stringContaining('attach(hub, app) came after app.listen()') },
+    ]);
+    await hub.close();
+  } finally {
+    process.off('warning', onWarning);
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  }
+}
+
 export function hubSuite(name: string, start: Start): void {
   describe(`${name}: shared end-to-end suite`, () => {
     const running: Started[] = [];
