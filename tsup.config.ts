@@ -13,6 +13,7 @@ export default defineConfig([
       fastify: 'src/adapters/fastify.ts',
       koa: 'src/adapters/koa.ts',
       prometheus: 'src/metrics/prometheus.ts',
+      redis: 'src/redis/index.ts',
       server: 'src/server/standalone.ts',
       client: 'src/client/index.ts',
     },

@@ -10,5 +10,8 @@ export default defineConfig({
     hookTimeout: 20_000,
     pool: 'forks',
     globalSetup: ['test/global-setup.ts'],
+    // Type tests (*.test-d.ts) are compiled by tsc and their expectTypeOf assertions
+    // reported as tests: a wrong public type fails `npm test`.
+    typecheck: { enabled: true, include: ['test/**/*.test-d.ts'], tsconfig: 'test/tsconfig.json' },
   },
 });

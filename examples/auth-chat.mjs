@@ -14,6 +14,7 @@ import http from 'node:http';
 import { SignJWT } from 'jose';
 import { configFromEnv, createHub, parseDuration } from 'roomwire';
 import { attach } from 'roomwire/node';
+import { redisBrokerFromEnv } from 'roomwire/redis';
 import { clientScript } from 'roomwire/server';
 
 // A demo needs no setup: without a configured secret, make one for this run.
@@ -24,6 +25,7 @@ const ttlSeconds = Math.max(10, Math.round(parseDuration(env.TOKEN_TTL || '60s')
 
 const hub = createHub({
   ...configFromEnv(env),
+  broker: redisBrokerFromEnv(env),
   // Example policy: private rooms need the vip claim.
   canJoin: (client, room) => !room.startsWith('private:') || client.claims?.vip === true,
 });

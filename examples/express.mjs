@@ -5,9 +5,11 @@
 import express from 'express';
 import { configFromEnv, createHub } from 'roomwire';
 import { attach } from 'roomwire/express';
+import { redisBrokerFromEnv } from 'roomwire/redis';
 import { chatPage } from 'roomwire/server';
 
-const hub = createHub(configFromEnv()); // a bad configuration throws, naming every bad variable
+// A bad configuration throws, naming every bad variable; WEBSOCKET_REDIS_URL spreads the hub over processes.
+const hub = createHub({ ...configFromEnv(), broker: redisBrokerFromEnv() });
 const app = express();
 app.get('/', (req, res) => res.type('html').send(chatPage(hub.config.path, { maxMessageSize: hub.config.maxMessageSize })));
 app.get('/hello', (req, res) => res.json({ hello: 'express', connections: hub.size }));

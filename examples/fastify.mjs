@@ -5,10 +5,12 @@
 import Fastify from 'fastify';
 import { configFromEnv } from 'roomwire';
 import roomwire from 'roomwire/fastify';
+import { redisBrokerFromEnv } from 'roomwire/redis';
 import { chatPage } from 'roomwire/server';
 
 const app = Fastify();
-await app.register(roomwire, configFromEnv()); // a bad configuration throws, naming every bad variable
+// A bad configuration throws, naming every bad variable; WEBSOCKET_REDIS_URL spreads the hub over processes.
+await app.register(roomwire, { ...configFromEnv(), broker: redisBrokerFromEnv() });
 const hub = app.roomwire;
 
 const page = chatPage(hub.config.path, { maxMessageSize: hub.config.maxMessageSize });

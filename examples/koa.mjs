@@ -5,9 +5,11 @@
 import Koa from 'koa';
 import { configFromEnv, createHub } from 'roomwire';
 import { attach } from 'roomwire/koa';
+import { redisBrokerFromEnv } from 'roomwire/redis';
 import { chatPage } from 'roomwire/server';
 
-const hub = createHub(configFromEnv()); // a bad configuration throws, naming every bad variable
+// A bad configuration throws, naming every bad variable; WEBSOCKET_REDIS_URL spreads the hub over processes.
+const hub = createHub({ ...configFromEnv(), broker: redisBrokerFromEnv() });
 const page = chatPage(hub.config.path, { maxMessageSize: hub.config.maxMessageSize });
 const app = new Koa();
 app.use(async (ctx, next) => {

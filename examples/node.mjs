@@ -4,9 +4,10 @@
 import http from 'node:http';
 import { configFromEnv, createHub } from 'roomwire';
 import { attach } from 'roomwire/node';
+import { redisBrokerFromEnv } from 'roomwire/redis';
 import { chatPage } from 'roomwire/server';
 
-const hub = createHub(configFromEnv());
+const hub = createHub({ ...configFromEnv(), broker: redisBrokerFromEnv() }); // WEBSOCKET_REDIS_URL: one hub over several processes
 const page = chatPage(hub.config.path, { maxMessageSize: hub.config.maxMessageSize });
 const server = http.createServer((req, res) => {
   if (req.url === '/') {

@@ -1,24 +1,18 @@
 /**
  * `roomwire`: the framework-agnostic core. Create a hub with {@link createHub}, read its
  * configuration with {@link configFromEnv}, and attach it with an adapter
- * (`roomwire/node`).
+ * (`roomwire/node`). One process by default; `roomwire/redis` spreads a hub over several.
+ * Adapter authors reach the admission API through {@link adapterHandle}; broker authors
+ * implement {@link Broker} and are handed a {@link BrokerHost}.
  *
  * @packageDocumentation
  * @module roomwire
  */
 export { createHub } from './core/hub';
-export type {
-  Admission,
-  CloseOptions,
-  DurationHistogram,
-  Hub,
-  HubEvents,
-  HubOptions,
-  HubStats,
-  MessageEvent,
-  PublishOptions,
-  Ticket,
-} from './core/hub';
+export type { CloseOptions, DurationHistogram, Hub, HubEvents, HubOptions, HubStats, MessageEvent, PublishOptions } from './core/api';
+export { adapterHandle } from './core/adapter';
+export type { AdapterHandle } from './core/adapter';
+export type { Admission, Ticket } from './core/admission';
 export {
   configFromEnv,
   unknownVariables,
@@ -48,9 +42,7 @@ export { frameJsonSchemas, protocolJsonSchema } from './core/json-schema';
 export type { JsonSchema } from './core/json-schema';
 export { createJwtVerifier, defaultAuthenticate, extractToken, identityFromClaims } from './core/auth';
 export type { JwtVerifier } from './core/auth';
-export { createMemoryBroker } from './brokers/memory';
-export { createRedisBroker } from './brokers/redis';
-export type { RedisBrokerOptions } from './brokers/redis';
+export { createMemoryBroker } from './core/memory-broker';
 export { systemClock } from './core/clock';
 export type { Route } from './core/routes';
 export { DURATION_BUCKETS, REJECT_REASONS } from './core/stats';
@@ -68,6 +60,7 @@ export type {
   Decision,
   Identity,
   Logger,
+  Member,
   PresenceEntry,
   Transport,
   TransportListener,

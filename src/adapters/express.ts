@@ -7,7 +7,7 @@
  * @packageDocumentation
  * @module roomwire/express
  */
-import type { Hub } from '../core/hub';
+import type { Hub } from '../core/api';
 import { attachAppOrServer, type ListeningApp } from './listen';
 import type { Attachment, UpgradeEmitter } from './node';
 

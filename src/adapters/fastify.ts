@@ -10,8 +10,10 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { FastifyInstance, FastifyPluginCallback } from 'fastify';
-import { createHub, type Hub, type HubOptions } from '../core/hub';
-import { answerAsRequest, createUpgradeHandler } from './node';
+import type { Hub, HubOptions } from '../core/api';
+import { createHub } from '../core/hub';
+import { answerAsRequest } from './http';
+import { createUpgradeHandler } from './node';
 
 declare module 'fastify' {
   interface FastifyInstance {

@@ -3,7 +3,7 @@
  * of its own, so the hub is attached to the `http.Server` their `listen()` creates, or
  * to a server the application made itself.
  */
-import type { Hub } from '../core/hub';
+import type { Hub } from '../core/api';
 import { attach as attachToServer, type Attachment, type UpgradeEmitter } from './node';
 
 /** An application whose `listen()` creates and returns an `http.Server` (Express, Koa). */

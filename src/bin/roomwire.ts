@@ -2,6 +2,6 @@
  * The `roomwire` command: the standalone hub server with its configuration from the
  * environment. See docs/configuration.md.
  */
-import { main } from '../server/standalone';
+import { main } from '../server/main';
 
 void main();

@@ -8,7 +8,7 @@
  * publishes them over one socket.
  *
  * Presence goes over `<prefix>:control`: every process announces its members' joins and
- * leaves, a heartbeat every `heartbeatInterval` with its member count, and its whole state
+ * leaves, a beat every `beatInterval` with its member count, and its whole state
  * whenever it (re)connects or another process asks. Each process keeps a mirror of the
  * others, so `user_list` needs no Redis query. A process unheard of for `processTimeout`
  * is gone: its members leave every mirror, and the members of their rooms here receive
@@ -29,15 +29,19 @@ export interface RedisBrokerOptions {
   readonly url: string;
   /** Prefix of every channel and key, so several hubs can share one Redis. @default 'roomwire' */
   readonly prefix?: string;
-  /** Milliseconds between heartbeats of this process. @default 2000 */
-  readonly heartbeatInterval?: number;
+  /**
+   * Milliseconds between this process's beats to the others (its member count: how they
+   * know it is alive). Not the hub's heartbeat sweep (`heartbeatInterval`), which pings
+   * clients. @default 2000
+   */
+  readonly beatInterval?: number;
   /**
    * Milliseconds without a word from another process after which it counts as gone and
    * its members leave. Keep it several heartbeats long. @default 10000
    */
   readonly processTimeout?: number;
   /**
-   * Milliseconds {@link Hub.ready} waits for Redis and for the other processes' states at
+   * Milliseconds {@link roomwire!Hub.ready} waits for Redis and for the other processes' states at
    * start; after that the hub serves its own members and keeps trying. @default 3000
    */
   readonly startTimeout?: number;
@@ -124,13 +128,14 @@ const USERS_WAIT_MS = 500;
 
 /**
  * Create a {@link Broker} that spreads one hub over every process using the same Redis
- * (and `prefix`). {@link createHub} creates one by itself when `redisUrl` is set; create
- * it yourself to change its timings. Throws an `ERR_INVALID_ARGUMENT` {@link RoomwireError}
+ * (and `prefix`). {@link roomwire/redis!redisBrokerFromEnv} creates one from
+ * `WEBSOCKET_REDIS_URL`; create it yourself to change its timings. Throws an `ERR_INVALID_ARGUMENT` {@link RoomwireError}
  * for a bad URL or timing.
  *
  * @example
  * ```ts
- * import { createHub, createRedisBroker } from 'roomwire';
+ * import { createHub } from 'roomwire';
+ * import { createRedisBroker } from 'roomwire/redis';
  * const hub = createHub({ broker: createRedisBroker({ url: 'redis://127.0.0.1:6379' }) });
  * await hub.ready();
  * ```
@@ -149,7 +154,7 @@ class RedisBroker implements Broker {
   private readonly control: string;
   private readonly roomPrefix: string;
   private readonly processesKey: string;
-  private readonly heartbeatMs: number;
+  private readonly beatMs: number;
   private readonly timeoutMs: number;
   private readonly startMs: number;
   /** This process's members by room, then connection id. */
@@ -200,12 +205,12 @@ class RedisBroker implements Broker {
     this.control = `${this.prefix}:control`;
     this.roomPrefix = `${this.prefix}:room:`;
     this.processesKey = `${this.prefix}:processes`;
-    this.heartbeatMs = milliseconds('heartbeatInterval', options.heartbeatInterval, 2000);
+    this.beatMs = milliseconds('beatInterval', options.beatInterval, 2000);
     this.timeoutMs = milliseconds('processTimeout', options.processTimeout, 10_000);
     this.startMs = milliseconds('startTimeout', options.startTimeout, 3000);
     const timings = { timeout: milliseconds('commandTimeout', options.commandTimeout, 5000) };
-    if (this.timeoutMs < 2 * this.heartbeatMs) {
-      throw new RoomwireError('ERR_INVALID_ARGUMENT', `processTimeout (${this.timeoutMs} ms) must be at least twice heartbeatInterval (${this.heartbeatMs} ms)`);
+    if (this.timeoutMs < 2 * this.beatMs) {
+      throw new RoomwireError('ERR_INVALID_ARGUMENT', `processTimeout (${this.timeoutMs} ms) must be at least twice beatInterval (${this.beatMs} ms)`);
     }
     this.pub = new RedisConnection(endpoint, { up: () => this.relink(), down: (err) => this.unlink(err) }, timings);
     this.sub = new RedisConnection(
@@ -219,7 +224,7 @@ class RedisBroker implements Broker {
     this.host = host;
     this.pub.connect();
     this.sub.connect();
-    this.timer = setInterval(() => this.beat(), this.heartbeatMs);
+    this.timer = setInterval(() => this.beat(), this.beatMs);
     this.timer.unref();
     // This timer is not unref'd: a program that awaits hub.ready() before it listens has
     // nothing else keeping it alive while Redis is unreachable.
@@ -300,7 +305,7 @@ class RedisBroker implements Broker {
           const age = now - Number(reply[i + 1]);
           if (!(age < this.timeoutMs)) stale.push(id);
           // Only processes that beat lately are waited for (a crashed one is not).
-          else if (age < 2.5 * this.heartbeatMs && !this.heard.has(id)) awaiting.add(id);
+          else if (age < 2.5 * this.beatMs && !this.heard.has(id)) awaiting.add(id);
         }
       }
       // Entries of processes that died with nobody watching (each live one refreshes its own).
@@ -314,7 +319,7 @@ class RedisBroker implements Broker {
           if (this.awaiting !== awaiting) return;
           awaiting.clear();
           this.checkSynced();
-        }, this.heartbeatMs).unref();
+        }, this.beatMs).unref();
       }
     });
   }
@@ -493,7 +498,7 @@ class RedisBroker implements Broker {
 
   private beat(): void {
     const now = Date.now();
-    const late = now - this.lastBeat > 2 * this.heartbeatMs;
+    const late = now - this.lastBeat > 2 * this.beatMs;
     this.lastBeat = now;
     // Heartbeats go out whenever they can reach Redis, so the others keep this process's
     // members while only its subscriber connection is down.
@@ -643,7 +648,7 @@ class RedisBroker implements Broker {
 
   /** Ask process `id` for its whole state, at most once per heartbeat. */
   private ask(id: string, remote: Remote, now: number): void {
-    if (now - remote.asked < this.heartbeatMs) return;
+    if (now - remote.asked < this.beatMs) return;
     remote.asked = now;
     this.announce({ t: 'ask', p: this.id, to: id });
   }

@@ -1,6 +1,6 @@
 /**
  * `roomwire/client`: the typed client of a roomwire hub, for browsers and Node. It
- * connects, joins rooms, sends and answers with promises (request ids and acks, contract
+ * connects, joins rooms, sends and answers with promises (request ids and acks, docs/protocol.md
  * section 8), reconnects with full-jitter backoff, joins its rooms again after every
  * reconnect, and refreshes its token in-band before it expires. It imports no zod, no
  * `ws` and nothing Node-only: give it `WebSocket` from `ws` on Node 20; browsers and
@@ -673,7 +673,7 @@ export class RoomwireClient extends Emitter<ClientEvents> {
       }
       default: {
         const other = frame as { type?: unknown; data?: { delay_ms?: unknown } };
-        // contract section 10: wait this long before reconnecting after the coming close
+        // the `reconnect` frame (contract section 10, not yet in docs/protocol.md): wait this long before reconnecting after the coming close
         if (other.type === 'reconnect' && typeof other.data?.delay_ms === 'number') this.serverDelay = Math.max(0, other.data.delay_ms);
       }
     }

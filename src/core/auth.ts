@@ -1,22 +1,18 @@
 /**
- * Identity: where a token is found in an upgrade request (contract section 2), the JWT
+ * Identity: where a token is found in an upgrade request (docs/protocol.md section 2), the JWT
  * verifier built on jose, and the default `authenticate` function that ties them.
  */
 import { createHmac, createPublicKey, createSecretKey, timingSafeEqual, type KeyObject } from 'node:crypto';
 import type { JwtConfig } from './config';
 import { RoomwireError, type TokenProblem } from './errors';
 import type { AuthContext, Identity, UpgradeRequest } from './types';
+import { firstHeader } from './util';
 
 type Jose = typeof import('jose');
 let josePromise: Promise<Jose> | undefined;
 // jose is ESM-only; a dynamic import loads it from both the ESM and the CJS build.
 function loadJose(): Promise<Jose> {
   return (josePromise ??= import('jose'));
-}
-
-function header(req: UpgradeRequest, name: string): string | undefined {
-  const v = req.headers[name];
-  return Array.isArray(v) ? v[0] : (v as string | undefined);
 }
 
 /**
@@ -27,7 +23,7 @@ function header(req: UpgradeRequest, name: string): string | undefined {
  * @param query - the request's query string (without `?`), or its parsed form
  */
 export function extractToken(req: UpgradeRequest, query: string | URLSearchParams): string | undefined {
-  const authorization = header(req, 'authorization');
+  const authorization = firstHeader(req, 'authorization');
   if (authorization !== undefined) {
     // The scheme decides: whatever follows "Bearer" is the token (a malformed one is
     // refused later, never skipped for another source).
@@ -40,7 +36,7 @@ export function extractToken(req: UpgradeRequest, query: string | URLSearchParam
   const fromQuery =
     typeof query === 'string' ? (query.includes('token') || query.includes('%') ? new URLSearchParams(query).get('token') : null) : query.get('token');
   if (fromQuery) return fromQuery;
-  const cookie = header(req, 'cookie');
+  const cookie = firstHeader(req, 'cookie');
   if (cookie !== undefined) {
     for (const pair of cookie.split(';')) {
       const eq = pair.indexOf('=');
@@ -66,7 +62,7 @@ const UNSAFE_IN_NAMES = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/
 export const MAX_USERNAME_LENGTH = 64;
 
 /**
- * A display name as roomwire stamps it (contract section 2): control characters and
+ * A display name as roomwire stamps it (docs/protocol.md section 2): control characters and
  * bidirectional overrides removed, then cut to its first 64 Unicode code points. May
  * return the empty string.
  *

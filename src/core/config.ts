@@ -7,7 +7,6 @@
  * path validate identically and report every bad entry at once.
  */
 import { createPublicKey } from 'node:crypto';
-import { maskUrlPassword, parseRedisUrl } from '../brokers/redis-url';
 import { configError, type ConfigIssue } from './errors';
 import { normalizeOriginPattern } from './origin';
 
@@ -24,7 +23,7 @@ export interface RateLimit {
   readonly burst: number;
 }
 
-/** JWT verification settings (contract section 5). */
+/** JWT verification settings (docs/configuration.md). */
 export interface JwtConfig {
   /** HMAC secret for HS256/384/512. */
   readonly secret: string | undefined;
@@ -105,8 +104,6 @@ export interface HubConfig {
   readonly trustProxy: number;
   /** JWT verification (`WEBSOCKET_JWT_*`, `WEBSOCKET_JWKS_URL`). */
   readonly jwt: JwtConfig;
-  /** `WEBSOCKET_REDIS_URL`: scale out over Redis; unset runs a single process. */
-  readonly redisUrl: string | undefined;
 }
 
 /** The JWT settings accepted by {@link createHub}; every field is optional. */
@@ -299,18 +296,6 @@ function httpUrl(raw: unknown): string | undefined {
   return s;
 }
 
-function redisUrl(raw: unknown): string | undefined {
-  const s = optionalString(raw);
-  if (s === undefined) return undefined;
-  try {
-    parseRedisUrl(s);
-  } catch (err) {
-    // The parser's messages show the URL with its password masked; nothing else may echo it.
-    throw err instanceof TypeError && err.message.startsWith('"') ? err.message : `"${maskUrlPassword(s)}" is not a URL`;
-  }
-  return s;
-}
-
 // Seconds, as a number or a bare numeric string (jose's unit), or a duration such as 5s.
 function tolerance(raw: unknown): number {
   const n = typeof raw === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(raw) ? Number(raw) : raw;
@@ -390,7 +375,6 @@ export const CONFIG_FIELDS: readonly ConfigField[] = [
   { key: 'jwt.audience', env: 'WEBSOCKET_JWT_AUDIENCE', parse: list, default: [] },
   { key: 'jwt.algorithms', env: 'WEBSOCKET_JWT_ALGORITHMS', parse: algorithms, default: undefined },
   { key: 'jwt.clockTolerance', env: 'WEBSOCKET_JWT_CLOCK_TOLERANCE', parse: tolerance, default: 5 },
-  { key: 'redisUrl', env: 'WEBSOCKET_REDIS_URL', parse: redisUrl, default: undefined },
 ];
 
 function getPath(obj: unknown, path: string): unknown {
@@ -493,20 +477,36 @@ export interface UnknownVariable {
   readonly name: string;
   /** The closest known variable, when one is close enough to be a typo of it. */
   readonly suggestion: string | undefined;
+  /**
+   * Set for a `WEBSOCKET_REDIS_*` variable: those belong to `roomwire/redis`
+   * (`redisBrokerFromEnv()`), which reads and checks them itself, not to the hub's table.
+   */
+  readonly readBy?: 'roomwire/redis';
 }
+
+/** The `WEBSOCKET_*` namespace of `roomwire/redis`, whose own table checks it. */
+const REDIS_PREFIX = 'WEBSOCKET_REDIS_';
 
 /**
  * The `WEBSOCKET_*` variables of `env` that no setting reads (a misspelled name is
  * otherwise ignored in silence), each with the closest known name when it looks like a
  * typo of one.
  *
+ * `WEBSOCKET_REDIS_*` variables are listed with `readBy: 'roomwire/redis'` unless `alsoRead`
+ * names them: the hub's own configuration reads none of them.
+ *
+ * @param alsoRead - variables the caller reads itself (the standalone server passes the Redis table's)
  * @example unknownVariables({ WEBSOCKET_MAX_MESAGE_SIZE: '1024' }) // [{ name: 'WEBSOCKET_MAX_MESAGE_SIZE', suggestion: 'WEBSOCKET_MAX_MESSAGE_SIZE' }]
  */
-export function unknownVariables(env: Record<string, string | undefined>): UnknownVariable[] {
+export function unknownVariables(env: Record<string, string | undefined>, alsoRead: readonly string[] = []): UnknownVariable[] {
   const known = CONFIG_FIELDS.map((f) => f.env);
   const out: UnknownVariable[] = [];
   for (const name of Object.keys(env)) {
-    if (!name.startsWith('WEBSOCKET_') || known.includes(name)) continue;
+    if (!name.startsWith('WEBSOCKET_') || known.includes(name) || alsoRead.includes(name)) continue;
+    if (name.startsWith(REDIS_PREFIX)) {
+      out.push({ name, suggestion: undefined, readBy: 'roomwire/redis' });
+      continue;
+    }
     let best: string | undefined;
     let bestDistance = Number.POSITIVE_INFINITY;
     for (const k of known) {
@@ -520,6 +520,9 @@ export function unknownVariables(env: Record<string, string | undefined>): Unkno
 
 /** What an unknown variable's warning says. */
 export function unknownVariableMessage(v: UnknownVariable): string {
+  if (v.readBy === 'roomwire/redis') {
+    return `${v.name} is read by redisBrokerFromEnv() from roomwire/redis, not by configFromEnv(): pass createHub({ ...configFromEnv(), broker: redisBrokerFromEnv() }) to use it`;
+  }
   return `${v.name} is not a roomwire variable and is ignored${v.suggestion === undefined ? '' : `; did you mean ${v.suggestion}?`}`;
 }
 
@@ -532,11 +535,13 @@ export interface ConfigFromEnvOptions {
    * @default process.emitWarning, once per variable name per process
    */
   readonly warn?: (message: string) => void;
+  /** Variables the caller reads itself, not to be warned about (see {@link unknownVariables}). */
+  readonly alsoRead?: readonly string[];
 }
 
 /**
- * Read the hub configuration from environment variables (contract section 5 and the
- * seed's variables). Unset or empty variables take their defaults. Throws a
+ * Read the hub configuration from environment variables (docs/configuration.md lists
+ * them). The Redis variables are `roomwire/redis`'s: see `redisBrokerFromEnv()`. Unset or empty variables take their defaults. Throws a
  * {@link RoomwireError} with code `ERR_INVALID_CONFIG` that names every bad variable, and
  * warns about every `WEBSOCKET_*` variable no setting reads (a typo would otherwise be
  * ignored in silence).
@@ -548,7 +553,7 @@ export interface ConfigFromEnvOptions {
  * ```
  */
 export function configFromEnv(env: Record<string, string | undefined> = process.env, options: ConfigFromEnvOptions = {}): HubConfig {
-  for (const v of unknownVariables(env)) {
+  for (const v of unknownVariables(env, options.alsoRead)) {
     const message = unknownVariableMessage(v);
     if (options.warn !== undefined) options.warn(message);
     else if (!warnedNames.has(v.name)) {

@@ -6,8 +6,10 @@ import { RoomwireError, type WireErrorCode } from './errors';
 import type { Beating, TerminationReason } from './heartbeat';
 import { Outbound, checkFrame, encodeError, encodePong, identityFragment, type ClientMessage, type RequestId } from './protocol';
 import type { Room } from './rooms';
+import type { Bucket } from './rate-limit';
 import type { Counters } from './stats';
 import type { Client, Transport, TransportListener } from './types';
+import { isPromise } from './util';
 
 /** What a connection needs from its hub. */
 export interface ConnectionOwner {
@@ -17,8 +19,8 @@ export interface ConnectionOwner {
   readonly writeBufferSize: number;
   /** Buffered outbound bytes past which a connection is terminated at once. */
   readonly maxBuffered: number;
-  readonly messageRatePerMs: number;
-  readonly messageBurst: number;
+  /** The message rate's refill arithmetic; each connection keeps its own level. */
+  readonly messageBucket: Bucket;
   /** Handle one checked message; may return a promise to hold later frames back. */
   dispatch(conn: Connection, message: ClientMessage, room: string | undefined, text: string): void | Promise<void>;
   /** A handler threw: report it; the connection is then closed with 1011. */
@@ -48,10 +50,6 @@ export function checkClose(code: number, reason: string): void {
   const valid = Number.isInteger(code) && ((code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999));
   if (!valid) throw new RoomwireError('ERR_INVALID_ARGUMENT', `${code} is not a close code that can be sent`);
   if (Buffer.byteLength(reason) > 123) throw new RoomwireError('ERR_INVALID_ARGUMENT', 'a close reason is at most 123 bytes of UTF-8');
-}
-
-function isPromise(v: unknown): v is Promise<void> {
-  return typeof (v as Promise<void> | undefined)?.then === 'function';
 }
 
 /** @internal */
@@ -93,7 +91,7 @@ export class Connection implements Client, TransportListener, Beating {
     this.connectedAt = now;
     this.lastSeen = now;
     this.lastPing = now;
-    this.tokens = owner.messageBurst;
+    this.tokens = owner.messageBucket.burst;
     this.tokensAt = now;
     this.claims = claims;
     this.expiresAt = expiresAtSeconds === undefined ? 0 : expiresAtSeconds * 1000;
@@ -119,7 +117,7 @@ export class Connection implements Client, TransportListener, Beating {
 
   // ---- TransportListener ------------------------------------------------------------
 
-  message(data: string, isBinary: boolean, size: number): void {
+  onMessage(data: string, isBinary: boolean, size: number): void {
     if (this.state !== OPEN) return;
     const owner = this.owner;
     const now = owner.now();
@@ -156,12 +154,12 @@ export class Connection implements Client, TransportListener, Beating {
     this.run(data, isBinary);
   }
 
-  pong(): void {
+  onPong(): void {
     this.lastSeen = this.owner.now();
     this.pingSentAt = 0;
   }
 
-  ping(payload: Uint8Array): void {
+  onPing(payload: Uint8Array): void {
     if (this.state !== OPEN) return;
     const now = this.owner.now();
     this.lastSeen = now;
@@ -177,9 +175,7 @@ export class Connection implements Client, TransportListener, Beating {
    * the run of drops.
    */
   private admitFrame(now: number): boolean {
-    const owner = this.owner;
-    let level = this.tokens + (now - this.tokensAt) * owner.messageRatePerMs;
-    if (level > owner.messageBurst) level = owner.messageBurst;
+    const level = this.owner.messageBucket.level(this.tokens, this.tokensAt, now);
     this.tokensAt = now;
     if (level < 1) {
       this.tokens = level;
@@ -196,13 +192,13 @@ export class Connection implements Client, TransportListener, Beating {
    * otherwise go on costing a core to parse); the closing handshake is cut short.
    */
   private dropped(): void {
-    if (++this.dropStreak < this.owner.messageBurst) return;
+    if (++this.dropStreak < this.owner.messageBucket.burst) return;
     this.close(1008, 'rate limit exceeded');
     this.paused = true;
     this.transport.pause();
   }
 
-  closed(code: number, reason: string): void {
+  onClose(code: number, reason: string): void {
     if (this.state === CLOSED) return;
     this.state = CLOSED;
     this.queue = undefined;
@@ -235,7 +231,7 @@ export class Connection implements Client, TransportListener, Beating {
       this.owner.failed(this, err);
       return;
     }
-    if (isPromise(pending)) this.hold(pending);
+    if (isPromise<void>(pending)) this.hold(pending);
   }
 
   /** Process `first` (already dispatched, async), then the queue, in order. */
@@ -259,7 +255,7 @@ export class Connection implements Client, TransportListener, Beating {
       this.owner.failed(this, err);
       return;
     }
-    if (isPromise(pending)) this.hold(pending);
+    if (isPromise<void>(pending)) this.hold(pending);
   }
 
   private drain(): void {
@@ -338,14 +334,14 @@ export class Connection implements Client, TransportListener, Beating {
   abandon(code: number, reason: string): void {
     if (this.state === CLOSED) return;
     this.transport.terminate();
-    this.closed(code, reason);
+    this.onClose(code, reason);
   }
 
   terminate(reason: TerminationReason): void {
     if (this.state === CLOSED) return;
     this.owner.terminated(this, reason);
     this.transport.terminate();
-    this.closed(1006, reason);
+    this.onClose(1006, reason);
   }
 
   /**

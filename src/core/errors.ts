@@ -1,12 +1,12 @@
 /**
  * Error codes and the one error class roomwire throws and emits.
  *
- * Wire codes are the `data.code` values of the contract's `error` frames; `ERR_*`
+ * Wire codes are the `data.code` values of the protocol's `error` frames; `ERR_*`
  * codes are raised to the application (configuration, broker, transport).
  */
 
 /**
- * Every `error` frame code of the wire contract (section 3), with the text sent
+ * Every `error` frame code of the wire protocol (docs/protocol.md section 3), with the text sent
  * in the frame's `content` field. This table is the single source of
  * {@link WireErrorCode}.
  */

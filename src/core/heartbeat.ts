@@ -1,5 +1,5 @@
 /**
- * Liveness for every connection from one periodic sweep (contract section 4): protocol
+ * Liveness for every connection from one periodic sweep (docs/protocol.md section 5): protocol
  * pings, pong deadlines, idle timeouts, slow readers and token expiry. No connection
  * owns a timer; each carries a few numbers the sweep compares with the clock.
  */
@@ -41,7 +41,7 @@ export function sweepPeriod(config: HubConfig): number {
  * How long a keep-alive ping gets to be answered before its connection may be ended as
  * idle. The ping goes out one sweep ahead of the idle deadline; a sweep that runs late (a
  * busy event loop) or a slow network must not turn a live peer into an idle one, so the
- * idle deadline waits for an answer this long. The contract allows every bound to be
+ * idle deadline waits for an answer this long. docs/protocol.md section 5 allows every bound to be
  * late by one heartbeat interval plus one second: the sweep granularity and this grace.
  */
 export const IDLE_PING_GRACE = 1000;

@@ -1,6 +1,6 @@
 /**
  * The wire protocol: zod schemas of every client message (the single source of the
- * message types), the frame checker that applies the contract's check order, and the
+ * message types), the frame checker that applies docs/protocol.md's check order, and the
  * encoders of every server frame.
  *
  * Server frames are built as strings directly: room names are validated to need no
@@ -28,7 +28,7 @@ export function isValidRoomName(room: string): boolean {
 }
 
 // `room` is only checked to be a string here: the naming rule answers with its own code
-// (invalid_room) after the shape check (invalid_message), as the contract orders them.
+// (invalid_room) after the shape check (invalid_message), as docs/protocol.md section 3 orders them.
 // The JSON Schema states the rule all the same (`pattern`), as a frame that breaks it is
 // not one of the protocol's.
 const room = z.string().meta({ description: 'room name: 1 to 64 characters from A-Z a-z 0-9 _ - . :', pattern: ROOM_NAME_PATTERN.source });
@@ -42,13 +42,13 @@ const room = z.string().meta({ description: 'room name: 1 to 64 characters from 
 const jsonObject = z.object({}).meta({ description: 'any JSON object; its members are forwarded as sent' }) as unknown as z.ZodType<Record<string, unknown>>;
 
 /**
- * A request id (contract section 8): a string of 1 to 64 characters (UTF-16 code units,
+ * A request id (docs/protocol.md section 8): a string of 1 to 64 characters (UTF-16 code units,
  * JavaScript's `length`), or an integer from 0 to 2^53 − 1. The reply to a request carries
  * it back with the same JSON type and value.
  */
 export const RequestIdSchema = z
   .union([
-    // zod measures strings in code points; the contract in UTF-16 code units (an emoji is 2).
+    // zod measures strings in code points; docs/protocol.md in UTF-16 code units (an emoji is 2).
     z
       .string()
       .min(1)
@@ -86,7 +86,7 @@ export const ClientMessageSchemas = {
 /** The `type` values a client may send. */
 export type ClientMessageType = keyof typeof ClientMessageSchemas;
 
-/** Every client message type, in the contract's order. */
+/** Every client message type, in docs/protocol.md's order. */
 export const CLIENT_MESSAGE_TYPES = Object.keys(ClientMessageSchemas) as ClientMessageType[];
 
 /** A client message that passed its schema (extra fields may be present). */
@@ -136,7 +136,7 @@ function isClientType(t: unknown): t is ClientMessageType {
 const SHAPES = Object.fromEntries(Object.entries(ClientMessageSchemas).map(([type, schema]) => [type, compileShape(schema)])) as Record<ClientMessageType, ShapeCheck>;
 const isRequestId = compileShape(RequestIdSchema);
 
-/** The frame's `id` when it is a valid request id (contract section 8), else undefined. */
+/** The frame's `id` when it is a valid request id (docs/protocol.md section 8), else undefined. */
 function validId(obj: Record<string, unknown>): RequestId | undefined {
   if (!Object.hasOwn(obj, 'id')) return undefined;
   const v = obj.id;
@@ -174,7 +174,7 @@ function shapeProblem(type: ClientMessageType, obj: Record<string, unknown>): st
 }
 
 /**
- * Check one text frame in the contract's order (section 3, orders 2 to 5): JSON
+ * Check one text frame in docs/protocol.md's order (section 3, orders 2 to 5): JSON
  * object, known type, schema (the request `id` included), room name. The stateful
  * checks (membership, limits, hooks) belong to the hub. A frame that is not JSON has no
  * id; an `unsupported_type` or any later failure carries the id when it is valid.

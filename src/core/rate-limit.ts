@@ -5,9 +5,9 @@
 import { ratePeriodMs, type RateLimit } from './config';
 
 /**
- * The refill arithmetic shared by both limiters: `take` returns the new token count
- * after spending one, or -1 when the bucket is empty. Buckets are plain numbers so a
- * connection carries its own without an extra object.
+ * The refill arithmetic of a token bucket, shared by the message rate (one level per
+ * connection, kept as two numbers on the connection so it needs no object of its own)
+ * and the connection-attempt rate (one level per address, in {@link AddressLimiter}).
  */
 export class Bucket {
   /** Tokens added per millisecond. */

@@ -3,11 +3,7 @@
  * `user_list` (each user once, however many connections it has there).
  */
 
-/** What a room needs to know about a member. */
-export interface Member {
-  readonly userId: string;
-  readonly username: string;
-}
+import type { Member } from './types';
 
 interface UserEntry {
   readonly username: string;

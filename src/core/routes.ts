@@ -1,5 +1,5 @@
 /**
- * The four endpoints under the base path `B` (contract section 1): `B`, `B/{room}`,
+ * The four endpoints under the base path `B` (docs/protocol.md section 1): `B`, `B/{room}`,
  * `B/auth`, `B/auth/{room}`. One trailing slash is ignored and the query string never
  * changes which route matches.
  */

@@ -20,7 +20,7 @@ export interface Transport {
   close(code: number, reason: string): void;
   /** Destroy the connection at once, without a closing handshake. */
   terminate(): void;
-  /** Send a protocol-level ping. */
+  /** Send a protocol ping (the hub's keep-alive; the peer answers with a pong). */
   ping(): void;
   /**
    * Answer a protocol ping with a pong carrying `payload`. The hub calls this for each
@@ -38,21 +38,22 @@ export interface Transport {
 
 /**
  * What an adapter reports to the hub about one connection, returned by
- * {@link Ticket.open}. Call each method as the event happens.
+ * {@link Ticket.open}. Call each method as the event happens; {@link Transport} is the
+ * other direction (what the hub asks the adapter to do).
  */
 export interface TransportListener {
   /** A complete data frame arrived. `size` is its length in bytes. */
-  message(data: string, isBinary: boolean, size: number): void;
+  onMessage(data: string, isBinary: boolean, size: number): void;
   /** A protocol pong arrived. */
-  pong(): void;
+  onPong(): void;
   /**
    * A protocol ping arrived with `payload`. It counts as inbound traffic and toward the
    * message rate; the hub answers it through {@link Transport.pong} unless it is over the
    * rate.
    */
-  ping(payload: Uint8Array): void;
+  onPing(payload: Uint8Array): void;
   /** The connection is closed; the hub forgets it. Idempotent. */
-  closed(code: number, reason: string): void;
+  onClose(code: number, reason: string): void;
 }
 
 /** Time as the hub sees it. Inject one to drive heartbeats from fake timers. */
@@ -89,7 +90,7 @@ export interface Identity {
 
 /** What an {@link Authenticate} function is given. */
 export interface AuthContext {
-  /** The token found per contract section 2, or undefined. */
+  /** The token found as docs/protocol.md section 2 says, or undefined. */
   readonly token: string | undefined;
   /** True when the route requires a token (`B/auth…`, or `requireAuth`). */
   readonly required: boolean;
@@ -145,11 +146,15 @@ export interface AuthorizationHooks {
   canPublish?(client: Client, room: string, message: { readonly content: string; readonly data?: Readonly<Record<string, unknown>> | undefined }): Decision;
 }
 
-/** One connection's presence in a room, as brokers carry it. */
-export interface PresenceEntry {
-  readonly connectionId: string;
+/** Who a room member is, as `user_list` shows it: one entry per user. */
+export interface Member {
   readonly userId: string;
   readonly username: string;
+}
+
+/** One connection's presence in a room, as brokers carry it. */
+export interface PresenceEntry extends Member {
+  readonly connectionId: string;
 }
 
 /** What a broker can do with the hub that started it. */

@@ -8,7 +8,7 @@
  * @module roomwire/prometheus
  */
 import { Counter, Gauge, register as defaultRegistry, type Histogram, type Registry } from 'prom-client';
-import type { Hub, HubStats } from '../core/hub';
+import type { Hub, HubStats } from '../core/api';
 import { REJECT_REASONS } from '../core/stats';
 
 /** Options of {@link registerHubMetrics}. */

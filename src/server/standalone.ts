@@ -1,5 +1,5 @@
 /**
- * `roomwire/server`: the standalone hub server (contract section 6), also run by the
+ * `roomwire/server`: the standalone hub server (docs/protocol.md section 7), also run by the
  * `roomwire` bin. It serves the WebSocket endpoints, the chat page at `/`, `/healthz`,
  * `/metrics` (Prometheus text), the live stats page at `/stats`, and 404 elsewhere, with
  * its configuration from the environment and JSON-lines logs.
@@ -10,25 +10,32 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { answerAsRequest, createUpgradeHandler } from '../adapters/node';
+import { answerAsRequest } from '../adapters/http';
+import { createUpgradeHandler } from '../adapters/node';
 import { limitUnfinishedRequests } from '../adapters/unfinished';
+import { readRedisSettings, REDIS_PREFIX, type RedisSettings } from '../brokers/redis-env';
+import { createRedisBroker } from '../brokers/redis';
+import type { Hub, HubOptions } from '../core/api';
 import { PARSERS, configFromEnv, type ConfigField, type HubConfig } from '../core/config';
-import { RoomwireError, configError, type ConfigIssue } from '../core/errors';
-import { createHub, type Hub, type HubOptions } from '../core/hub';
+import { configError, type ConfigIssue, type RoomwireError } from '../core/errors';
+import { createHub } from '../core/hub';
 import type { Logger } from '../core/types';
 import { chatPage, clientScript } from './chat-page';
 import { LOG_LEVELS, createJsonLogger, type LogLevel } from './logger';
 import { StatsSampler, statsPage } from './stats-page';
 
 export { chatPage, clientScript, createJsonLogger, statsPage, LOG_LEVELS };
-export type { ChatPageOptions } from "./chat-page";
+export type { ChatPageOptions } from './chat-page';
 export type { LogLevel };
 
 /** Options of {@link startServer}. */
 export interface ServerOptions {
   /** Environment to read the hub configuration, `HOST` and `PORT` from. @default process.env */
   env?: Record<string, string | undefined>;
-  /** Hooks and seams added to the configuration from `env` (authenticate, canJoin, broker, ...). */
+  /**
+   * Hooks and seams added to the configuration from `env` (authenticate, canJoin, broker,
+   * ...). A `broker` given here replaces the one `WEBSOCKET_REDIS_URL` would make.
+   */
   hub?: Omit<HubOptions, keyof HubConfig>;
   /** Where the JSON log lines go (the "listening on" line included). @default process.stdout */
   log?: (line: string) => void;
@@ -114,16 +121,20 @@ export interface ServerSettings {
  * Read the hub configuration and the server's own settings ({@link SERVER_FIELDS}) from
  * `env`; throws one `ERR_INVALID_CONFIG` {@link RoomwireError} naming every bad variable.
  */
-export function serverConfigFromEnv(env: Record<string, string | undefined> = process.env): ServerSettings & { config: HubConfig; warnings: string[] } {
+export function serverConfigFromEnv(env: Record<string, string | undefined> = process.env): ServerSettings & { config: HubConfig; redis: RedisSettings; warnings: string[] } {
   let issues: ConfigIssue[] = [];
   let config: HubConfig | undefined;
   const warnings: string[] = [];
+  const warn = (message: string): void => void warnings.push(message);
   try {
-    config = configFromEnv(env, { warn: (message) => warnings.push(message) });
+    // The Redis variables are checked by their own table (readRedisSettings), typos included.
+    config = configFromEnv(env, { warn, alsoRead: Object.keys(env).filter((name) => name.startsWith(REDIS_PREFIX)) });
   } catch (err) {
     if ((err as RoomwireError).code !== 'ERR_INVALID_CONFIG') throw err;
     issues = [...(err as RoomwireError).issues];
   }
+  const redis = readRedisSettings(env, warn);
+  issues.push(...redis.issues);
   const settings: Record<string, unknown> = {};
   for (const field of SERVER_FIELDS) {
     const raw = env[field.env];
@@ -151,7 +162,7 @@ export function serverConfigFromEnv(env: Record<string, string | undefined> = pr
     // A typo'd variable is often why another is missing: say so with the error.
     throw configError([...issues, ...warnings.map((w) => ({ name: w.split(' ')[0] as string, message: w.slice(w.indexOf(' ') + 1) }))]);
   }
-  return { ...server, config, warnings };
+  return { ...server, config, redis: redis.settings, warnings };
 }
 
 function respond(res: http.ServerResponse, status: number, type: string, body: string, extra: Record<string, string> = {}): void {
@@ -179,7 +190,9 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   const { config, host, port } = settings;
   const logger: Logger = options.hub?.logger ?? createJsonLogger(settings.logLevel, write);
   for (const message of settings.warnings) logger.warn({ variable: message.split(' ')[0] }, message);
-  const hub = createHub({ ...options.hub, ...config, logger });
+  const redis = settings.redis;
+  const broker = options.hub?.broker ?? (redis.url === undefined ? undefined : createRedisBroker({ url: redis.url, prefix: redis.prefix }));
+  const hub = createHub({ ...options.hub, ...config, logger, ...(broker === undefined ? {} : { broker }) });
   const page = chatPage(config.path, { maxMessageSize: config.maxMessageSize });
   const startedAt = Date.now();
   const sampler = new StatsSampler(hub, options.statsIntervalMs);
@@ -316,47 +329,6 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       return closing;
     },
   };
-}
-
-/**
- * Run the standalone server as a process: start it, and on SIGTERM or SIGINT close
- * every client with 1001 and exit 0. A bad configuration prints every bad variable and
- * exits with status 2 before listening.
- */
-export async function main(env: Record<string, string | undefined> = process.env): Promise<void> {
-  // Handlers go in before listening so a signal that arrives right after the
-  // "listening" line still shuts down gracefully.
-  let running: RunningServer | undefined;
-  let stopping: string | undefined;
-  const stop = (signal: string) => {
-    if (stopping !== undefined) return;
-    stopping = signal;
-    if (running === undefined) return; // startServer resolves, then stops at once
-    process.stdout.write(`${JSON.stringify({ level: 'info', time: Date.now(), msg: `${signal} received, closing connections`, connections: running.hub.size })}\n`);
-    running.close().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        console.error(`roomwire: shutdown failed: ${(err as Error).message}`);
-        process.exit(1);
-      },
-    );
-  };
-  // `on`, not `once`: a second signal during the graceful window must not kill the
-  // process with the default handler; stop() ignores repeats.
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
-  try {
-    running = await startServer({ env });
-  } catch (err) {
-    const e = err as RoomwireError;
-    console.error(`roomwire: ${e.code === 'ERR_INVALID_CONFIG' ? e.message : `cannot start: ${e.message}`}`);
-    process.exit(2);
-  }
-  if (stopping !== undefined) {
-    const signal = stopping;
-    stopping = undefined;
-    stop(signal);
-  }
 }
 
 interface MetricsResponse {

@@ -3,7 +3,7 @@
  * hub's counters, the JSON it serves at `/stats.json`, and the self-contained page at
  * `/stats` that draws them (no CDN, no build step).
  */
-import type { Hub, HubStats } from '../core/hub';
+import type { Hub, HubStats } from '../core/api';
 
 /** One sample of the hub's totals. */
 export interface StatsSample {

@@ -158,7 +158,7 @@ describe('metrics after a scripted session', () => {
       'debug:error frame sent',
     ]);
     expect(seen[1]![1]).toMatchObject({ code: 'ERR_HOOK', err: expect.objectContaining({ message: 'boom' }) });
-    t.listener.closed(1000, '');
+    t.listener.onClose(1000, '');
     await hub.close();
     expect(seen.at(-1)?.[2]).toBe('hub closing');
   });

@@ -281,7 +281,7 @@ describe('scale-out over Redis (contract section 7)', () => {
   }, 45_000);
 
   it('does not drop a healthy process after this one was stalled longer than the process timeout', async () => {
-    const timings = { url: redis.url, heartbeatInterval: 100, processTimeout: 500 };
+    const timings = { url: redis.url, beatInterval: 100, processTimeout: 500 };
     const { s1, room, a, b } = await pair(timings);
     const until = Date.now() + 1200;
     while (Date.now() < until); // both hubs live in this process: a 1.2 s stall of the event loop
@@ -358,7 +358,7 @@ describe('scale-out over Redis (contract section 7)', () => {
   });
 
   it('never delivers a frame of a process before the join of its sender, after that process was given up', async () => {
-    const timings = { url: redis.url, heartbeatInterval: 100, processTimeout: 600 };
+    const timings = { url: redis.url, beatInterval: 100, processTimeout: 600 };
     const s1 = await serve({}, timings);
     const room = freshRoom();
     const a = await enter(s1, room);
@@ -450,7 +450,7 @@ describe('scale-out over Redis (contract section 7)', () => {
   });
 
   it('replays in order what a process published while out of step, once its state arrives', async () => {
-    const s1 = await serve({}, { url: redis.url, heartbeatInterval: 300, processTimeout: 5000 });
+    const s1 = await serve({}, { url: redis.url, beatInterval: 300, processTimeout: 5000 });
     const room = freshRoom();
     const a = await enter(s1, room);
     // A stand-in for another process, speaking the broker's protocol through Redis.
@@ -492,7 +492,7 @@ describe('scale-out over Redis (contract section 7)', () => {
   });
 
   it('tells a member that joined during an outage of the others once, and never of members it was not shown', async () => {
-    const timings = { url: redis.url, heartbeatInterval: 200, processTimeout: 1500 };
+    const timings = { url: redis.url, beatInterval: 200, processTimeout: 1500 };
     const [p1, r1] = [await serve({}, timings), await serve({}, timings)];
     const room = freshRoom();
     const x = await enter(r1, room);

@@ -2,11 +2,11 @@
 // enough for a test (the bin has the defaults: 2 s heartbeats, 10 s process timeout).
 // Usage: node test/helpers/broker-process.mjs <redis url> <heartbeat ms> <process timeout ms>
 // Prints the standalone server's "listening on http://127.0.0.1:PORT" line.
-import { createRedisBroker } from '../../dist/index.js';
+import { createRedisBroker } from '../../dist/redis.js';
 import { startServer } from '../../dist/server.js';
 
 const [url, heartbeat, timeout] = process.argv.slice(2);
-const broker = createRedisBroker({ url: String(url), heartbeatInterval: Number(heartbeat), processTimeout: Number(timeout) });
+const broker = createRedisBroker({ url: String(url), beatInterval: Number(heartbeat), processTimeout: Number(timeout) });
 const running = await startServer({
   env: { HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'warn', WEBSOCKET_MESSAGE_RATE: '10000/s,10000' },
   hub: { broker },

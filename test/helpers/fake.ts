@@ -1,5 +1,5 @@
 /** In-memory transport and manual clock for unit tests of the core. */
-import type { Clock, Outbound, Transport, TransportListener } from '../../src/index';
+import { adapterHandle, type Clock, type Outbound, type Transport, type TransportListener } from '../../src/index';
 
 /** A clock that only moves when told to; timers fire in order as time passes. */
 export class FakeClock implements Clock {
@@ -75,7 +75,7 @@ export class FakeTransport implements Transport {
   close(code: number, reason: string): void {
     if (this.closedWith) return;
     this.closedWith = { code, reason };
-    if (this.autoClose) this.listener?.closed(code, reason);
+    if (this.autoClose) this.listener?.onClose(code, reason);
   }
 
   terminate(): void {
@@ -103,7 +103,7 @@ export class FakeTransport implements Transport {
 
   /** Deliver a text frame from the client. */
   text(data: string): void {
-    this.listener.message(data, false, Buffer.byteLength(data));
+    this.listener.onMessage(data, false, Buffer.byteLength(data));
   }
 
   /** Deliver a JSON frame from the client. */
@@ -126,7 +126,7 @@ export async function connect(
   headers: Record<string, string> = {},
   remoteAddress = '10.0.0.1',
 ): Promise<FakeTransport> {
-  const admission = await hub.admit({ url, headers, remoteAddress });
+  const admission = await adapterHandle(hub).admit({ url, headers, remoteAddress });
   if (!admission.accepted) throw new Error(`refused with ${admission.status} (${admission.reason})`);
   const t = new FakeTransport();
   t.listener = admission.ticket.open(t);

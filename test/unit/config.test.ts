@@ -78,7 +78,6 @@ describe('configFromEnv', () => {
       WEBSOCKET_JWT_AUDIENCE: 'a,b',
       WEBSOCKET_JWT_ALGORITHMS: 'HS512,ES256',
       WEBSOCKET_JWT_CLOCK_TOLERANCE: '30s',
-      WEBSOCKET_REDIS_URL: 'redis://127.0.0.1:6379/0',
     });
     expect(cfg).toEqual({
       enabled: false,
@@ -109,14 +108,14 @@ describe('configFromEnv', () => {
         algorithms: ['HS512', 'ES256'],
         clockTolerance: 30,
       },
-      redisUrl: 'redis://127.0.0.1:6379/0',
     });
   });
 
   it('has one variable per field, all distinct', () => {
     const envs = CONFIG_FIELDS.map((f) => f.env);
     expect(new Set(envs).size).toBe(envs.length);
-    expect(envs).toHaveLength(27);
+    expect(envs).toHaveLength(26);
+    expect(envs.filter((e) => e.startsWith('WEBSOCKET_REDIS_'))).toEqual([]);
   });
 
   it('names every bad variable at once', () => {
@@ -142,7 +141,6 @@ describe('configFromEnv', () => {
       WEBSOCKET_JWKS_URL: 'ftp://x',
       WEBSOCKET_JWT_ALGORITHMS: 'HS256,none',
       WEBSOCKET_JWT_CLOCK_TOLERANCE: 'soon',
-      WEBSOCKET_REDIS_URL: 'http://redis',
     });
     expect(Object.keys(found).sort()).toEqual(
       [
@@ -167,7 +165,6 @@ describe('configFromEnv', () => {
         'WEBSOCKET_JWKS_URL',
         'WEBSOCKET_JWT_ALGORITHMS',
         'WEBSOCKET_JWT_CLOCK_TOLERANCE',
-        'WEBSOCKET_REDIS_URL',
       ].sort(),
     );
     expect(found.WEBSOCKET_ALLOWED_ORIGINS).toContain('ftp//bad');
@@ -217,9 +214,6 @@ describe('configFromEnv', () => {
       }),
     );
     expect(() => createHub({ requireAuth: true })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_CONFIG' }));
-    expect(() => createHub({ redisUrl: 'redis://127.0.0.1:6379/x' })).toThrow(
-      expect.objectContaining({ issues: [{ name: 'redisUrl', message: '"redis://127.0.0.1:6379/x": the path must be a database number' }] }),
-    );
   });
 });
 
@@ -233,7 +227,10 @@ describe('serverConfigFromEnv', () => {
       names = (e as RoomwireError).issues.map((i) => i.name);
     }
     expect(names).toEqual(['WEBSOCKET_MAX_ROOM_SIZE', 'PORT', 'WEBSOCKET_REQUIRE_AUTH']);
-    expect(serverConfigFromEnv({ WEBSOCKET_REDIS_URL: 'redis://:pw@127.0.0.1:6390/2' }).config.redisUrl).toBe('redis://:pw@127.0.0.1:6390/2');
+    expect(serverConfigFromEnv({ WEBSOCKET_REDIS_URL: 'redis://:pw@127.0.0.1:6390/2' }).redis).toEqual({ url: 'redis://:pw@127.0.0.1:6390/2', prefix: 'roomwire' });
+    expect(() => serverConfigFromEnv({ WEBSOCKET_REDIS_URL: 'redis://:hunter2@127.0.0.1:6379/x', PORT: 'http' })).toThrow(
+      'invalid configuration:\n  WEBSOCKET_REDIS_URL: "redis://:***@127.0.0.1:6379/x": the path must be a database number\n  PORT: must be an integer from 0 to 65535, not "http"',
+    );
     expect(serverConfigFromEnv({ PORT: '0', HOST: '::1' })).toMatchObject({ host: '::1', port: 0 });
     expect(serverConfigFromEnv({})).toMatchObject({ host: '0.0.0.0', port: 8080 });
   });
@@ -283,5 +280,51 @@ describe('unknown WEBSOCKET_* variables', () => {
     expect(() => serverConfigFromEnv({ WEBSOCKET_REQUIRE_AUTH: 'true', WEBSOCKET_JWT_SECRT: 's' })).toThrow(
       'invalid configuration:\n  WEBSOCKET_REQUIRE_AUTH: true needs WEBSOCKET_JWT_SECRET, WEBSOCKET_JWT_PUBLIC_KEY or WEBSOCKET_JWKS_URL to verify tokens\n  WEBSOCKET_JWT_SECRT: is not a roomwire variable and is ignored; did you mean WEBSOCKET_JWT_SECRET?',
     );
+  });
+});
+
+describe('the Redis variables (roomwire/redis)', () => {
+  it('are not read by configFromEnv, which says where they belong', () => {
+    const warned: string[] = [];
+    const cfg = configFromEnv({ WEBSOCKET_REDIS_URL: 'redis://127.0.0.1:6379' }, { warn: (m) => warned.push(m) });
+    expect(Object.keys(cfg)).not.toContain('redisUrl');
+    expect(warned).toEqual([
+      'WEBSOCKET_REDIS_URL is read by redisBrokerFromEnv() from roomwire/redis, not by configFromEnv(): pass createHub({ ...configFromEnv(), broker: redisBrokerFromEnv() }) to use it',
+    ]);
+  });
+
+  it('are checked by their own table, naming every bad one and masking passwords', async () => {
+    const { redisSettingsFromEnv, REDIS_FIELDS } = await import('../../src/redis/index');
+    expect(REDIS_FIELDS.map((f) => f.env)).toEqual(['WEBSOCKET_REDIS_URL', 'WEBSOCKET_REDIS_PREFIX']);
+    expect(redisSettingsFromEnv({})).toEqual({ url: undefined, prefix: 'roomwire' });
+    expect(redisSettingsFromEnv({ WEBSOCKET_REDIS_URL: 'rediss://h:6380', WEBSOCKET_REDIS_PREFIX: 'chat:eu' })).toEqual({ url: 'rediss://h:6380', prefix: 'chat:eu' });
+    expect(() => redisSettingsFromEnv({ WEBSOCKET_REDIS_URL: 'http://u:secret@redis', WEBSOCKET_REDIS_PREFIX: 'a b' })).toThrow(
+      expect.objectContaining({
+        code: 'ERR_INVALID_CONFIG',
+        issues: [
+          { name: 'WEBSOCKET_REDIS_URL', message: '"http://u:***@redis" must be a redis:// or rediss:// URL' },
+          { name: 'WEBSOCKET_REDIS_PREFIX', message: 'must be 1 to 64 letters, digits or . _ : -, not "a b"' },
+        ],
+      }),
+    );
+    const warned: string[] = [];
+    redisSettingsFromEnv({ WEBSOCKET_REDIS_ULR: 'redis://h' }, { warn: (m) => warned.push(m) });
+    expect(warned).toEqual(['WEBSOCKET_REDIS_ULR is not a roomwire variable and is ignored; the Redis variables are WEBSOCKET_REDIS_URL, WEBSOCKET_REDIS_PREFIX']);
+  });
+
+  it('make a memory broker when WEBSOCKET_REDIS_URL is unset, a Redis broker when set', async () => {
+    const { redisBrokerFromEnv } = await import('../../src/redis/index');
+    const memory = redisBrokerFromEnv({});
+    expect(memory.health?.()).toEqual({ kind: 'memory', connected: true, processes: 1 });
+    const redis = redisBrokerFromEnv({ WEBSOCKET_REDIS_URL: 'redis://127.0.0.1:1' }, { startTimeout: 50 });
+    expect(redis.health?.()).toMatchObject({ kind: 'redis', connected: false });
+    await redis.close();
+  });
+
+  it('are warned about once by the standalone server, not twice', async () => {
+    const { serverConfigFromEnv } = await import('../../src/server/standalone');
+    expect(serverConfigFromEnv({ WEBSOCKET_REDIS_URL: 'redis://h:6379', WEBSOCKET_REDIS_PREFX: 'x' }).warnings).toEqual([
+      'WEBSOCKET_REDIS_PREFX is not a roomwire variable and is ignored; the Redis variables are WEBSOCKET_REDIS_URL, WEBSOCKET_REDIS_PREFIX',
+    ]);
   });
 });

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it, vi } from 'vitest';
-import { createHub, type Broker, type BrokerHost, type HubOptions, type Outbound } from '../../src/index';
+import { adapterHandle, createHub, type Broker, type BrokerHost, type HubOptions, type Outbound } from '../../src/index';
 import { FakeClock, FakeTransport, connect } from '../helpers/fake';
 
 const T0 = Date.UTC(2026, 10, 26, 12, 0, 0);
@@ -97,7 +97,7 @@ describe('rooms and messages', () => {
     a.take();
     b.take();
     const aClient = hub.clients()[0] as { userId: string; username: string };
-    a.listener.closed(1000, '');
+    a.listener.onClose(1000, '');
     expect(b.take()).toEqual([
       { type: 'leave', room: 'r1', user_id: aClient.userId, username: aClient.username, timestamp: SEC },
       { type: 'leave', room: 'r2', user_id: aClient.userId, username: aClient.username, timestamp: SEC },
@@ -243,7 +243,7 @@ describe('error frames (contract section 3 check order)', () => {
   it('answers a binary frame with invalid_message', async () => {
     const { hub } = setup();
     const a = await connect(hub);
-    a.listener.message('', true, 3);
+    a.listener.onMessage('', true, 3);
     expect(a.take()).toEqual([{ type: 'error', content: expect.any(String), data: { code: 'invalid_message' }, timestamp: SEC }]);
   });
 
@@ -312,12 +312,12 @@ describe('limits', () => {
   it('refuses upgrades past maxConnections with 503, counting handshakes in progress', async () => {
     const { hub } = setup({ maxConnections: 2 });
     await connect(hub);
-    const pending = await hub.admit({ url: '/ws', headers: {}, remoteAddress: '10.0.0.2' });
+    const pending = await adapterHandle(hub).admit({ url: '/ws', headers: {}, remoteAddress: '10.0.0.2' });
     expect(pending.accepted).toBe(true);
-    const third = await hub.admit({ url: '/ws', headers: {}, remoteAddress: '10.0.0.3' });
+    const third = await adapterHandle(hub).admit({ url: '/ws', headers: {}, remoteAddress: '10.0.0.3' });
     expect(third).toMatchObject({ accepted: false, status: 503, reason: 'capacity' });
     if (pending.accepted) pending.ticket.cancel();
-    const fourth = await hub.admit({ url: '/ws', headers: {}, remoteAddress: '10.0.0.4' });
+    const fourth = await adapterHandle(hub).admit({ url: '/ws', headers: {}, remoteAddress: '10.0.0.4' });
     expect(fourth.accepted).toBe(true);
   });
 });
@@ -357,7 +357,7 @@ describe('message rate limit', () => {
   it('counts protocol pings toward the rate: one over it gets no pong and no error, and counts as a drop', async () => {
     const { hub, clock } = setup({ messageRate: '2/s,3' });
     const a = await connect(hub);
-    const ping = (n: number) => a.listener.ping(Uint8Array.of(n));
+    const ping = (n: number) => a.listener.onPing(Uint8Array.of(n));
     ping(1);
     ping(2);
     a.json({ type: 'ping' });
@@ -383,7 +383,7 @@ describe('message rate limit', () => {
     a.autoClose = false;
     const closes: [number, string][] = [];
     hub.on('disconnect', (_c, code, reason) => closes.push([code, reason]));
-    for (let i = 0; i < 4; i++) a.listener.ping(Uint8Array.of(i));
+    for (let i = 0; i < 4; i++) a.listener.onPing(Uint8Array.of(i));
     expect(a.closedWith).toEqual({ code: 1008, reason: 'rate limit exceeded' });
     expect(a.paused).toBe(true);
     clock.advance(999);
@@ -411,7 +411,7 @@ describe('message rate limit', () => {
     const { hub } = setup({ messageRate: '1/m,2' });
     const a = await connect(hub);
     a.text('garbage');
-    a.listener.message('', true, 1);
+    a.listener.onMessage('', true, 1);
     a.json({ type: 'ping' });
     expect(a.take().map((m) => (m.data as { code: string }).code)).toEqual(['invalid_json', 'invalid_message', 'rate_limited']);
   });
@@ -421,41 +421,41 @@ describe('connection rate limit and admission order', () => {
   it('answers 429 with Retry-After in whole seconds after the burst, per address', async () => {
     const { hub, clock } = setup({ connectRate: '60/m,2' });
     const req = { url: '/ws', headers: {}, remoteAddress: '10.1.1.1' };
-    expect((await hub.admit(req)).accepted).toBe(true);
-    expect((await hub.admit(req)).accepted).toBe(true);
-    expect(await hub.admit(req)).toEqual({ accepted: false, status: 429, headers: { 'Retry-After': '1' }, reason: 'rate_limited' });
-    expect((await hub.admit({ ...req, remoteAddress: '10.1.1.2' })).accepted).toBe(true);
+    expect((await adapterHandle(hub).admit(req)).accepted).toBe(true);
+    expect((await adapterHandle(hub).admit(req)).accepted).toBe(true);
+    expect(await adapterHandle(hub).admit(req)).toEqual({ accepted: false, status: 429, headers: { 'Retry-After': '1' }, reason: 'rate_limited' });
+    expect((await adapterHandle(hub).admit({ ...req, remoteAddress: '10.1.1.2' })).accepted).toBe(true);
     clock.advance(1000);
-    expect((await hub.admit(req)).accepted).toBe(true);
+    expect((await adapterHandle(hub).admit(req)).accepted).toBe(true);
   });
 
   it('counts refused attempts (404) and uses X-Forwarded-For only when trusted', async () => {
     const { hub } = setup({ connectRate: '1/h,1', trustProxy: true });
     // One trusted proxy: the right-most entry is the client; what the client wrote to its left changes nothing.
     const xff = (ip: string) => ({ 'x-forwarded-for': `10.9.9.9, ${ip}` });
-    expect(await hub.admit({ url: '/ws/a/b', headers: xff('1.1.1.1'), remoteAddress: '10.0.0.1' })).toMatchObject({ status: 404 });
-    expect(await hub.admit({ url: '/ws', headers: xff('1.1.1.1'), remoteAddress: '10.0.0.1' })).toMatchObject({ status: 429, headers: { 'Retry-After': '3600' } });
-    expect(await hub.admit({ url: '/ws', headers: { 'x-forwarded-for': '6.6.6.6, 1.1.1.1' }, remoteAddress: '10.0.0.1' })).toMatchObject({ status: 429 });
-    expect((await hub.admit({ url: '/ws', headers: xff('2.2.2.2'), remoteAddress: '10.0.0.1' })).accepted).toBe(true);
+    expect(await adapterHandle(hub).admit({ url: '/ws/a/b', headers: xff('1.1.1.1'), remoteAddress: '10.0.0.1' })).toMatchObject({ status: 404 });
+    expect(await adapterHandle(hub).admit({ url: '/ws', headers: xff('1.1.1.1'), remoteAddress: '10.0.0.1' })).toMatchObject({ status: 429, headers: { 'Retry-After': '3600' } });
+    expect(await adapterHandle(hub).admit({ url: '/ws', headers: { 'x-forwarded-for': '6.6.6.6, 1.1.1.1' }, remoteAddress: '10.0.0.1' })).toMatchObject({ status: 429 });
+    expect((await adapterHandle(hub).admit({ url: '/ws', headers: xff('2.2.2.2'), remoteAddress: '10.0.0.1' })).accepted).toBe(true);
 
     const untrusted = setup({ connectRate: '1/h,1' }).hub;
-    expect((await untrusted.admit({ url: '/ws', headers: xff('3.3.3.3'), remoteAddress: '10.0.0.1' })).accepted).toBe(true);
-    expect(await untrusted.admit({ url: '/ws', headers: xff('4.4.4.4'), remoteAddress: '10.0.0.1' })).toMatchObject({ status: 429 });
+    expect((await adapterHandle(untrusted).admit({ url: '/ws', headers: xff('3.3.3.3'), remoteAddress: '10.0.0.1' })).accepted).toBe(true);
+    expect(await adapterHandle(untrusted).admit({ url: '/ws', headers: xff('4.4.4.4'), remoteAddress: '10.0.0.1' })).toMatchObject({ status: 429 });
   });
 
   it('applies the refusal order 404, 503, 403, 429, 503, 401', async () => {
     const { hub } = setup({ enabled: false, allowedOrigins: 'https://ok.example', connectRate: '1/h,1', jwt: { secret: 's' } });
     const bad = { url: '/ws/auth', headers: { origin: 'https://evil.example' }, remoteAddress: '1.2.3.4' };
-    expect(await hub.admit({ ...bad, url: '/ws/x/y/z' })).toMatchObject({ status: 404 });
-    expect(await hub.admit(bad)).toMatchObject({ status: 503, reason: 'disabled' });
+    expect(await adapterHandle(hub).admit({ ...bad, url: '/ws/x/y/z' })).toMatchObject({ status: 404 });
+    expect(await adapterHandle(hub).admit(bad)).toMatchObject({ status: 503, reason: 'disabled' });
 
     const h2 = setup({ allowedOrigins: 'https://ok.example', connectRate: '1/h,1', maxConnections: 1, jwt: { secret: 's' } }).hub;
-    expect(await h2.admit(bad)).toMatchObject({ status: 403 });
-    expect(await h2.admit({ ...bad, headers: {} })).toMatchObject({ status: 429 });
+    expect(await adapterHandle(h2).admit(bad)).toMatchObject({ status: 403 });
+    expect(await adapterHandle(h2).admit({ ...bad, headers: {} })).toMatchObject({ status: 429 });
     const other = { url: '/ws/auth', headers: {}, remoteAddress: '5.6.7.8' };
-    expect(await h2.admit(other)).toMatchObject({ status: 401, headers: { 'WWW-Authenticate': 'Bearer' } });
+    expect(await adapterHandle(h2).admit(other)).toMatchObject({ status: 401, headers: { 'WWW-Authenticate': 'Bearer' } });
     await connect(h2, '/ws', {}, '9.9.9.9');
-    expect(await h2.admit({ ...other, remoteAddress: '5.6.7.9' })).toMatchObject({ status: 503, reason: 'capacity' });
+    expect(await adapterHandle(h2).admit({ ...other, remoteAddress: '5.6.7.9' })).toMatchObject({ status: 503, reason: 'capacity' });
   });
 });
 
@@ -485,7 +485,7 @@ describe('heartbeat', () => {
       clock.advance(1_000);
       if (a.pings > 0) {
         a.pings = 0;
-        a.listener.pong();
+        a.listener.onPong();
       }
     }
     expect(a.terminated).toBe(false);
@@ -499,7 +499,7 @@ describe('heartbeat', () => {
       clock.advance(1_000);
       if (a.pings > 0) {
         a.pings = 0;
-        a.listener.pong();
+        a.listener.onPong();
       }
     }
     expect(a.terminated).toBe(false);
@@ -525,7 +525,7 @@ describe('heartbeat', () => {
       if (a.pings > 0 && clock.now() % 1000 === 200) {
         // answered 700 ms after the ping, past the next sweep (and the deadline)
         a.pings = 0;
-        a.listener.pong();
+        a.listener.onPong();
         answered++;
       }
     }
@@ -566,8 +566,8 @@ describe('heartbeat', () => {
     fast.json({ type: 'message', room: 'r', content: 'x' });
     for (let s = 0; s < 2; s++) {
       clock.advance(1_000);
-      slow.listener.pong();
-      fast.listener.pong();
+      slow.listener.onPong();
+      fast.listener.onPong();
     }
     expect(slow.terminated).toBe(false);
     clock.advance(1_000);
@@ -772,7 +772,7 @@ describe('close', () => {
     expect(a.closedWith).toEqual({ code: 1001, reason: 'server shutting down' });
     expect(b.closedWith).toEqual({ code: 1001, reason: 'server shutting down' });
     expect(hub.size).toBe(0);
-    expect(await hub.admit({ url: '/ws', headers: {} })).toMatchObject({ status: 503, reason: 'shutting_down' });
+    expect(await adapterHandle(hub).admit({ url: '/ws', headers: {} })).toMatchObject({ status: 503, reason: 'shutting_down' });
   });
 
   it('terminates clients that do not finish the closing handshake in time', async () => {
@@ -798,7 +798,7 @@ describe('events', () => {
     hub.on('disconnect', (_c, code) => events.push(`disconnect:${code}`));
     const a = await connect(hub, '/ws/r');
     a.json({ type: 'message', room: 'r', content: 'hi' });
-    a.listener.closed(1000, 'bye');
+    a.listener.onClose(1000, 'bye');
     expect(events).toEqual(['connection:true', 'join:r', 'message:r:hi', 'leave:r', 'disconnect:1000']);
   });
 });
@@ -810,8 +810,8 @@ describe('stats', () => {
     const b = await connect(hub, '/ws/r');
     a.json({ type: 'message', room: 'r', content: 'hi' });
     a.text('nope');
-    b.listener.closed(1000, '');
-    await hub.admit({ url: '/ws/a/b', headers: {} });
+    b.listener.onClose(1000, '');
+    await adapterHandle(hub).admit({ url: '/ws/a/b', headers: {} });
     const s = hub.stats();
     expect(s).toMatchObject({
       connections: 1,
@@ -899,7 +899,7 @@ describe('robustness (review findings)', () => {
   it('turns a thenable from authenticate into a native promise', async () => {
     const thenable = { then: (resolve: (v: unknown) => void) => resolve({ userId: 'u', username: 'U' }) };
     const { hub } = setup({ authenticate: () => thenable as unknown as Promise<null> });
-    const admission = hub.admit({ url: '/ws', headers: {} });
+    const admission = adapterHandle(hub).admit({ url: '/ws', headers: {} });
     expect(admission).toBeInstanceOf(Promise);
     expect(await admission).toMatchObject({ accepted: true, ticket: { identity: { userId: 'u' } } });
   });
@@ -1035,5 +1035,43 @@ describe('request ids and replies (contract section 8)', () => {
       ['message', undefined],
       ['ack', 'm'],
     ]);
+  });
+});
+
+describe('one audience per interface', () => {
+  it('shows the application only the Hub API: no admission, delivery or connection internals', () => {
+    const { hub } = setup();
+    const visible = new Set<string>();
+    for (let o: object | null = hub; o !== null && o !== Object.prototype; o = Object.getPrototypeOf(o) as object | null) {
+      for (const k of Object.getOwnPropertyNames(o)) visible.add(k);
+    }
+    for (const internal of ['admit', 'route', 'settle', 'deliver', 'deliverTo', 'dispatch', 'closed', 'localUsers', 'brokerFailed', 'counters', 'openConnection']) {
+      expect(visible.has(internal)).toBe(false);
+    }
+    for (const api of ['config', 'size', 'closing', 'clients', 'roomNames', 'members', 'largestRooms', 'publish', 'stats', 'ready', 'close', 'on', 'emit']) {
+      expect(visible.has(api)).toBe(true);
+    }
+    // The adapter handle is a registered symbol, not enumerable: a logged hub shows none of it.
+    expect(Object.keys(hub)).not.toContain(Symbol.for('roomwire.adapterHandle'));
+    expect(Object.keys(adapterHandle(hub)).sort()).toEqual(['admit', 'config', 'failed', 'route']);
+    expect(() => adapterHandle({} as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT', message: 'not a roomwire hub: make one with createHub()' }));
+  });
+
+  it('hands a broker a BrokerHost and nothing more', () => {
+    let host: BrokerHost | undefined;
+    const broker: Broker = { start: (h) => void (host = h), publish() {}, join() {}, leave() {}, users: () => [], close() {} };
+    const { hub, clock } = setup({ broker });
+    expect(host).not.toBe(hub);
+    expect(Object.keys(host as object).sort()).toEqual(['brokerFailed', 'brokerNotice', 'deliver', 'deliverTo', 'localUsers', 'now']);
+    expect(Object.isFrozen(host)).toBe(true);
+    expect(host?.now()).toBe(clock.now());
+  });
+
+  it('reports an adapter failure as an ERR_TRANSPORT error event', () => {
+    const { hub } = setup();
+    const seen: string[] = [];
+    hub.on('error', (e, client) => seen.push(`${e.code}:${e.message}:${String(client)}`));
+    adapterHandle(hub).failed('upgrade failed', new Error('boom'));
+    expect(seen).toEqual(['ERR_TRANSPORT:upgrade failed:undefined']);
   });
 });

@@ -52,7 +52,7 @@ describe('property: arbitrary frames', () => {
         peer.take();
         for (const frame of frames) {
           const before = snapshot(hub);
-          expect(() => peer.listener.message(frame.text, frame.binary, Buffer.byteLength(frame.text))).not.toThrow();
+          expect(() => peer.listener.onMessage(frame.text, frame.binary, Buffer.byteLength(frame.text))).not.toThrow();
           const out = peer.take();
           for (const f of out) expect(typeof f.timestamp).toBe('number');
           const errors = out.filter((f) => f.type === 'error');

@@ -122,8 +122,8 @@ describe('createRedisBroker options', () => {
     const bad = (options: Parameters<typeof createRedisBroker>[0], message: string) =>
       expect(() => createRedisBroker(options)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT', message }));
     bad({ url: 'http://x' }, 'url: "http://x" must be a redis:// or rediss:// URL');
-    bad({ url: 'redis://h', heartbeatInterval: 0 }, 'heartbeatInterval must be a positive number of milliseconds, not 0');
+    bad({ url: 'redis://h', beatInterval: 0 }, 'beatInterval must be a positive number of milliseconds, not 0');
     bad({ url: 'redis://h', commandTimeout: Number.NaN }, 'commandTimeout must be a positive number of milliseconds, not NaN');
-    bad({ url: 'redis://h', heartbeatInterval: 1000, processTimeout: 1500 }, 'processTimeout (1500 ms) must be at least twice heartbeatInterval (1000 ms)');
+    bad({ url: 'redis://h', beatInterval: 1000, processTimeout: 1500 }, 'processTimeout (1500 ms) must be at least twice beatInterval (1000 ms)');
   });
 });

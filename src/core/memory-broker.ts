@@ -2,8 +2,8 @@
  * roomwire's default broker: one process, no network. Room frames go straight to
  * the local members and presence is the local room registry.
  */
-import type { Outbound } from '../core/protocol';
-import type { Broker, BrokerHost } from '../core/types';
+import type { Outbound } from './protocol';
+import type { Broker, BrokerHost } from './types';
 
 /**
  * Create the in-process {@link Broker} that {@link createHub} uses when none is given.

@@ -1,6 +1,7 @@
-/** Type-level checks of the public API; `npm run typecheck` compiles them. */
+/** Type-level checks of the public API; vitest's typecheck runs them under `npm test`. */
 import { describe, expectTypeOf, it } from 'vitest';
-import { createHub, type Client, type Hub, type HubConfig, type RoomwireError, type WireErrorCode } from '../../src/index';
+import { adapterHandle, createHub, type Admission, type Broker, type Client, type Hub, type HubConfig, type RoomwireError, type WireErrorCode } from '../../src/index';
+import { createRedisBroker, redisBrokerFromEnv } from '../../src/redis/index';
 import { attach, type Attachment } from '../../src/adapters/node';
 
 describe('public types', () => {
@@ -37,5 +38,23 @@ describe('public types', () => {
 
   it('types the node adapter', () => {
     expectTypeOf(attach).returns.toEqualTypeOf<Attachment>();
+  });
+
+  it('keeps admission off the application\'s hub and on the adapter handle', () => {
+    const hub = createHub();
+    // @ts-expect-error: adapters reach admission through adapterHandle(hub)
+    void hub.admit;
+    // @ts-expect-error: not the application's
+    void hub.route;
+    const handle = adapterHandle(hub);
+    expectTypeOf(handle.admit({ url: '/ws', headers: {} })).toEqualTypeOf<Admission | Promise<Admission>>();
+    void hub.close();
+  });
+
+  it('takes a broker, not Redis options', () => {
+    // @ts-expect-error: Redis lives in roomwire/redis
+    createHub({ redisUrl: 'redis://127.0.0.1:6379' });
+    expectTypeOf(redisBrokerFromEnv).returns.toEqualTypeOf<Broker>();
+    expectTypeOf(createRedisBroker).returns.toEqualTypeOf<Broker>();
   });
 });

@@ -1,0 +1,556 @@
+/**
+ * The hub's engine: connections, rooms, the messages of docs/protocol.md section 3, delivery
+ * to members, the heartbeat sweep's work and shutdown. It is what a connection reports to
+ * ({@link ConnectionOwner}) and what brokers reach through {@link Engine.brokerHost}; the
+ * application sees it only through the {@link Hub} facade (hub.ts).
+ */
+import { randomUUID } from 'node:crypto';
+import type { EventEmitter } from 'eventemitter3';
+import type { Seats } from './admission';
+import type { CloseOptions, HubEvents, HubStats, PublishOptions } from './api';
+import { pickUsername, type JwtVerifier } from './auth';
+import type { HubConfig } from './config';
+import { Connection, checkClose, type ConnectionOwner } from './connection';
+import { RoomwireError, type WireErrorCode } from './errors';
+import { checkLiveness, sweepPeriod, type TerminationReason } from './heartbeat';
+import {
+  Outbound,
+  encodeAck,
+  encodeAuth,
+  encodeMembership,
+  errorContent,
+  encodeMessage,
+  encodeUserList,
+  identityFragment,
+  isValidRoomName,
+  rawMember,
+  type ClientMessage,
+  type RequestId,
+} from './protocol';
+import { Bucket } from './rate-limit';
+import { RoomRegistry } from './rooms';
+import { Counters, DURATION_BUCKETS } from './stats';
+import type { Authenticate, AuthorizationHooks, Broker, BrokerHost, Client, Clock, Decision, Identity, Logger, PresenceEntry, Transport } from './types';
+import { isPromise, noop } from './util';
+import { SILENT } from './log';
+
+/** The close reason a hub shutdown sends. */
+export const SHUTDOWN_REASON = 'server shutting down';
+
+/**
+ * How long a peer may take to answer the server's close frame before its TCP connection
+ * is dropped (`ws` alone would wait 30 s). A peer closed with 1008 (a flood, an expired
+ * token) is no longer read at all, so waiting long for its answer would only hold a socket.
+ */
+const CLOSE_TIMEOUT = 5000;
+const ABUSE_CLOSE_TIMEOUT = 1000;
+
+/** What an {@link Engine} is made of; {@link createHub} assembles it. */
+export interface EngineParts {
+  readonly config: HubConfig;
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly broker: Broker;
+  readonly hooks: AuthorizationHooks;
+  readonly authenticate: Authenticate;
+  readonly verifyJwt: JwtVerifier;
+  /** Where application events go: the {@link Hub} facade. */
+  readonly events: EventEmitter<HubEvents>;
+}
+
+/** A connection's presence as brokers carry it. */
+function presenceOf(conn: Connection): PresenceEntry {
+  return { connectionId: conn.id, userId: conn.userId, username: conn.username };
+}
+
+/** @internal */
+export class Engine implements ConnectionOwner, Seats {
+  readonly config: HubConfig;
+  readonly counters = new Counters();
+  readonly maxMessageSize: number;
+  readonly readBufferSize: number;
+  readonly writeBufferSize: number;
+  readonly maxBuffered: number;
+  readonly messageBucket: Bucket;
+  /** The only object a broker is given: delivery into this process, and reporting. */
+  readonly brokerHost: BrokerHost;
+
+  private readonly clock: Clock;
+  private readonly log: Logger;
+  private readonly broker: Broker;
+  private readonly hooks: AuthorizationHooks;
+  private readonly authenticate: Authenticate;
+  private readonly verifyJwt: JwtVerifier;
+  private readonly events: EventEmitter<HubEvents>;
+  private readonly connections = new Set<Connection>();
+  private readonly rooms = new RoomRegistry<Connection>();
+  private readonly idPrefix = randomUUID().slice(0, 8);
+  private readonly sweepMs: number;
+  private nextId = 0;
+  private closePromise: Promise<void> | undefined;
+  /** Set as shutdown starts (before `closePromise` exists: it is assigned when it returns). */
+  private shuttingDown = false;
+  private onEmpty: (() => void) | undefined;
+
+  constructor(parts: EngineParts) {
+    const cfg = (this.config = parts.config);
+    this.clock = parts.clock;
+    this.log = parts.log;
+    this.broker = parts.broker;
+    this.hooks = parts.hooks;
+    this.authenticate = parts.authenticate;
+    this.verifyJwt = parts.verifyJwt;
+    this.events = parts.events;
+    this.maxMessageSize = cfg.maxMessageSize;
+    this.readBufferSize = cfg.readBufferSize;
+    this.writeBufferSize = cfg.writeBufferSize;
+    this.maxBuffered = cfg.maxBuffered;
+    this.messageBucket = new Bucket(cfg.messageRate);
+    this.sweepMs = sweepPeriod(cfg);
+    this.brokerHost = Object.freeze<BrokerHost>({
+      deliver: (room, message) => this.deliverMatching(room, message, undefined),
+      deliverTo: (room, message, accept) => this.deliverMatching(room, message, accept),
+      localUsers: (room) => this.localUsers(room),
+      now: () => this.clock.now(),
+      brokerFailed: (message, cause) => this.report('ERR_BROKER', message, cause, undefined),
+      brokerNotice: (level, fields, message) => this.log[level](fields, message),
+    });
+  }
+
+  /** Start the broker; resolves when it has started (or failed to, which is reported). */
+  startBroker(): Promise<void> {
+    let started: void | Promise<void>;
+    try {
+      started = this.broker.start(this.brokerHost);
+    } catch (err) {
+      this.report('ERR_BROKER', 'broker failed to start', err, undefined);
+      return Promise.resolve();
+    }
+    return isPromise<void>(started)
+      ? started.then(noop, (err: unknown) => this.report('ERR_BROKER', 'broker failed to start', err, undefined))
+      : Promise.resolve();
+  }
+
+  now(): number {
+    return this.clock.now();
+  }
+
+  /** Whether debug entries are read: builds none per connection for a silent logger. */
+  debugging(): boolean {
+    const log = this.log;
+    return log !== SILENT && (log.isLevelEnabled?.('debug') ?? true);
+  }
+
+  get size(): number {
+    return this.connections.size;
+  }
+
+  get closing(): boolean {
+    return this.closePromise !== undefined || this.shuttingDown;
+  }
+
+  openConnection(transport: Transport, identity: Identity | null, room: string | undefined, address: string): Connection {
+    const id = `${this.idPrefix}-${(this.nextId++).toString(36)}`;
+    let conn: Connection;
+    if (identity === null) {
+      const userId = randomUUID();
+      conn = new Connection(this, transport, id, userId, `guest-${userId.slice(0, 8)}`, true, undefined, undefined, address);
+    } else {
+      // Whatever `authenticate` returned, a username is stamped clean (docs/protocol.md section 2).
+      const username = pickUsername(identity.username, identity.userId);
+      conn = new Connection(this, transport, id, identity.userId, username, false, identity.claims, identity.expiresAt, address);
+    }
+    this.connections.add(conn);
+    this.counters.connectionsAccepted++;
+    if (this.debugging()) this.log.debug({ client: id, userId: conn.userId, anonymous: conn.anonymous, address, room }, 'connection opened');
+    this.notify('connection', conn);
+    if (this.closing) {
+      conn.close(1001, SHUTDOWN_REASON);
+    } else if (room !== undefined) {
+      conn.enqueue(() => this.join(conn, room));
+    }
+    return conn;
+  }
+
+  // ---- messages (docs/protocol.md section 3) -----------------------------------------
+
+  dispatch(conn: Connection, msg: ClientMessage, named: string | undefined, text: string): void | Promise<void> {
+    const id = msg.id;
+    switch (msg.type) {
+      case 'message':
+        return this.say(conn, msg.room, msg.content, msg.data, text, id);
+      case 'join':
+        return this.join(conn, msg.room, id);
+      case 'leave':
+        return this.leave(conn, msg.room, id);
+      case 'user_list':
+        if (!conn.roomsJoined.has(msg.room)) return conn.error('not_in_room', msg.room, id);
+        return this.sendUserList(conn, msg.room, id);
+      case 'ping':
+        return conn.pongFrame(id);
+      case 'pong':
+        return;
+      case 'auth':
+        return this.refresh(conn, msg.data.token, named, id);
+    }
+  }
+
+  /**
+   * Answer a `join`, `leave` or `message` that carried an id with its `ack` (docs/protocol.md
+   * section 8), once `pending` (the frames the request causes for the sender) is done.
+   */
+  private acked(pending: void | Promise<void>, conn: Connection, room: string, id: RequestId | undefined): void | Promise<void> {
+    if (id === undefined) return pending;
+    const ack = () => {
+      const now = this.clock.now();
+      conn.sendOutbound(new Outbound(encodeAck(id, room, Math.floor(now / 1000))), now);
+    };
+    if (isPromise<void>(pending)) return pending.then(ack);
+    ack();
+  }
+
+  private joinRefusal(conn: Connection, room: string): WireErrorCode | undefined {
+    if (conn.roomsJoined.size >= this.config.maxRoomsPerConnection) return 'too_many_rooms';
+    const max = this.config.maxRoomSize;
+    if (max > 0 && (this.rooms.get(room)?.size ?? 0) >= max) return 'room_full';
+    return undefined;
+  }
+
+  private join(conn: Connection, room: string, id?: RequestId): void | Promise<void> {
+    if (!conn.open) return; // closed by a 'connection' listener before its path join
+    if (conn.roomsJoined.has(room)) return this.acked(this.sendUserList(conn, room), conn, room, id);
+    const refused = this.joinRefusal(conn, room);
+    if (refused !== undefined) return conn.error(refused, room, id);
+    const hook = this.hooks.canJoin;
+    if (hook === undefined) return this.acked(this.addMember(conn, room), conn, room, id);
+    const allowed = this.ask(conn, () => hook(conn, room));
+    if (allowed === true) return this.acked(this.addMember(conn, room), conn, room, id);
+    if (allowed === false) return conn.error('forbidden', room, id);
+    return allowed.then((ok) => {
+      if (!conn.open) return;
+      if (!ok) return conn.error('forbidden', room, id);
+      // Other connections may have filled the room while the hook ran.
+      if (conn.roomsJoined.has(room)) return this.acked(this.sendUserList(conn, room), conn, room, id);
+      const late = this.joinRefusal(conn, room);
+      if (late !== undefined) return conn.error(late, room, id);
+      return this.acked(this.addMember(conn, room), conn, room, id);
+    });
+  }
+
+  private addMember(conn: Connection, room: string): void | Promise<void> {
+    conn.roomsJoined.set(room, this.rooms.join(room, conn));
+    this.broker.join(room, presenceOf(conn));
+    this.broker.publish(room, new Outbound(encodeMembership('join', room, conn.identity, this.seconds())));
+    this.notify('join', conn, room);
+    return this.sendUserList(conn, room);
+  }
+
+  private leave(conn: Connection, room: string, id?: RequestId): void {
+    if (!conn.roomsJoined.has(room)) return conn.error('not_in_room', room, id);
+    // The leaver is still a member here, so it receives its own leave notice.
+    this.broker.publish(room, new Outbound(encodeMembership('leave', room, conn.identity, this.seconds())));
+    this.removeMember(conn, room);
+    this.notify('leave', conn, room);
+    this.acked(undefined, conn, room, id);
+  }
+
+  private removeMember(conn: Connection, room: string): void {
+    conn.roomsJoined.delete(room);
+    this.rooms.leave(room, conn);
+    this.broker.leave(room, presenceOf(conn));
+  }
+
+  private say(conn: Connection, room: string, content: string, data: Record<string, unknown> | undefined, text: string, id?: RequestId): void | Promise<void> {
+    if (!conn.roomsJoined.has(room)) return conn.error('not_in_room', room, id);
+    const hook = this.hooks.canPublish;
+    if (hook === undefined) return this.deliverMessage(conn, room, content, data, text, id);
+    const allowed = this.ask(conn, () => hook(conn, room, { content, data }));
+    if (allowed === true) return this.deliverMessage(conn, room, content, data, text, id);
+    if (allowed === false) return conn.error('forbidden', room, id);
+    return allowed.then((ok) => {
+      if (!conn.open) return;
+      if (!ok) return conn.error('forbidden', room, id);
+      if (!conn.roomsJoined.has(room)) return conn.error('not_in_room', room, id);
+      this.deliverMessage(conn, room, content, data, text, id);
+    });
+  }
+
+  private deliverMessage(conn: Connection, room: string, content: string, data: Record<string, unknown> | undefined, raw: string, id: RequestId | undefined): void {
+    // `data` goes out as the client wrote it: checked to be an object, never serialized again.
+    const text = encodeMessage(room, content, data === undefined ? undefined : rawMember(raw, 'data'), conn.identity, this.seconds());
+    // Local members, the sender among them, get the frame within publish: the ack follows it.
+    this.broker.publish(room, new Outbound(text));
+    this.notify('message', conn, room, { content, data });
+    this.acked(undefined, conn, room, id);
+  }
+
+  private sendUserList(conn: Connection, room: string, id?: RequestId): void | Promise<void> {
+    let users: readonly string[] | Promise<readonly string[]>;
+    try {
+      users = this.broker.users(room);
+    } catch (err) {
+      this.report('ERR_BROKER', 'broker could not list users', err, conn);
+      users = this.localUsers(room);
+    }
+    if (!isPromise<readonly string[]>(users)) return this.sendList(conn, room, users, id);
+    return users.then(
+      (list) => this.sendList(conn, room, list, id),
+      (err: unknown) => {
+        this.report('ERR_BROKER', 'broker could not list users', err, conn);
+        this.sendList(conn, room, this.localUsers(room), id);
+      },
+    );
+  }
+
+  private sendList(conn: Connection, room: string, users: readonly string[], id: RequestId | undefined): void {
+    const now = this.clock.now();
+    conn.sendOutbound(new Outbound(encodeUserList(room, users, Math.floor(now / 1000), id)), now);
+  }
+
+  private refresh(conn: Connection, token: string, named: string | undefined, id: RequestId | undefined): void | Promise<void> {
+    if (conn.anonymous) return conn.error('forbidden', named, id);
+    const verify = async (): Promise<void> => {
+      let identity: Identity | null;
+      try {
+        identity = await this.authenticate({ token, required: true, request: undefined, verifyJwt: this.verifyJwt });
+      } catch {
+        identity = null;
+      }
+      if (!conn.open) return;
+      if (identity === null) return conn.error('unauthorized', named, id);
+      if (identity.userId !== conn.userId) return conn.error('forbidden', named, id);
+      conn.expiresAt = identity.expiresAt === undefined ? 0 : identity.expiresAt * 1000;
+      conn.claims = identity.claims;
+      const now = this.clock.now();
+      conn.sendOutbound(new Outbound(encodeAuth(identity.expiresAt, Math.floor(now / 1000), id)), now);
+    };
+    return verify();
+  }
+
+  /** Run an authorization hook; a throw or rejection counts as a refusal and is reported. */
+  private ask(conn: Connection, hook: () => Decision): boolean | Promise<boolean> {
+    let answer: Decision;
+    try {
+      answer = hook();
+    } catch (err) {
+      this.report('ERR_HOOK', 'authorization hook threw', err, conn);
+      return false;
+    }
+    if (!isPromise<boolean>(answer)) return answer === true;
+    return answer.then(
+      (v) => v === true,
+      (err: unknown) => {
+        this.report('ERR_HOOK', 'authorization hook rejected', err, conn);
+        return false;
+      },
+    );
+  }
+
+  // ---- delivery (through brokerHost) -------------------------------------------------
+
+  private deliverMatching(room: string, message: Outbound, accept: ((connectionId: string) => boolean) | undefined): void {
+    const r = this.rooms.get(room);
+    if (r === undefined) return;
+    const now = this.clock.now();
+    let n = 0;
+    for (const c of r.members) {
+      if (!c.open || (accept !== undefined && !accept(c.id))) continue;
+      c.track(c.transport.send(message), now);
+      n++;
+    }
+    const counters = this.counters;
+    counters.deliveries += n;
+    counters.framesOut += n;
+    counters.bytesOut += n * Buffer.byteLength(message.text);
+  }
+
+  localUsers(room: string): string[] {
+    return this.rooms.get(room)?.usernames() ?? [];
+  }
+
+  publish(room: string, content: string, options: PublishOptions = {}): void {
+    if (typeof room !== 'string' || !isValidRoomName(room)) throw new RoomwireError('invalid_room', `"${String(room)}" is not a valid room name`);
+    if (typeof content !== 'string') throw new RoomwireError('ERR_INVALID_ARGUMENT', 'content must be a string');
+    if (options.data !== undefined && (typeof options.data !== 'object' || options.data === null || Array.isArray(options.data))) {
+      throw new RoomwireError('ERR_INVALID_ARGUMENT', 'data must be an object');
+    }
+    let dataJson: string | undefined;
+    if (options.data !== undefined) {
+      try {
+        dataJson = JSON.stringify(options.data);
+      } catch (err) {
+        throw new RoomwireError('ERR_INVALID_ARGUMENT', `data cannot be serialized as JSON: ${(err as Error).message}`, { cause: err });
+      }
+    }
+    const identity = identityFragment(options.userId ?? 'server', pickUsername(options.username ?? 'server'));
+    this.broker.publish(room, new Outbound(encodeMessage(room, content, dataJson, identity, this.seconds())));
+  }
+
+  // ---- ConnectionOwner ---------------------------------------------------------------
+
+  errorSent(conn: Connection, code: WireErrorCode, room: string | undefined, detail?: string): void {
+    this.counters.errors[code]++;
+    if (this.debugging()) this.log.debug({ client: conn.id, code, room, detail }, 'error frame sent');
+    if (this.events.listenerCount('error') > 0) {
+      const content = errorContent(code, detail);
+      const text = room === undefined ? content : `${content} (room "${room}")`;
+      try {
+        this.events.emit('error', new RoomwireError(code, text), conn);
+      } catch {
+        // A throwing 'error' listener must not stop the error frame or break the socket.
+      }
+    }
+  }
+
+  failed(conn: Connection, err: unknown): void {
+    this.report('ERR_HOOK', 'handling a message failed', err, conn);
+    conn.close(1011, 'internal error');
+  }
+
+  closeStarted(conn: Connection, code: number, reason: string): () => void {
+    // During a shutdown, hub.close() bounds every handshake with its own timeout.
+    if (this.closing) return noop;
+    return this.clock.after(code === 1008 ? ABUSE_CLOSE_TIMEOUT : CLOSE_TIMEOUT, () => conn.abandon(code, reason));
+  }
+
+  terminated(conn: Connection, reason: TerminationReason): void {
+    this.counters.terminations[reason]++;
+    this.log.info({ client: conn.id, userId: conn.userId, reason }, 'connection terminated');
+  }
+
+  closed(conn: Connection, code: number, reason: string): void {
+    if (!this.connections.delete(conn)) return;
+    const now = this.clock.now();
+    this.counters.connectionsClosed++;
+    this.counters.observeDuration((now - conn.connectedAt) / 1000);
+    if (conn.roomsJoined.size > 0) {
+      const ts = Math.floor(now / 1000);
+      for (const room of [...conn.roomsJoined.keys()]) {
+        this.removeMember(conn, room);
+        this.broker.publish(room, new Outbound(encodeMembership('leave', room, conn.identity, ts)));
+        this.notify('leave', conn, room);
+      }
+    }
+    if (this.debugging()) this.log.debug({ client: conn.id, code, reason, seconds: (now - conn.connectedAt) / 1000 }, 'connection closed');
+    this.notify('disconnect', conn, code, reason);
+    if (this.connections.size === 0) this.onEmpty?.();
+  }
+
+  report(code: 'ERR_HOOK' | 'ERR_BROKER' | 'ERR_TRANSPORT', message: string, cause: unknown, conn: Connection | undefined): void {
+    this.log.error({ code, client: conn?.id, err: cause }, message);
+    try {
+      this.events.emit('error', new RoomwireError(code, message, { cause }), conn);
+    } catch {
+      // An 'error' listener that throws has nowhere left to report to.
+    }
+  }
+
+  /**
+   * Emit an application event. A listener that throws must not break the protocol for
+   * the client (or the others in the room): the throw is reported as an `ERR_HOOK` error.
+   */
+  private notify<E extends Exclude<keyof HubEvents, 'error'>>(event: E, ...args: HubEvents[E]): void {
+    if (this.events.listenerCount(event) === 0) return;
+    try {
+      (this.events.emit as (event: string, ...args: unknown[]) => boolean)(event, ...args);
+    } catch (err) {
+      this.report('ERR_HOOK', `a '${event}' listener threw`, err, args[0] as Connection);
+    }
+  }
+
+  // ---- heartbeat ----------------------------------------------------------------------
+
+  /** The sweep period: how often the hub's {@link sweep} runs. */
+  get sweepInterval(): number {
+    return this.sweepMs;
+  }
+
+  /** One heartbeat sweep over every connection (docs/protocol.md section 5). */
+  sweep(now: number): void {
+    const cfg = this.config;
+    for (const c of this.connections) checkLiveness(c, now, cfg, this.sweepMs);
+  }
+
+  // ---- queries -----------------------------------------------------------------------
+
+  clients(): Client[] {
+    return [...this.connections];
+  }
+
+  roomNames(): string[] {
+    return this.rooms.names();
+  }
+
+  members(room: string): Client[] {
+    const r = this.rooms.get(room);
+    return r === undefined ? [] : [...r.members];
+  }
+
+  largestRooms(limit: number): { readonly room: string; readonly members: number }[] {
+    if (!Number.isSafeInteger(limit) || limit < 0) throw new RoomwireError('ERR_INVALID_ARGUMENT', 'limit must be an integer of at least 0');
+    return this.rooms.largest(limit).map((r) => ({ room: r.name, members: r.size }));
+  }
+
+  stats(pending: number): HubStats {
+    const c = this.counters;
+    return {
+      connections: this.connections.size,
+      pending,
+      connectionsAccepted: c.connectionsAccepted,
+      connectionsClosed: c.connectionsClosed,
+      rejected: { ...c.rejected },
+      framesIn: c.framesIn,
+      bytesIn: c.bytesIn,
+      messagesIn: { ...c.messagesIn },
+      framesOut: c.framesOut,
+      bytesOut: c.bytesOut,
+      deliveries: c.deliveries,
+      errors: { ...c.errors },
+      terminations: { ...c.terminations },
+      rooms: this.rooms.size,
+      roomSizes: this.rooms.sizeCounts(),
+      connectionDurations: {
+        buckets: DURATION_BUCKETS,
+        counts: [...c.durationCounts],
+        sum: c.durationSeconds,
+        count: c.connectionsClosed,
+      },
+      broker: this.broker.health?.() ?? { kind: 'custom', connected: true, processes: 1 },
+    };
+  }
+
+  private seconds(): number {
+    return Math.floor(this.clock.now() / 1000);
+  }
+
+  // ---- shutdown ----------------------------------------------------------------------
+
+  close(options: CloseOptions = {}): Promise<void> {
+    if (this.closePromise === undefined) checkClose(options.code ?? 1001, options.reason ?? SHUTDOWN_REASON);
+    this.closePromise ??= this.shutdown(options);
+    return this.closePromise;
+  }
+
+  private async shutdown(options: CloseOptions): Promise<void> {
+    this.shuttingDown = true;
+    const code = options.code ?? 1001;
+    const reason = options.reason ?? SHUTDOWN_REASON;
+    this.log.info({ connections: this.connections.size, code }, 'hub closing');
+    for (const c of this.connections) c.close(code, reason);
+    if (this.connections.size > 0) {
+      await new Promise<void>((resolve) => {
+        const cancel = this.clock.after(options.timeout ?? 5000, () => resolve());
+        this.onEmpty = () => {
+          cancel();
+          resolve();
+        };
+      });
+      this.onEmpty = undefined;
+      for (const c of [...this.connections]) {
+        c.transport.terminate();
+        c.onClose(1006, 'close timeout');
+      }
+    }
+    await this.broker.close();
+  }
+}
