@@ -2,7 +2,9 @@
 /**
  * roomwire benchmark (issue 6): roomwire's standalone server against a hand-written
  * `ws` room server (naive and pre-framed) and Socket.IO 4, each in its own process on
- * loopback, loaded by separate client processes; plus the hardening scenarios, roomwire
+ * loopback, loaded by separate client processes (fanout, memory, connrate, scale, and
+ * issue 13's member: connect+join rate and memory per idle member through /ws/{room},
+ * 1,000 rooms); plus the hardening scenarios, roomwire
  * alone: stats (the observability endpoints at 100,000 rooms), frames (what a costly
  * frame costs), soak (memory after 200,000 short connections) and attack (a canary's
  * latency under six attacks). Prints tables and writes bench/results/latest.json.
@@ -10,6 +12,7 @@
  *
  *   npm run bench                       # build, then every scenario with the defaults
  *   node bench/run.mjs --reps=12 --scenarios=fanout,memory
+ *   node bench/run.mjs --scenarios=member --member-reps=5
  *   BENCH_SCALE_MAX=50000 BENCH_SCALE_WINDOW=30 node bench/run.mjs --scenarios=scale
  *   node bench/run.mjs --scenarios=scaleout   # roomwire over Redis vs Socket.IO's Redis adapter
  *   node bench/run.mjs --scenarios=stats,frames,soak,attack   # the hardening scenarios (roomwire only)
@@ -28,17 +31,18 @@ import { report } from './lib/report.mjs';
 import { runFanout, runScaleout } from './scenarios/fanout.mjs';
 import { runMemory } from './scenarios/memory.mjs';
 import { runConnrate } from './scenarios/connrate.mjs';
+import { runMember } from './scenarios/member.mjs';
 import { runScale } from './scenarios/scale.mjs';
 import { runStats } from './scenarios/stats.mjs';
 import { runFrames } from './scenarios/frames.mjs';
 import { runSoak } from './scenarios/soak.mjs';
 import { runAttack } from './scenarios/attack.mjs';
 
-const SCENARIOS = ['fanout', 'memory', 'connrate', 'scale', 'scaleout', 'stats', 'frames', 'soak', 'attack'];
+const SCENARIOS = ['fanout', 'memory', 'connrate', 'member', 'scale', 'scaleout', 'stats', 'frames', 'soak', 'attack'];
 
 /** name, default, description; BENCH_<NAME in upper snake case> or --<name>. */
 const OPTIONS = /** @type {const} */ ([
-  ['scenarios', 'fanout,memory,connrate,scale,stats,frames,soak,attack', 'comma-separated scenarios to run (also: scaleout, two processes over Redis, roomwire and socketio)'],
+  ['scenarios', 'fanout,memory,connrate,member,scale,stats,frames,soak,attack', 'comma-separated scenarios to run (also: scaleout, two processes over Redis, roomwire and socketio)'],
   ['targets', 'roomwire,ws-naive,ws-preframed,socketio', 'comma-separated targets (ws-naive, the baseline, is always included)'],
   ['reps', 8, 'fan-out repetitions (each: every target at window 16 and at window 1)'],
   ['rooms', 10, 'fan-out rooms'],
@@ -55,6 +59,16 @@ const OPTIONS = /** @type {const} */ ([
   ['connrate-reps', 4, 'connection rate: repetitions (alternating order)'],
   ['connrate-inflight', 50, 'connection rate: handshakes in flight (total over client processes)'],
   ['connrate-clients', 2, 'connection rate: client processes'],
+  ['member-reps', 3, 'member: repetitions (alternating order; each: every target\'s rate and memory, each in a fresh server)'],
+  ['member-rooms', 1000, 'member: rooms the connections join through /ws/{room} (connection i: room i % rooms)'],
+  ['member-seconds', 3, 'member: seconds per connect+join rate trial (after a 1 s warm-up)'],
+  ['member-inflight', 50, 'member: connect+joins in flight (total over client processes)'],
+  ['member-clients', 2, 'member: connect+join client processes'],
+  ['member-max-other', 25, 'member: a connect+join trial during which other processes used more than this % of one core is run again'],
+  ['member-retries', 3, 'member: at most this many extra connect+join trials per target and repetition (the least disturbed is kept)'],
+  ['member-conns', 10000, 'member: idle members held for the memory reading (server and clients each need a descriptor per member)'],
+  ['member-settle', 2, 'member: seconds to settle before reading RSS'],
+  ['member-heap', 'on', 'member: on = run every server with --expose-gc and the heap-probe preload and read its heap after GC; off = RSS only'],
   ['scale-max', 50000, 'scale: most idle connections to try'],
   ['scale-window', 15, 'scale: seconds of the idle window the heartbeat CPU is measured over (a multiple of the ping period)'],
   ['scale-ping-period', 5, 'scale: seconds between pings (roomwire WEBSOCKET_PING_PERIOD; its default is 54)'],
@@ -110,6 +124,16 @@ const OPTIONS = /** @type {const} */ ([
  * @property {number} connrateReps
  * @property {number} connrateInflight
  * @property {number} connrateClients
+ * @property {number} memberReps
+ * @property {number} memberRooms
+ * @property {number} memberSeconds
+ * @property {number} memberInflight
+ * @property {number} memberClients
+ * @property {number} memberMaxOther
+ * @property {number} memberRetries
+ * @property {number} memberConns
+ * @property {number} memberSettle
+ * @property {string} memberHeap
  * @property {number} scaleMax
  * @property {number} scaleWindow
  * @property {number} scalePingPeriod
@@ -285,6 +309,7 @@ async function main() {
     fanout: runFanout,
     memory: runMemory,
     connrate: runConnrate,
+    member: runMember,
     scale: runScale,
     scaleout: runScaleout,
     stats: runStats,

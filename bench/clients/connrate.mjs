@@ -8,6 +8,11 @@
  * starts the next. Source addresses rotate over several 127.0.0.x so the ephemeral
  * ports of one address (and TIME_WAIT) are not the limit.
  *
+ * With `rooms` (the member scenario) each connection joins a room through its path
+ * instead: connection i of this process goes to `/ws/{roomPrefix}{(roomOffset + i *
+ * roomStride) % rooms}` (Socket.IO: that room in the handshake query) and is ready once its
+ * join is complete (the shim's rule; `readyOn` for roomwire's `user_list`).
+ *
  * Command: run. Reply: done { completed (ready within the window), failed by reason,
  * handshake latency histogram }.
  */
@@ -17,7 +22,8 @@ import { newHistogram, record } from '../lib/stats.mjs';
 
 /**
  * @param {{ kind: 'ws' | 'socketio', url: string, inflight: number, startAt: number, durationMs: number,
- *   localAddresses: string[], tokens: string[] }} cmd
+ *   localAddresses: string[], tokens: string[], rooms?: number, roomPrefix?: string, roomOffset?: number,
+ *   roomStride?: number, readyOn?: string }} cmd
  */
 async function run(cmd) {
   const hist = newHistogram();
@@ -34,9 +40,10 @@ async function run(cmd) {
       const i = n++;
       const localAddress = cmd.localAddresses.length ? cmd.localAddresses[i % cmd.localAddresses.length] : undefined;
       const query = cmd.tokens.length ? `token=${cmd.tokens[i % cmd.tokens.length]}` : undefined;
+      const room = cmd.rooms ? `${cmd.roomPrefix ?? 'r'}${((cmd.roomOffset ?? 0) + i * (cmd.roomStride ?? 1)) % cmd.rooms}` : undefined;
       const t0 = nowMicros();
       let done = false;
-      const c = connect(cmd.kind, { url: cmd.url, localAddress, query, timeoutMs: 10_000 }, {
+      const c = connect(cmd.kind, { url: cmd.url, localAddress, query, room, readyOn: cmd.readyOn, timeoutMs: 10_000 }, {
         onReady() {
           const t = nowMicros();
           done = true;

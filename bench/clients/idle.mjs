@@ -1,11 +1,14 @@
 // @ts-check
 /**
- * Idle-connection holder for the memory and scale scenarios (a separate process, driven
- * by the harness over IPC). It opens connections to the target's base endpoint (no
+ * Idle-connection holder for the memory, scale and member scenarios (a separate process,
+ * driven by the harness over IPC). It opens connections to the target's base endpoint (no
  * room) with bounded concurrency, spreading them over several local source addresses
  * (127.0.0.x) so the ephemeral port range of one address is not the limit, and then
  * keeps them open and silent: the `ws` client answers protocol pings by itself, and
- * socket.io-client answers Engine.IO pings.
+ * socket.io-client answers Engine.IO pings. With `rooms` (the member scenario) connection
+ * i of this open command joins room `{roomPrefix}{(roomOffset + i * roomStride) % rooms}`
+ * through its path (Socket.IO: the handshake query) and counts as opened once its join is
+ * complete (the shim's rule; `readyOn` for roomwire's `user_list`).
  *
  * Commands: open { count } (may be sent again to add more), status, close.
  * Replies: opened, status.
@@ -22,7 +25,8 @@ let nextAddress = 0;
 
 /**
  * @param {{ kind: 'ws' | 'socketio', url: string, count: number, localAddresses: string[],
- *   concurrency: number, timeoutMs: number, maxFailures: number }} cmd
+ *   concurrency: number, timeoutMs: number, maxFailures: number, rooms?: number, roomPrefix?: string,
+ *   roomOffset?: number, roomStride?: number, readyOn?: string }} cmd
  */
 async function doOpen(cmd) {
   /** @type {Record<string, number>} */
@@ -34,11 +38,12 @@ async function doOpen(cmd) {
   const deadline = t0 + cmd.timeoutMs;
   const worker = async () => {
     while (started < cmd.count && failed < cmd.maxFailures && Date.now() < deadline) {
-      started++;
+      const i = started++;
       const localAddress = cmd.localAddresses.length ? cmd.localAddresses[nextAddress++ % cmd.localAddresses.length] : undefined;
+      const room = cmd.rooms ? `${cmd.roomPrefix ?? 'r'}${((cmd.roomOffset ?? 0) + i * (cmd.roomStride ?? 1)) % cmd.rooms}` : undefined;
       await new Promise((resolve) => {
         let wasReady = false;
-        const c = connect(cmd.kind, { url: cmd.url, localAddress, timeoutMs: 15_000 }, {
+        const c = connect(cmd.kind, { url: cmd.url, localAddress, room, readyOn: cmd.readyOn, timeoutMs: 15_000 }, {
           onReady() {
             wasReady = true;
             open++;

@@ -5,7 +5,9 @@
  *
  * - `ws` kind (roomwire, ws-naive, ws-preframed): a `ws` client on `/ws` or `/ws/{room}`.
  *   With a room, the first frame received is the connection's own `join` notice, which
- *   marks it ready; later frames are handed over as text (`data.toString()`), whole.
+ *   marks it ready (or, with `readyOn`, the first frame whose text starts with it, such
+ *   as roomwire's `user_list` after the own join; frames before it are dropped); later
+ *   frames are handed over as text (`data.toString()`), whole.
  * - `socketio` kind: socket.io-client with `transports: ['websocket']`, a new Manager
  *   per connection (`forceNew`), no reconnection, the room in the handshake query. With
  *   a room, the first `join` event marks it ready; `message` events hand over their
@@ -38,8 +40,10 @@ import WebSocket from 'ws';
 /**
  * Open one connection.
  * @param {'ws' | 'socketio'} kind
- * @param {{ url: string, room?: string, query?: string, localAddress?: string, timeoutMs?: number }} where
- *   url: `http://host:port`; query: extra query string for ws targets (e.g. `token=...`)
+ * @param {{ url: string, room?: string, query?: string, localAddress?: string, timeoutMs?: number, readyOn?: string }} where
+ *   url: `http://host:port`; query: extra query string for ws targets (e.g. `token=...`);
+ *   readyOn (ws targets with a room): the text prefix of the frame that marks the join
+ *   complete, e.g. `{"type":"user_list"` for roomwire; default: the first frame
  * @param {Handlers} h
  * @returns {Conn}
  */
@@ -48,7 +52,7 @@ export function connect(kind, where, h) {
 }
 
 /**
- * @param {{ url: string, room?: string, query?: string, localAddress?: string, timeoutMs?: number }} where
+ * @param {{ url: string, room?: string, query?: string, localAddress?: string, timeoutMs?: number, readyOn?: string }} where
  * @param {Handlers} h
  * @returns {Conn}
  */
@@ -64,6 +68,7 @@ function connectWs(where, h) {
   let ready = false;
   let failed = false;
   const needJoin = where.room !== undefined;
+  const readyOn = where.readyOn;
   const fail = (/** @type {string} */ why) => {
     if (ready || failed) return;
     failed = true;
@@ -77,6 +82,7 @@ function connectWs(where, h) {
   });
   ws.on('message', (data, isBinary) => {
     if (!ready) {
+      if (readyOn !== undefined && (isBinary || !data.toString().startsWith(readyOn))) return;
       ready = true;
       h.onReady();
       return;

@@ -100,6 +100,21 @@ export function report(doc) {
     });
   }
 
+  const mb = r.member;
+  if (mb && mb.summary) {
+    const p = mb.params;
+    sections.push({
+      title: `Member: connect+join rate (each connection to /ws/{room} over ${fmt(p.rooms)} rooms, counted when its join is complete, then closed; ${p.inflight} in flight from ${p.clientProcesses} client processes, ${p.seconds} s trials in a fresh server after a 1 s warm-up, medians of ${p.reps} repetitions; x = paired ratio vs ws-naive, median (min-max)${p.maxOtherCpuPct === undefined ? '' : `; a trial with other processes above ${p.maxOtherCpuPct}% of a core was run again, up to ${p.retries} times`})`,
+      header: ['target', 'connect+join/s', 'x naive', 'server CPU us/connection', 'x naive', 'server CPU %', 'clients CPU %', 'other CPU %', 'p50', 'p99', 'failed', 'retried', 'still disturbed'],
+      rows: Object.entries(mb.summary).map(([n, s]) => [n, fmt(s.rate.perSecond), spread(s.rate.ratio), fmt(s.rate.serverCpuUsPerConnection, 0), spread(s.rate.ratioCpu), fmt(s.rate.serverCpuPct, 0), fmt(s.rate.clientCpuPct, 0), fmt(s.rate.otherCpuPct, 0), latency(s.rate.p50us), latency(s.rate.p99us), fmt(s.rate.failed), fmt(s.rate.retried ?? Number.NaN), s.rate.disturbed === undefined ? '-' : `${s.rate.disturbed} of ${p.reps}`]),
+    });
+    sections.push({
+      title: `Member: memory per idle member (${fmt(p.connections)} idle connections, each joined to one of ${fmt(p.rooms)} rooms through /ws/{room}; RSS after - RSS before, per connection${p.heap ? '; heap used and external after two forced full GCs, per connection' : ''}; medians of ${p.reps} repetition(s), a fresh server each)`,
+      header: ['target', 'KB RSS per member', 'x naive', 'KB heap per member', 'x naive', 'KB external per member', 'RSS with the members'],
+      rows: Object.entries(mb.summary).map(([n, s]) => [n, fmt(s.memory.bytesPerConnection / 1024, 2), spread(s.memory.ratio), fmt(s.memory.heapPerConnection / 1024, 2), spread(s.memory.ratioHeap), fmt(s.memory.externalPerConnection / 1024, 2), `${fmt(s.memory.rssAfter / 2 ** 20, 0)} MiB`]),
+    });
+  }
+
   const sc = r.scale;
   if (sc && sc.trials) {
     sections.push({
@@ -120,6 +135,15 @@ export function report(doc) {
       left: 4,
     });
   }
+  const member = memberTargets(r);
+  if (member.length) {
+    sections.push({
+      title: 'Issue 13 targets for roomwire: a cheaper member (member scenario, ratios measured in this run)',
+      header: ['target', 'required', 'measured', 'verdict'],
+      rows: member.map((t) => [t.what, t.required, t.measured, t.verdict]),
+      left: 4,
+    });
+  }
   const hardening = hardeningTargets(r);
   if (hardening.length) {
     sections.push({
@@ -136,7 +160,35 @@ export function report(doc) {
     problems.length ? `Problems (${problems.length}):\n${problems.map((/** @type {any} */ p) => `  [${p.scenario}/${p.target}] ${p.what}`).join('\n')}` : 'Problems: none',
   ].join('\n\n');
   const markdown = sections.map((s) => `**${s.title}**\n\n${markdownTable(s.header, s.rows, s.left)}`).join('\n\n');
-  return { plain, markdown, targets: [...targets, ...hardening] };
+  return { plain, markdown, targets: [...targets, ...member, ...hardening] };
+}
+
+/**
+ * Issue 13 item 5's targets (the member scenario), each with the measured value and
+ * whether this run meets it.
+ * @param {any} r the results
+ */
+function memberTargets(r) {
+  /** @type {{ what: string, required: string, measured: string, verdict: string }[]} */
+  const out = [];
+  const mb = r.member;
+  const rw = mb?.summary?.roomwire;
+  const base = mb?.summary?.['ws-naive'];
+  if (!rw || !base) return out;
+  const verdict = (/** @type {boolean} */ ok, /** @type {number} */ x) => (!Number.isFinite(x) ? 'not measured' : ok ? 'met' : 'MISSED');
+  out.push({
+    what: 'memory per idle member (one room joined)',
+    required: '<= 1.05x ws-naive',
+    measured: `${spread(rw.memory.ratio)} naive (${fmt(rw.memory.bytesPerConnection / 1024, 2)} KB vs ${fmt(base.memory.bytesPerConnection / 1024, 2)} KB RSS${Number.isFinite(rw.memory.heapPerConnection) ? `; heap ${fmt(rw.memory.heapPerConnection / 1024, 2)} KB vs ${fmt(base.memory.heapPerConnection / 1024, 2)} KB` : ''})`,
+    verdict: verdict(rw.memory.ratio.median <= 1.05, rw.memory.ratio.median),
+  });
+  out.push({
+    what: 'connect+join rate',
+    required: '>= 0.85x ws-naive',
+    measured: `${spread(rw.rate.ratio)} naive (${fmt(rw.rate.perSecond)}/s vs ${fmt(base.rate.perSecond)}/s; server CPU ${fmt(rw.rate.serverCpuUsPerConnection, 0)} vs ${fmt(base.rate.serverCpuUsPerConnection, 0)} us per connection)`,
+    verdict: verdict(rw.rate.ratio.median >= 0.85, rw.rate.ratio.median),
+  });
+  return out;
 }
 
 /**

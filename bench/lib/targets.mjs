@@ -16,11 +16,14 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
  * @property {'ws' | 'socketio'} kind client shim to use
  * @property {string} script path relative to the repository root
  * @property {string} describe one line for the output
+ * @property {string} [joinDoneOn] ws kind: the text prefix of the frame that completes a join
+ *   through the path (roomwire: its `user_list`, sent after the own `join`); unset: the own
+ *   `join` notice, the first frame
  */
 
 /** @type {Target[]} */
 export const TARGETS = [
-  { name: 'roomwire', kind: 'ws', script: 'dist/bin/roomwire.js', describe: 'roomwire standalone server (dist/bin/roomwire.js)' },
+  { name: 'roomwire', kind: 'ws', script: 'dist/bin/roomwire.js', describe: 'roomwire standalone server (dist/bin/roomwire.js)', joinDoneOn: '{"type":"user_list"' },
   { name: 'ws-naive', kind: 'ws', script: 'bench/servers/ws-naive.mjs', describe: 'hand-written ws server, ws.send(string) per member' },
   { name: 'ws-preframed', kind: 'ws', script: 'bench/servers/ws-preframed.mjs', describe: 'hand-written ws server, one frame per broadcast written to every socket' },
   { name: 'socketio', kind: 'socketio', script: 'bench/servers/socketio.mjs', describe: 'Socket.IO 4, websocket transport only, no compression, io.to(room).emit' },
@@ -100,7 +103,13 @@ export function benchServerEnv(hb) {
  * @property {() => boolean} alive
  * @property {() => Promise<number | null>} stop SIGTERM; resolves with the exit code
  * @property {import('node:child_process').ChildProcess} child
+ * @property {(timeoutMs?: number) => Promise<NodeJS.MemoryUsage>} heap started with `heapProbe`: two
+ *   full GCs in the server, then its process.memoryUsage(); rejects otherwise
  */
+
+/** The preload that answers heap requests (see bench/servers/heap-probe.cjs). */
+const HEAP_PROBE = path.join(ROOT, 'bench', 'servers', 'heap-probe.cjs');
+let heapRequests = 0;
 
 /**
  * Start one server and wait for its `listening on http://HOST:PORT` line.
@@ -108,11 +117,19 @@ export function benchServerEnv(hb) {
  * @param {Heartbeat} hb
  * @param {string} jwtSecret
  * @param {Record<string, string>} [extraEnv]
+ * @param {{ heapProbe?: boolean }} [opts] heapProbe: run it with `--expose-gc`, the
+ *   heap-probe preload and an IPC channel, so that `heap()` works (the server's code is
+ *   unchanged)
  * @returns {Promise<RunningServer>}
  */
-export async function startServer(target, hb, jwtSecret, extraEnv = {}) {
+export async function startServer(target, hb, jwtSecret, extraEnv = {}, opts = {}) {
   const env = { ...(target.name === 'roomwire' ? roomwireEnv(hb, jwtSecret) : benchServerEnv(hb)), ...extraEnv };
-  const child = spawnNode([path.join(ROOT, target.script)], { env, cwd: ROOT });
+  const probe = opts.heapProbe === true;
+  const child = spawnNode([path.join(ROOT, target.script)], {
+    env,
+    cwd: ROOT,
+    ...(probe ? { ipc: true, nodeFlags: ['--expose-gc', '--require', HEAP_PROBE] } : {}),
+  });
   const out = watchOutput(child);
   /** @type {string[]} */
   const warnings = [];
@@ -133,6 +150,26 @@ export async function startServer(target, hb, jwtSecret, extraEnv = {}) {
     alive: () => child.exitCode === null && child.signalCode === null,
     stop: () => stopChild(child, 8000),
     child,
+    heap: (timeoutMs = 30_000) =>
+      new Promise((resolve, reject) => {
+        if (!probe || !child.connected) {
+          reject(new Error(`${target.name}: started without the heap probe`));
+          return;
+        }
+        const id = ++heapRequests;
+        const onMessage = (/** @type {any} */ m) => {
+          if (m?.op !== 'heap' || m.id !== id) return;
+          clearTimeout(timer);
+          child.off('message', onMessage);
+          resolve(m.memory);
+        };
+        const timer = setTimeout(() => {
+          child.off('message', onMessage);
+          reject(new Error(`${target.name}: no heap reading within ${timeoutMs} ms`));
+        }, timeoutMs);
+        child.on('message', onMessage);
+        child.send({ op: 'heap', id });
+      }),
   };
 }
 
