@@ -32,8 +32,19 @@ export interface UnfinishedRequestLimits {
 /** The minimal shape of a server the guard attaches to (`http.Server`, `https.Server`). */
 export type GuardedServer = Pick<Server, 'on' | 'off' | 'prependListener'> & { setSecureContext?: unknown };
 
-const kDone = Symbol('roomwire.headersComplete');
-type Tracked = Duplex & { [kDone]?: () => void };
+/** One socket whose first request head is incomplete, and the guard that counts it. */
+interface Unfinished {
+  readonly address: string;
+  readonly since: number;
+  readonly release: (socket: Duplex) => void;
+}
+
+/**
+ * The unfinished sockets of every guard in this process. A socket leaves it as soon as its
+ * request head is complete (or it closes), so a finished connection carries no state of
+ * the guard for the rest of its life: no closure, no listener, no property.
+ */
+const unfinished = new Map<Duplex, Unfinished>();
 
 const TIMEOUT_RESPONSE = 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n';
 
@@ -44,7 +55,7 @@ const TIMEOUT_RESPONSE = 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nC
  * @internal
  */
 export function headersComplete(socket: Duplex): void {
-  (socket as Tracked)[kDone]?.();
+  unfinished.get(socket)?.release(socket);
 }
 
 function positive(value: number, name: string): number {
@@ -81,15 +92,21 @@ export function limitUnfinishedRequests(server: GuardedServer, limits: Unfinishe
   const cap = positive(limits.maxPerAddress ?? 32, 'maxPerAddress');
   const perAddress = new Map<string, number>();
   // Insertion order is arrival order, so the oldest come first.
-  const waiting = new Map<Tracked, number>();
+  const waiting = new Set<Duplex>();
 
-  const release = (socket: Tracked, address: string): void => {
-    if (!waiting.delete(socket)) return;
-    socket[kDone] = undefined;
-    const n = (perAddress.get(address) as number) - 1;
-    if (n === 0) perAddress.delete(address);
-    else perAddress.set(address, n);
+  const release = (socket: Duplex): void => {
+    const entry = unfinished.get(socket);
+    if (entry === undefined || !waiting.delete(socket)) return;
+    unfinished.delete(socket);
+    socket.off('close', onClose);
+    const n = (perAddress.get(entry.address) as number) - 1;
+    if (n === 0) perAddress.delete(entry.address);
+    else perAddress.set(entry.address, n);
   };
+  // One listener shared by every socket of this guard.
+  function onClose(this: Duplex): void {
+    release(this);
+  }
 
   const onConnection = (socket: Socket): void => {
     const address = socket.remoteAddress ?? '';
@@ -99,19 +116,17 @@ export function limitUnfinishedRequests(server: GuardedServer, limits: Unfinishe
       return;
     }
     perAddress.set(address, n + 1);
-    const tracked = socket as Tracked;
-    waiting.set(tracked, Date.now());
-    const done = () => release(tracked, address);
-    tracked[kDone] = done;
-    socket.once('close', done);
+    waiting.add(socket);
+    unfinished.set(socket, { address, since: Date.now(), release });
+    socket.on('close', onClose);
   };
   const onRequest = (req: IncomingMessage): void => headersComplete(req.socket);
 
   const sweep = (): void => {
     const now = Date.now();
-    for (const [socket, since] of waiting) {
-      if (now - since < timeout) break;
-      socket[kDone]?.();
+    for (const socket of waiting) {
+      if (now - (unfinished.get(socket) as Unfinished).since < timeout) break;
+      release(socket);
       socket.on('error', ignore);
       if (socket.writable) socket.end(TIMEOUT_RESPONSE);
       // A peer that does not read the answer is not waited for.
@@ -130,8 +145,7 @@ export function limitUnfinishedRequests(server: GuardedServer, limits: Unfinishe
     clearInterval(timer);
     server.off(opened as 'connection', onConnection);
     server.off('request', onRequest);
-    for (const socket of waiting.keys()) socket[kDone] = undefined;
-    waiting.clear();
+    for (const socket of [...waiting]) release(socket);
     perAddress.clear();
   };
 }

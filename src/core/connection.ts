@@ -5,7 +5,6 @@
 import { RoomwireError, type WireErrorCode } from './errors';
 import type { Beating, TerminationReason } from './heartbeat';
 import { Outbound, checkFrame, encodeError, encodePong, identityFragment, type ClientMessage, type RequestId } from './protocol';
-import type { Room } from './rooms';
 import type { Bucket } from './rate-limit';
 import type { Counters } from './stats';
 import type { Client, Transport, TransportListener } from './types';
@@ -32,6 +31,8 @@ export interface ConnectionOwner {
   closeStarted(conn: Connection, code: number, reason: string): () => void;
   errorSent(conn: Connection, code: WireErrorCode, room: string | undefined, detail?: string): void;
   readonly counters: Counters;
+  /** The first part of every connection id of this hub (ids are `<prefix>-<seq>`). */
+  readonly idPrefix: string;
   terminated(conn: Connection, reason: TerminationReason): void;
   closed(conn: Connection, code: number, reason: string): void;
 }
@@ -55,8 +56,12 @@ export function checkClose(code: number, reason: string): void {
 /** @internal */
 export class Connection implements Client, TransportListener, Beating {
   readonly connectedAt: number;
-  private identityJson: string | undefined;
-  readonly roomsJoined = new Map<string, Room<Connection>>();
+  /**
+   * The rooms joined, in join order: the first in a field, the rest (rare: most members
+   * are in one room) in a set made when a second room is joined.
+   */
+  private firstRoom: string | undefined = undefined;
+  private moreRooms: Set<string> | undefined = undefined;
   claims: Readonly<Record<string, unknown>> | undefined;
 
   lastSeen: number;
@@ -79,7 +84,8 @@ export class Connection implements Client, TransportListener, Beating {
   constructor(
     private readonly owner: ConnectionOwner,
     readonly transport: Transport,
-    readonly id: string,
+    /** The connection's number within its hub; {@link Connection.id} is made from it when asked. */
+    private readonly seq: number,
     readonly userId: string,
     readonly username: string,
     readonly anonymous: boolean,
@@ -97,13 +103,56 @@ export class Connection implements Client, TransportListener, Beating {
     this.expiresAt = expiresAtSeconds === undefined ? 0 : expiresAtSeconds * 1000;
   }
 
-  /** JSON fragment `"user_id":…,"username":…`, escaped once, when first needed. */
+  get id(): string {
+    return `${this.owner.idPrefix}-${this.seq.toString(36)}`;
+  }
+
+  /**
+   * JSON fragment `"user_id":…,"username":…` for the frames this connection causes. Made
+   * per frame, not kept: a cached concatenation would cost every idle member about 230
+   * bytes of string pieces, and joins and messages are rare next to idle time.
+   */
   get identity(): string {
-    return (this.identityJson ??= identityFragment(this.userId, this.username));
+    return identityFragment(this.userId, this.username);
   }
 
   get rooms(): readonly string[] {
-    return [...this.roomsJoined.keys()];
+    const first = this.firstRoom;
+    if (first === undefined) return [];
+    return this.moreRooms === undefined ? [first] : [first, ...this.moreRooms];
+  }
+
+  /** Number of rooms joined. */
+  get roomCount(): number {
+    return this.firstRoom === undefined ? 0 : 1 + (this.moreRooms?.size ?? 0);
+  }
+
+  /** Whether this connection is a member of `room`. */
+  inRoom(room: string): boolean {
+    return this.firstRoom === room || (this.moreRooms?.has(room) ?? false);
+  }
+
+  /** Record that this connection joined `room` (not yet a member). */
+  addRoom(room: string): void {
+    if (this.firstRoom === undefined) this.firstRoom = room;
+    else (this.moreRooms ??= new Set()).add(room);
+  }
+
+  /** Record that this connection left `room`. */
+  removeRoom(room: string): void {
+    const more = this.moreRooms;
+    if (this.firstRoom === room) {
+      if (more === undefined || more.size === 0) {
+        this.firstRoom = undefined;
+        this.moreRooms = undefined;
+        return;
+      }
+      const next = more.values().next().value as string;
+      more.delete(next);
+      this.firstRoom = next;
+    } else {
+      more?.delete(room);
+    }
   }
 
   get bufferedAmount(): number {

@@ -84,7 +84,7 @@ export class Engine implements ConnectionOwner, Seats {
   private readonly events: EventEmitter<HubEvents>;
   private readonly connections = new Set<Connection>();
   private readonly rooms = new RoomRegistry<Connection>();
-  private readonly idPrefix = randomUUID().slice(0, 8);
+  readonly idPrefix = randomUUID().slice(0, 8);
   private readonly sweepMs: number;
   private nextId = 0;
   private closePromise: Promise<void> | undefined;
@@ -150,19 +150,19 @@ export class Engine implements ConnectionOwner, Seats {
   }
 
   openConnection(transport: Transport, identity: Identity | null, room: string | undefined, address: string): Connection {
-    const id = `${this.idPrefix}-${(this.nextId++).toString(36)}`;
+    const seq = this.nextId++;
     let conn: Connection;
     if (identity === null) {
       const userId = randomUUID();
-      conn = new Connection(this, transport, id, userId, `guest-${userId.slice(0, 8)}`, true, undefined, undefined, address);
+      conn = new Connection(this, transport, seq, userId, `guest-${userId.slice(0, 8)}`, true, undefined, undefined, address);
     } else {
       // Whatever `authenticate` returned, a username is stamped clean (docs/protocol.md section 2).
       const username = pickUsername(identity.username, identity.userId);
-      conn = new Connection(this, transport, id, identity.userId, username, false, identity.claims, identity.expiresAt, address);
+      conn = new Connection(this, transport, seq, identity.userId, username, false, identity.claims, identity.expiresAt, address);
     }
     this.connections.add(conn);
     this.counters.connectionsAccepted++;
-    if (this.debugging()) this.log.debug({ client: id, userId: conn.userId, anonymous: conn.anonymous, address, room }, 'connection opened');
+    if (this.debugging()) this.log.debug({ client: conn.id, userId: conn.userId, anonymous: conn.anonymous, address, room }, 'connection opened');
     this.notify('connection', conn);
     if (this.closing) {
       conn.close(1001, SHUTDOWN_REASON);
@@ -184,7 +184,7 @@ export class Engine implements ConnectionOwner, Seats {
       case 'leave':
         return this.leave(conn, msg.room, id);
       case 'user_list':
-        if (!conn.roomsJoined.has(msg.room)) return conn.error('not_in_room', msg.room, id);
+        if (!conn.inRoom(msg.room)) return conn.error('not_in_room', msg.room, id);
         return this.sendUserList(conn, msg.room, id);
       case 'ping':
         return conn.pongFrame(id);
@@ -210,7 +210,7 @@ export class Engine implements ConnectionOwner, Seats {
   }
 
   private joinRefusal(conn: Connection, room: string): WireErrorCode | undefined {
-    if (conn.roomsJoined.size >= this.config.maxRoomsPerConnection) return 'too_many_rooms';
+    if (conn.roomCount >= this.config.maxRoomsPerConnection) return 'too_many_rooms';
     const max = this.config.maxRoomSize;
     if (max > 0 && (this.rooms.get(room)?.size ?? 0) >= max) return 'room_full';
     return undefined;
@@ -218,7 +218,7 @@ export class Engine implements ConnectionOwner, Seats {
 
   private join(conn: Connection, room: string, id?: RequestId): void | Promise<void> {
     if (!conn.open) return; // closed by a 'connection' listener before its path join
-    if (conn.roomsJoined.has(room)) return this.acked(this.sendUserList(conn, room), conn, room, id);
+    if (conn.inRoom(room)) return this.acked(this.sendUserList(conn, room), conn, room, id);
     const refused = this.joinRefusal(conn, room);
     if (refused !== undefined) return conn.error(refused, room, id);
     const hook = this.hooks.canJoin;
@@ -230,7 +230,7 @@ export class Engine implements ConnectionOwner, Seats {
       if (!conn.open) return;
       if (!ok) return conn.error('forbidden', room, id);
       // Other connections may have filled the room while the hook ran.
-      if (conn.roomsJoined.has(room)) return this.acked(this.sendUserList(conn, room), conn, room, id);
+      if (conn.inRoom(room)) return this.acked(this.sendUserList(conn, room), conn, room, id);
       const late = this.joinRefusal(conn, room);
       if (late !== undefined) return conn.error(late, room, id);
       return this.acked(this.addMember(conn, room), conn, room, id);
@@ -238,7 +238,8 @@ export class Engine implements ConnectionOwner, Seats {
   }
 
   private addMember(conn: Connection, room: string): void | Promise<void> {
-    conn.roomsJoined.set(room, this.rooms.join(room, conn));
+    conn.addRoom(room);
+    this.rooms.join(room, conn);
     this.broker.join(room, presenceOf(conn));
     this.broker.publish(room, new Outbound(encodeMembership('join', room, conn.identity, this.seconds())));
     this.notify('join', conn, room);
@@ -246,7 +247,7 @@ export class Engine implements ConnectionOwner, Seats {
   }
 
   private leave(conn: Connection, room: string, id?: RequestId): void {
-    if (!conn.roomsJoined.has(room)) return conn.error('not_in_room', room, id);
+    if (!conn.inRoom(room)) return conn.error('not_in_room', room, id);
     // The leaver is still a member here, so it receives its own leave notice.
     this.broker.publish(room, new Outbound(encodeMembership('leave', room, conn.identity, this.seconds())));
     this.removeMember(conn, room);
@@ -255,13 +256,13 @@ export class Engine implements ConnectionOwner, Seats {
   }
 
   private removeMember(conn: Connection, room: string): void {
-    conn.roomsJoined.delete(room);
+    conn.removeRoom(room);
     this.rooms.leave(room, conn);
     this.broker.leave(room, presenceOf(conn));
   }
 
   private say(conn: Connection, room: string, content: string, data: Record<string, unknown> | undefined, text: string, id?: RequestId): void | Promise<void> {
-    if (!conn.roomsJoined.has(room)) return conn.error('not_in_room', room, id);
+    if (!conn.inRoom(room)) return conn.error('not_in_room', room, id);
     const hook = this.hooks.canPublish;
     if (hook === undefined) return this.deliverMessage(conn, room, content, data, text, id);
     const allowed = this.ask(conn, () => hook(conn, room, { content, data }));
@@ -270,7 +271,7 @@ export class Engine implements ConnectionOwner, Seats {
     return allowed.then((ok) => {
       if (!conn.open) return;
       if (!ok) return conn.error('forbidden', room, id);
-      if (!conn.roomsJoined.has(room)) return conn.error('not_in_room', room, id);
+      if (!conn.inRoom(room)) return conn.error('not_in_room', room, id);
       this.deliverMessage(conn, room, content, data, text, id);
     });
   }
@@ -423,9 +424,9 @@ export class Engine implements ConnectionOwner, Seats {
     const now = this.clock.now();
     this.counters.connectionsClosed++;
     this.counters.observeDuration((now - conn.connectedAt) / 1000);
-    if (conn.roomsJoined.size > 0) {
+    if (conn.roomCount > 0) {
       const ts = Math.floor(now / 1000);
-      for (const room of [...conn.roomsJoined.keys()]) {
+      for (const room of conn.rooms) {
         this.removeMember(conn, room);
         this.broker.publish(room, new Outbound(encodeMembership('leave', room, conn.identity, ts)));
         this.notify('leave', conn, room);

@@ -2,19 +2,26 @@
  * Room membership: who is in a room, by connection for delivery and by user for
  * `user_list` (each user once, however many connections it has there).
  */
-
 import type { Member } from './types';
 
-interface UserEntry {
-  readonly username: string;
-  count: number;
+/** A user with more than one connection in a room. */
+class UserEntry {
+  constructor(
+    readonly username: string,
+    public count: number,
+  ) {}
 }
 
 /** One room of this process. */
 export class Room<M extends Member = Member> {
   /** Connections in the room, in join order. */
   readonly members = new Set<M>();
-  private readonly users = new Map<string, UserEntry>();
+  /**
+   * Users by id, in the order they first joined: the member itself while the user has one
+   * connection here (the common case, no object per member), a {@link UserEntry} with a
+   * count from the second on.
+   */
+  private readonly users = new Map<string, M | UserEntry>();
 
   constructor(
     /** The room name. */
@@ -26,8 +33,9 @@ export class Room<M extends Member = Member> {
     if (this.members.has(member)) return false;
     this.members.add(member);
     const u = this.users.get(member.userId);
-    if (u === undefined) this.users.set(member.userId, { username: member.username, count: 1 });
-    else u.count++;
+    if (u === undefined) this.users.set(member.userId, member);
+    else if (u instanceof UserEntry) u.count++;
+    else this.users.set(member.userId, new UserEntry(u.username, 2));
     return true;
   }
 
@@ -35,7 +43,8 @@ export class Room<M extends Member = Member> {
   remove(member: M): boolean {
     if (!this.members.delete(member)) return false;
     const u = this.users.get(member.userId);
-    if (u !== undefined && --u.count === 0) this.users.delete(member.userId);
+    if (u === undefined) return true;
+    if (!(u instanceof UserEntry) || --u.count === 0) this.users.delete(member.userId);
     return true;
   }
 

@@ -157,3 +157,31 @@ describe('roomwire/node: upgrades nobody takes', () => {
     }
   });
 });
+
+describe('limitUnfinishedRequests', () => {
+  it('leaves nothing on a socket once its request head is complete: no listener, no property', async () => {
+    const { limitUnfinishedRequests } = await import('../../src/adapters/node');
+    const seen: { closeListeners: number; symbols: number }[] = [];
+    const make = (guarded: boolean) => {
+      const server = http.createServer((req, res) => {
+        seen.push({ closeListeners: req.socket.listenerCount('close'), symbols: Object.getOwnPropertySymbols(req.socket).length });
+        res.end('ok');
+      });
+      const unguard = guarded ? limitUnfinishedRequests(server, { headersTimeout: 5000, maxPerAddress: 4 }) : () => {};
+      return { server, unguard };
+    };
+    for (const guarded of [false, true]) {
+      const { server, unguard } = make(guarded);
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const port = (server.address() as AddressInfo).port;
+      const res = await fetch(`http://127.0.0.1:${port}/`);
+      expect(await res.text()).toBe('ok');
+      unguard();
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
+    // The guarded socket looks exactly like the unguarded one.
+    expect(seen).toHaveLength(2);
+    expect(seen[1]).toEqual(seen[0]);
+  });
+});

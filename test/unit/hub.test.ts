@@ -1075,3 +1075,45 @@ describe('one audience per interface', () => {
     expect(seen).toEqual(['ERR_TRANSPORT:upgrade failed:undefined']);
   });
 });
+
+describe('member bookkeeping', () => {
+  it('keeps a connection\'s rooms in join order as it leaves and joins, and counts them for maxRoomsPerConnection', async () => {
+    const { hub } = setup({ maxRoomsPerConnection: 3 });
+    const a = await connect(hub);
+    for (const room of ['r1', 'r2', 'r3']) a.json({ type: 'join', room });
+    const [client] = hub.clients();
+    expect(client?.rooms).toEqual(['r1', 'r2', 'r3']);
+    a.json({ type: 'join', room: 'r4' });
+    a.json({ type: 'leave', room: 'r1' });
+    expect(client?.rooms).toEqual(['r2', 'r3']);
+    a.json({ type: 'join', room: 'r1' });
+    a.json({ type: 'leave', room: 'r3' });
+    a.json({ type: 'leave', room: 'r2' });
+    expect(client?.rooms).toEqual(['r1']);
+    a.json({ type: 'leave', room: 'r1' });
+    a.json({ type: 'leave', room: 'r1' });
+    expect(client?.rooms).toEqual([]);
+    const codes = a.take().filter((f) => f.type === 'error').map((f) => (f.data as { code: string }).code);
+    expect(codes).toEqual(['too_many_rooms', 'not_in_room']);
+  });
+
+  it('lists a user once however many of its connections are in a room, until the last leaves', async () => {
+    const auth = () => ({ userId: 'u1', username: 'ann' });
+    const { hub } = setup({ authenticate: ({ token }) => (token === undefined ? null : auth()) });
+    const list = (t: FakeTransport) => {
+      t.json({ type: 'user_list', room: 'r' });
+      return t.take().filter((f) => f.type === 'user_list').at(-1)?.data;
+    };
+    const guest = await connect(hub, '/ws/r');
+    const one = await connect(hub, '/ws/r?token=x');
+    const two = await connect(hub, '/ws/r?token=x');
+    const guestName = hub.clients()[0]?.username;
+    expect(list(guest)).toEqual([guestName, 'ann']);
+    one.json({ type: 'leave', room: 'r' });
+    expect(list(guest)).toEqual([guestName, 'ann']);
+    two.json({ type: 'leave', room: 'r' });
+    expect(list(guest)).toEqual([guestName]);
+    one.json({ type: 'join', room: 'r' });
+    expect(list(guest)).toEqual([guestName, 'ann']);
+  });
+});
