@@ -26,7 +26,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { killAllNow, liveChildren, stopAll } from './lib/proc.mjs';
-import { ROOMWIRE_OVERRIDES, ROOT, TARGETS } from './lib/targets.mjs';
+import { ROOMWIRE_OVERRIDES, ROOT, TARGETS, roomwireBefore } from './lib/targets.mjs';
 import { report } from './lib/report.mjs';
 import { runFanout, runScaleout } from './scenarios/fanout.mjs';
 import { runMemory } from './scenarios/memory.mjs';
@@ -101,6 +101,7 @@ const OPTIONS = /** @type {const} */ ([
   ['attack-reader-senders', 1, 'attack (e): connections flooding their room within the rate'],
   ['attack-rooms', 100000, 'attack (f): rooms that exist while /stats.json is requested'],
   ['attack-stats-loops', 4, 'attack (f): loops requesting /stats.json back to back'],
+  ['roomwire-before', '', 'the root of another roomwire checkout (built with npx tsup): its standalone server joins the targets as roomwire-before, for before/after ratios in one run'],
   ['roomwire-env', '', 'extra roomwire environment, KEY=VALUE pairs separated by ; (overrides the benchmark settings)'],
   ['out', 'bench/results/latest.json', 'where to write the JSON results'],
 ]);
@@ -167,6 +168,7 @@ const OPTIONS = /** @type {const} */ ([
  * @property {number} attackRooms
  * @property {number} attackStatsLoops
  * @property {string} roomwireEnv
+ * @property {string} roomwireBefore
  * @property {string} out
  */
 
@@ -271,6 +273,11 @@ async function main() {
   }
   if (!options.targets.includes('ws-naive')) options.targets.unshift('ws-naive');
   const targets = TARGETS.filter((t) => options.targets.includes(t.name));
+  if (options.roomwireBefore !== '') {
+    const before = roomwireBefore(String(options.roomwireBefore));
+    if (!existsSync(before.script)) throw new Error(`--roomwire-before: ${before.script} is missing: build that checkout first (npx tsup)`);
+    targets.splice(targets.findIndex((t) => t.name === 'roomwire') + 1, 0, before);
+  }
   for (const pair of options.roomwireEnv.split(';').map((s) => s.trim()).filter(Boolean)) {
     const eq = pair.indexOf('=');
     if (eq <= 0) throw new Error(`--roomwire-env: "${pair}" is not KEY=VALUE`);

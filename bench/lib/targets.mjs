@@ -29,6 +29,26 @@ export const TARGETS = [
   { name: 'socketio', kind: 'socketio', script: 'bench/servers/socketio.mjs', describe: 'Socket.IO 4, websocket transport only, no compression, io.to(room).emit' },
 ];
 
+/**
+ * Whether `target` is a roomwire build (this one, or the one `--roomwire-before` names):
+ * it gets roomwire's environment and roomwire's checks.
+ * @param {{ name: string }} target
+ */
+export function isRoomwire(target) {
+  return target.name === 'roomwire' || target.name === 'roomwire-before';
+}
+
+/**
+ * The `roomwire-before` target: the standalone server of another build of roomwire (a
+ * checkout of an earlier commit, built with `npx tsup`), measured in the same run as this
+ * one, so an optimization's gain is a paired ratio rather than two runs' difference.
+ * @param {string} dir the other checkout's root
+ * @returns {Target}
+ */
+export function roomwireBefore(dir) {
+  return { name: 'roomwire-before', kind: 'ws', script: path.resolve(dir, 'dist/bin/roomwire.js'), describe: `roomwire standalone server built in ${dir}` };
+}
+
 /** The baseline every ratio is taken against. */
 export const BASELINE = 'ws-naive';
 
@@ -123,9 +143,9 @@ let heapRequests = 0;
  * @returns {Promise<RunningServer>}
  */
 export async function startServer(target, hb, jwtSecret, extraEnv = {}, opts = {}) {
-  const env = { ...(target.name === 'roomwire' ? roomwireEnv(hb, jwtSecret) : benchServerEnv(hb)), ...extraEnv };
+  const env = { ...(isRoomwire(target) ? roomwireEnv(hb, jwtSecret) : benchServerEnv(hb)), ...extraEnv };
   const probe = opts.heapProbe === true;
-  const child = spawnNode([path.join(ROOT, target.script)], {
+  const child = spawnNode([path.resolve(ROOT, target.script)], {
     env,
     cwd: ROOT,
     ...(probe ? { ipc: true, nodeFlags: ['--expose-gc', '--require', HEAP_PROBE] } : {}),
@@ -274,7 +294,7 @@ export async function startRedis() {
  */
 export async function deploy(target, hb, jwtSecret, processes = 1) {
   const redis = processes > 1 ? await startRedis() : undefined;
-  const env = redis === undefined ? {} : target.name === 'roomwire' ? { WEBSOCKET_REDIS_URL: redis.url } : { BENCH_REDIS_URL: redis.url };
+  const env = redis === undefined ? {} : isRoomwire(target) ? { WEBSOCKET_REDIS_URL: redis.url } : { BENCH_REDIS_URL: redis.url };
   /** @type {RunningServer[]} */
   const servers = [];
   for (let i = 0; i < processes; i++) servers.push(await startServer(target, hb, jwtSecret, env));

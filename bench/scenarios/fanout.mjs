@@ -11,7 +11,7 @@
 import { spawnClient } from '../lib/clientproc.mjs';
 import { cpuMicros, machineBusyMicros, nowMicros, sleep } from '../lib/proc.mjs';
 import { merge, median, minMax, newHistogram, quantile } from '../lib/stats.mjs';
-import { BASELINE, DEFAULT_HEARTBEAT, deploy, roomwireMetrics, serverConnections } from '../lib/targets.mjs';
+import { BASELINE, DEFAULT_HEARTBEAT, deploy, isRoomwire, roomwireMetrics, serverConnections } from '../lib/targets.mjs';
 
 /**
  * @param {import('../run.mjs').Context} ctx
@@ -179,7 +179,7 @@ async function fanout(ctx, plan) {
       const { server } = /** @type {NonNullable<ReturnType<typeof setups.get>>} */ (setups.get(t.name));
       const warnings = server.servers.flatMap((s) => s.warnings);
       extra[t.name] = { serverConnections: await Promise.all(server.servers.map((s) => serverConnections(s))), warnings };
-      if (t.name === 'roomwire') {
+      if (isRoomwire(t)) {
         try {
           // Summed over the processes (with Redis, each counts what it received and what it delivered).
           /** @type {Record<string, number>} */
