@@ -278,7 +278,7 @@ export class Engine implements ConnectionOwner, Seats {
 
   private deliverMessage(conn: Connection, room: string, content: string, data: Record<string, unknown> | undefined, raw: string, id: RequestId | undefined): void {
     // `data` goes out as the client wrote it: checked to be an object, never serialized again.
-    const text = encodeMessage(room, content, data === undefined ? undefined : rawMember(raw, 'data'), conn.identity, this.seconds());
+    const text = encodeMessage(room, content, data === undefined ? undefined : rawMember(raw, 'data'), conn.senderIdentity, this.seconds());
     // Local members, the sender among them, get the frame within publish: the ack follows it.
     this.broker.publish(room, new Outbound(text));
     this.notify('message', conn, room, { content, data });
