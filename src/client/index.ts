@@ -44,6 +44,11 @@ export interface ClientEvents {
   leave: (notice: PresenceFrame) => void;
   /** The connection state changed. */
   state: (change: StateChange) => void;
+  /**
+   * A reconnect is scheduled: the next attempt starts in `delayMs` (the jittered backoff,
+   * or the server's `reconnect` delay). For a "reconnecting in 3 s" line.
+   */
+  reconnecting: (info: { readonly delayMs: number }) => void;
   /** The token was refreshed in-band (no reconnect); `data.exp` is the new expiry. */
   auth: (reply: AuthFrame) => void;
   /**
@@ -574,6 +579,7 @@ export class RoomwireClient extends Emitter<ClientEvents> {
 
   private schedule(ms: number): void {
     clearTimeout(this.retryTimer);
+    this.emit('reconnecting', { delayMs: ms });
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
       void this.open();
