@@ -121,3 +121,23 @@ export function markdownTable(header, rows, left = 1) {
     ...rows.map((r) => `| ${r.map(esc).join(' | ')} |`),
   ].join('\n');
 }
+
+/**
+ * The connection-rate clients' replies (bench/clients/connrate.mjs), summed: one latency
+ * histogram, completed and failed handshakes, failures by cause, and closes after open.
+ * @param {{ hist: any, completed: number, failed: number, failures: Record<string, number>, lateClosesAfterReady: number }[]} replies
+ */
+export function sumRateReplies(replies) {
+  const hist = newHistogram();
+  for (const r of replies) merge(hist, r.hist);
+  /** @type {Record<string, number>} */
+  const failures = {};
+  for (const r of replies) for (const [k, n] of Object.entries(r.failures)) failures[k] = (failures[k] ?? 0) + n;
+  return {
+    hist,
+    completed: replies.reduce((a, r) => a + r.completed, 0),
+    failed: replies.reduce((a, r) => a + r.failed, 0),
+    failures,
+    abnormal: replies.reduce((a, r) => a + r.lateClosesAfterReady, 0),
+  };
+}

@@ -7,7 +7,7 @@
  */
 import { freshAddresses, spawnClient } from '../lib/clientproc.mjs';
 import { cpuMicros, machineBusyMicros, nowMicros, sleep } from '../lib/proc.mjs';
-import { merge, median, minMax, newHistogram, quantile } from '../lib/stats.mjs';
+import { median, minMax, quantile, sumRateReplies } from '../lib/stats.mjs';
 import { BASELINE, DEFAULT_HEARTBEAT, startServer } from '../lib/targets.mjs';
 
 /**
@@ -73,14 +73,7 @@ export async function runConnrate(ctx) {
       const self = process.cpuUsage(self0);
       const busy = machineBusyMicros() - busy0;
       const wall = nowMicros() - wall0;
-      const hist = newHistogram();
-      for (const r of replies) merge(hist, r.hist);
-      const completed = replies.reduce((a, r) => a + r.completed, 0);
-      const failed = replies.reduce((a, r) => a + r.failed, 0);
-      /** @type {Record<string, number>} */
-      const failures = {};
-      for (const r of replies) for (const [k, n] of Object.entries(r.failures)) failures[k] = (failures[k] ?? 0) + /** @type {number} */ (n);
-      const abnormal = replies.reduce((a, r) => a + r.lateClosesAfterReady, 0);
+      const { hist, completed, failed, failures, abnormal } = sumRateReplies(replies);
       if (failed > 0 || abnormal > 0) {
         ctx.problem('connrate', v.name, `${failed} handshakes failed ${JSON.stringify(failures)}, ${abnormal} abnormal closes after open (${rep < 0 ? 'warm-up' : `rep ${rep + 1}`})`);
       }

@@ -28,7 +28,7 @@
  */
 import { freshAddresses, spawnClient } from '../lib/clientproc.mjs';
 import { cpuMicros, machineBusyMicros, nowMicros, rssBytes, sleep } from '../lib/proc.mjs';
-import { merge, median, minMax, newHistogram, quantile } from '../lib/stats.mjs';
+import { median, minMax, quantile, sumRateReplies } from '../lib/stats.mjs';
 import { BASELINE, DEFAULT_HEARTBEAT, httpGet, startServer } from '../lib/targets.mjs';
 
 const WARMUP = 300;
@@ -142,14 +142,7 @@ export async function runMember(ctx) {
         const busy = machineBusyMicros() - busy0;
         // The window the clients counted in starts at startAt, 50 ms after wall0.
         const wall = nowMicros() - wall0;
-        const hist = newHistogram();
-        for (const r of replies) merge(hist, r.hist);
-        const completed = replies.reduce((a, r) => a + r.completed, 0);
-        const failed = replies.reduce((a, r) => a + r.failed, 0);
-        /** @type {Record<string, number>} */
-        const failures = {};
-        for (const r of replies) for (const [k, n] of Object.entries(r.failures)) failures[k] = (failures[k] ?? 0) + /** @type {number} */ (n);
-        const abnormal = replies.reduce((a, r) => a + r.lateClosesAfterReady, 0);
+        const { hist, completed, failed, failures, abnormal } = sumRateReplies(replies);
         await sleep(300);
         return {
           completed,

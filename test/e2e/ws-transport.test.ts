@@ -33,6 +33,20 @@ afterEach(async () => {
   for (const c of cleanup.splice(0).reverse()) await c();
 });
 
+/** A hub attached to a fresh server on 127.0.0.1 (closed after the test). */
+async function attachedHub(): Promise<{ hub: ReturnType<typeof createHub>; port: number }> {
+  const hub = createHub();
+  const server = http.createServer();
+  attach(hub, server);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  cleanup.push(async () => {
+    await hub.close();
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  });
+  return { hub, port: (server.address() as AddressInfo).port };
+}
+
 /** A connected `ws` pair over a test-only WebSocketServer (`options` are its own). */
 async function pair(options: ServerOptions = {}, clientOptions: WebSocket.ClientOptions = {}): Promise<Pair> {
   const server = http.createServer();
@@ -180,16 +194,7 @@ describe('ws transport: fast path', () => {
   });
 
   it('a hub attached to a server sends every frame through socket.write, none through ws.send', async () => {
-    const hub = createHub();
-    const server = http.createServer();
-    attach(hub, server);
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const port = (server.address() as AddressInfo).port;
-    cleanup.push(async () => {
-      await hub.close();
-      server.closeAllConnections();
-      await new Promise((r) => server.close(r));
-    });
+    const { hub, port } = await attachedHub();
     const peers = await Promise.all([0, 1, 2].map(() => Peer.open(`ws://127.0.0.1:${port}/ws/room`)));
     const clients = new Set<WebSocket>(peers.map((p) => p.ws));
     const serverSends: unknown[] = [];
@@ -214,16 +219,7 @@ describe('ws transport: fast path', () => {
 
 describe('ws transport: the handshake', () => {
   it('cancels the ticket of a handshake ws refuses (400), whose answer leaves', async () => {
-    const hub = createHub();
-    const server = http.createServer();
-    attach(hub, server);
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const port = (server.address() as AddressInfo).port;
-    cleanup.push(async () => {
-      await hub.close();
-      server.closeAllConnections();
-      await new Promise((r) => server.close(r));
-    });
+    const { hub, port } = await attachedHub();
     const { connect } = await import('node:net');
     const answer = await new Promise<string>((resolve, reject) => {
       const sock = connect(port, '127.0.0.1', () => {
