@@ -294,12 +294,12 @@ afterAll(async () => {
 
 describe('the packed tarball', () => {
   it('holds dist, the docs, the examples, README.md, CHANGELOG.md, LICENSE and package.json, and nothing else', () => {
-    for (const f of ['package.json', 'README.md', 'CHANGELOG.md', 'LICENSE', 'docs/troubleshooting.md', 'docs/asyncapi.yaml', 'examples/README.md']) expect(packedFiles).toContain(f);
+    for (const f of ['package.json', 'README.md', 'CHANGELOG.md', 'ARCHITECTURE.md', 'LICENSE', 'docs/troubleshooting.md', 'docs/asyncapi.yaml', 'examples/README.md']) expect(packedFiles).toContain(f);
     expect(packedFiles.filter((f) => f.startsWith('dist/')).length).toBeGreaterThan(0);
     const stray = packedFiles.filter((f) => /^(test|src|node_modules|bench)\//.test(f) || f.includes('/node_modules/'));
     expect(stray).toEqual([]);
     const other = packedFiles.filter(
-      (f) => !f.startsWith('dist/') && !/^docs\/[^/]+\.(md|yaml|json)$/.test(f) && !/^examples\/[^/]+\.(mjs|md)$/.test(f) && !['package.json', 'README.md', 'CHANGELOG.md', 'LICENSE'].includes(f),
+      (f) => !f.startsWith('dist/') && !/^docs\/[^/]+\.(md|yaml|json)$/.test(f) && !/^examples\/[^/]+\.(mjs|md)$/.test(f) && !['package.json', 'README.md', 'CHANGELOG.md', 'ARCHITECTURE.md', 'LICENSE'].includes(f),
     );
     expect(other).toEqual([]);
   });
