@@ -146,12 +146,24 @@ export class WsTransport implements Transport {
   /** Bytes held back by the cork this tick; -1 when not corked. */
   private pending = -1;
 
+  /**
+   * @param corked - the socket was corked for the handshake (see {@link createHandshake}):
+   *   the transport takes the cork over, and the batcher releases it when this tick ends
+   */
   constructor(
     private readonly ws: WebSocket,
     private readonly socket: Duplex,
     private readonly batcher: WriteBatcher,
+    corked = false,
   ) {
     this.sender = fastPathSender(ws);
+    if (corked) {
+      this.lastTick = batcher.tick;
+      // The 101 response waits in the cork too; it says nothing about a slow reader.
+      this.pending = socket.writableLength;
+      batcher.started();
+      batcher.hold(this);
+    }
   }
 
   /** True when a frame written to the socket now lands after everything `ws` was given. */
@@ -292,19 +304,26 @@ export function createHandshake(handle: AdapterHandle): Handshake {
       return;
     }
     let opened = false;
+    // One write for the 101 response and what opening sends (the path join's `join`
+    // notice and `user_list`): the transport takes the cork over and releases it when the
+    // tick ends, saving two system calls per connection.
+    socket.cork();
     wss.handleUpgrade(req, socket, head, (ws) => {
       opened = true;
       socket.off('error', ignore); // if the admission was asynchronous; a no-op otherwise
       // Protocol errors (bad UTF-8, oversized frames) are answered and closed by ws itself.
       ws.on('error', ignore);
       try {
-        listenTo(ws, ticket.open(new WsTransport(ws, socket, batcher)));
+        listenTo(ws, ticket.open(new WsTransport(ws, socket, batcher, true)));
       } catch (err) {
         ws.terminate();
         throw err;
       }
     });
     // ws completes the handshake synchronously or refuses it (400) without the callback.
-    if (!opened) ticket.cancel();
+    if (!opened) {
+      socket.uncork();
+      ticket.cancel();
+    }
   };
 }

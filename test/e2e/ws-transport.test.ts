@@ -218,7 +218,47 @@ describe('ws transport: fast path', () => {
 });
 
 describe('ws transport: the handshake', () => {
-  it('cancels the ticket of a handshake ws refuses (400), whose answer leaves', async () => {
+  it('sends the 101 response, the path join\'s join notice and its user_list in one write', async () => {
+    const hub = createHub();
+    const server = http.createServer();
+    // Counts the writes of every upgraded socket (listeners run in order: this one first).
+    const writes: string[][] = [];
+    server.on('upgrade', (_req, socket: Socket) => {
+      const mine: string[] = [];
+      writes.push(mine);
+      const s = socket as Socket & { _write: (...a: unknown[]) => void; _writev: (...a: unknown[]) => void };
+      const write = s._write.bind(s);
+      const writev = s._writev.bind(s);
+      s._write = (chunk, ...rest) => {
+        mine.push(String(chunk).slice(0, 12));
+        write(chunk, ...rest);
+      };
+      s._writev = (chunks, ...rest) => {
+        mine.push((chunks as { chunk: unknown }[]).map((c) => String(c.chunk).slice(0, 12)).join('+'));
+        writev(chunks, ...rest);
+      };
+    });
+    attach(hub, server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as AddressInfo).port;
+    cleanup.push(async () => {
+      await hub.close();
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    });
+    const peer = await Peer.open(`ws://127.0.0.1:${port}/ws/room`);
+    expect(await peer.next()).toMatchObject({ type: 'join', room: 'room' });
+    expect(await peer.next()).toMatchObject({ type: 'user_list', room: 'room' });
+    // One system call: the 101 head and the two frames, in order.
+    expect(writes).toEqual([[expect.stringMatching(/^HTTP\/1\.1 101.*\+.*\+/)]]);
+    expect(writes[0]![0]!.split('+')).toHaveLength(3);
+    // Later frames are written as before: one write per frame in its own tick.
+    hub.publish('room', 'later');
+    expect(await peer.next()).toMatchObject({ type: 'message', content: 'later' });
+    expect(writes[0]).toHaveLength(2);
+  });
+
+  it('releases the cork of a handshake ws refuses (400), so its answer leaves', async () => {
     const { hub, port } = await attachedHub();
     const { connect } = await import('node:net');
     const answer = await new Promise<string>((resolve, reject) => {
