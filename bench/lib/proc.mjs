@@ -212,3 +212,28 @@ export function nowMicros() {
   const [s, ns] = process.hrtime();
   return s * 1e6 + Math.floor(ns / 1000);
 }
+
+/**
+ * Start measuring where the CPU goes during a trial: the server process, the client
+ * processes, this process and the whole machine. The returned function ends the window
+ * and gives microseconds of each and the wall time, plus the share of the machine other
+ * processes used (`otherPct`, percent of one core), which says whether the trial was
+ * disturbed.
+ * @param {number} serverPid
+ * @param {{ cpu(): number }[]} clients
+ */
+export function cpuWindow(serverPid, clients) {
+  const clientCpu0 = clients.map((c) => c.cpu());
+  const busy0 = machineBusyMicros();
+  const self0 = process.cpuUsage();
+  const wall0 = nowMicros();
+  const server0 = cpuMicros(serverPid);
+  return () => {
+    const server = cpuMicros(serverPid) - server0;
+    const client = clients.reduce((a, c, i) => a + (c.cpu() - /** @type {number} */ (clientCpu0[i])), 0);
+    const self = process.cpuUsage(self0);
+    const busy = machineBusyMicros() - busy0;
+    const wall = nowMicros() - wall0;
+    return { server, client, wall, otherPct: Math.max(0, ((busy - server - client - self.user - self.system) / wall) * 100) };
+  };
+}

@@ -6,7 +6,7 @@
  * other targets anonymous. Variants run alternately over repetitions after a warm-up.
  */
 import { freshAddresses, spawnClient } from '../lib/clientproc.mjs';
-import { cpuMicros, machineBusyMicros, nowMicros, sleep } from '../lib/proc.mjs';
+import { cpuWindow, nowMicros, sleep } from '../lib/proc.mjs';
 import { median, minMax, quantile, sumRateReplies } from '../lib/stats.mjs';
 import { BASELINE, DEFAULT_HEARTBEAT, startServer } from '../lib/targets.mjs';
 
@@ -42,11 +42,7 @@ export async function runConnrate(ctx) {
     const trial = async (v, seconds, rep) => {
       const server = /** @type {import('../lib/targets.mjs').RunningServer} */ (servers.get(v.target.name));
       if (!server.alive()) throw new Error(`${v.target.name} server died: ${server.lines.slice(-10).join('\n')}`);
-      const clientCpu0 = clients.map((c) => c.cpu());
-      const busy0 = machineBusyMicros();
-      const self0 = process.cpuUsage();
-      const wall0 = nowMicros();
-      const cpu0 = cpuMicros(server.pid);
+      const endWindow = cpuWindow(server.pid, clients);
       const startAt = nowMicros() + 50_000;
       const replies = await Promise.all(
         clients.map((c, i) => {
@@ -68,11 +64,7 @@ export async function runConnrate(ctx) {
           );
         }),
       );
-      const cpu1 = cpuMicros(server.pid);
-      const clientCpu = clients.reduce((a, c, i) => a + (c.cpu() - clientCpu0[i]), 0);
-      const self = process.cpuUsage(self0);
-      const busy = machineBusyMicros() - busy0;
-      const wall = nowMicros() - wall0;
+      const { server: serverCpu, client: clientCpu, wall, otherPct } = endWindow();
       const { hist, completed, failed, failures, abnormal } = sumRateReplies(replies);
       if (failed > 0 || abnormal > 0) {
         ctx.problem('connrate', v.name, `${failed} handshakes failed ${JSON.stringify(failures)}, ${abnormal} abnormal closes after open (${rep < 0 ? 'warm-up' : `rep ${rep + 1}`})`);
@@ -86,10 +78,10 @@ export async function runConnrate(ctx) {
         failed,
         failures,
         perSecond: completed / seconds,
-        serverCpuUsPerHandshake: (cpu1 - cpu0) / Math.max(1, completed),
-        serverCpuPct: ((cpu1 - cpu0) / wall) * 100,
+        serverCpuUsPerHandshake: serverCpu / Math.max(1, completed),
+        serverCpuPct: (serverCpu / wall) * 100,
         clientCpuPct: (clientCpu / wall) * 100,
-        otherCpuPct: Math.max(0, ((busy - (cpu1 - cpu0) - clientCpu - self.user - self.system) / wall) * 100),
+        otherCpuPct: otherPct,
         p50us: quantile(hist, 0.5),
         p99us: quantile(hist, 0.99),
       };

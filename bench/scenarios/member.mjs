@@ -27,7 +27,7 @@
  * (min-max) over repetitions.
  */
 import { freshAddresses, spawnClient } from '../lib/clientproc.mjs';
-import { cpuMicros, machineBusyMicros, nowMicros, rssBytes, sleep } from '../lib/proc.mjs';
+import { cpuWindow, nowMicros, rssBytes, sleep } from '../lib/proc.mjs';
 import { median, minMax, quantile, sumRateReplies } from '../lib/stats.mjs';
 import { BASELINE, DEFAULT_HEARTBEAT, httpGet, startServer } from '../lib/targets.mjs';
 
@@ -107,11 +107,7 @@ export async function runMember(ctx) {
       /** @param {number} seconds */
       const run = async (seconds) => {
         if (!server.alive()) throw new Error(`${t.name} server died: ${server.lines.slice(-10).join('\n')}`);
-        const clientCpu0 = clients.map((c) => c.cpu());
-        const busy0 = machineBusyMicros();
-        const self0 = process.cpuUsage();
-        const wall0 = nowMicros();
-        const cpu0 = cpuMicros(server.pid);
+        const endWindow = cpuWindow(server.pid, clients);
         const startAt = nowMicros() + 50_000;
         const replies = await Promise.all(
           clients.map((c, i) =>
@@ -136,12 +132,7 @@ export async function runMember(ctx) {
             ),
           ),
         );
-        const cpu1 = cpuMicros(server.pid);
-        const clientCpu = clients.reduce((a, c, i) => a + (c.cpu() - clientCpu0[i]), 0);
-        const self = process.cpuUsage(self0);
-        const busy = machineBusyMicros() - busy0;
-        // The window the clients counted in starts at startAt, 50 ms after wall0.
-        const wall = nowMicros() - wall0;
+        const { server: serverCpu, client: clientCpu, wall, otherPct } = endWindow();
         const { hist, completed, failed, failures, abnormal } = sumRateReplies(replies);
         await sleep(300);
         return {
@@ -150,10 +141,10 @@ export async function runMember(ctx) {
           failures,
           abnormal,
           perSecond: completed / seconds,
-          serverCpuUsPerConnection: (cpu1 - cpu0) / Math.max(1, completed),
-          serverCpuPct: ((cpu1 - cpu0) / wall) * 100,
+          serverCpuUsPerConnection: serverCpu / Math.max(1, completed),
+          serverCpuPct: (serverCpu / wall) * 100,
           clientCpuPct: (clientCpu / wall) * 100,
-          otherCpuPct: Math.max(0, ((busy - (cpu1 - cpu0) - clientCpu - self.user - self.system) / wall) * 100),
+          otherCpuPct: otherPct,
           p50us: quantile(hist, 0.5),
           p99us: quantile(hist, 0.99),
         };
