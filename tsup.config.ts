@@ -24,6 +24,8 @@ export default defineConfig([
     target: 'node20',
     platform: 'node',
     splitting: true,
+    // import.meta.url in the CommonJS build (roomwire/redis loads the optional 'redis' package).
+    shims: true,
     define,
   },
   {

@@ -24,6 +24,7 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 /** @type {Target[]} */
 export const TARGETS = [
   { name: 'roomwire', kind: 'ws', script: 'dist/bin/roomwire.js', describe: 'roomwire standalone server (dist/bin/roomwire.js)', joinDoneOn: '{"type":"user_list"' },
+  { name: 'roomwire-ioredis', kind: 'ws', script: 'bench/servers/roomwire-ioredis.mjs', describe: 'roomwire standalone server with its Redis broker on an ioredis client (bench/servers/roomwire-ioredis.mjs)', joinDoneOn: '{"type":"user_list"' },
   { name: 'ws-naive', kind: 'ws', script: 'bench/servers/ws-naive.mjs', describe: 'hand-written ws server, ws.send(string) per member' },
   { name: 'ws-preframed', kind: 'ws', script: 'bench/servers/ws-preframed.mjs', describe: 'hand-written ws server, one frame per broadcast written to every socket' },
   { name: 'socketio', kind: 'socketio', script: 'bench/servers/socketio.mjs', describe: 'Socket.IO 4, websocket transport only, no compression, io.to(room).emit' },
@@ -35,7 +36,7 @@ export const TARGETS = [
  * @param {{ name: string }} target
  */
 export function isRoomwire(target) {
-  return target.name === 'roomwire' || target.name === 'roomwire-before';
+  return target.name === 'roomwire' || target.name === 'roomwire-before' || target.name === 'roomwire-ioredis';
 }
 
 /**

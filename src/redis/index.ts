@@ -15,7 +15,7 @@
  * @packageDocumentation
  * @module roomwire/redis
  */
-export { createRedisBroker } from '../brokers/redis';
-export type { RedisBrokerOptions } from '../brokers/redis';
-export { REDIS_FIELDS, redisBrokerFromEnv, redisSettingsFromEnv } from '../brokers/redis-env';
-export type { RedisSettings } from '../brokers/redis-env';
+export { createRedisBroker } from './broker';
+export type { RedisBrokerOptions } from './broker';
+export { REDIS_FIELDS, redisBrokerFromEnv, redisSettingsFromEnv } from './env';
+export type { RedisMode, RedisSettings } from './env';

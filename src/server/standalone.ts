@@ -13,8 +13,7 @@ import type { Duplex } from 'node:stream';
 import { answerAsRequest } from '../adapters/http';
 import { createUpgradeHandler } from '../adapters/node';
 import { limitUnfinishedRequests } from '../adapters/unfinished';
-import { readRedisSettings, REDIS_PREFIX, type RedisSettings } from '../brokers/redis-env';
-import { createRedisBroker } from '../brokers/redis';
+import { brokerFromSettings, readRedisSettings, REDIS_PREFIX, type RedisSettings } from '../redis/env';
 import type { Hub, HubOptions } from '../core/api';
 import { PARSERS, configFromEnv, type ConfigField, type HubConfig } from '../core/config';
 import { configError, type ConfigIssue, type RoomwireError } from '../core/errors';
@@ -191,7 +190,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   const logger: Logger = options.hub?.logger ?? createJsonLogger(settings.logLevel, write);
   for (const message of settings.warnings) logger.warn({ variable: message.split(' ')[0] }, message);
   const redis = settings.redis;
-  const broker = options.hub?.broker ?? (redis.url === undefined ? undefined : createRedisBroker({ url: redis.url, prefix: redis.prefix }));
+  const broker = options.hub?.broker ?? (redis.url === undefined ? undefined : brokerFromSettings(redis));
   const hub = createHub({ ...options.hub, ...config, logger, ...(broker === undefined ? {} : { broker }) });
   const page = chatPage(config.path, { maxMessageSize: config.maxMessageSize });
   const startedAt = Date.now();

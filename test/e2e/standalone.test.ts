@@ -174,6 +174,22 @@ describe('standalone server: the roomwire process', () => {
       expect(stderr).toContain(`  ${name}: `);
     }
   });
+
+  it('refuses a bad WEBSOCKET_REDIS_URL and Redis settings before listening, never printing the password', async () => {
+    const p = run({
+      HOST: '127.0.0.1',
+      PORT: '0',
+      WEBSOCKET_REDIS_URL: 'redis://u:secret@host:notaport',
+      WEBSOCKET_REDIS_MODE: 'sharded',
+    });
+    const code = await p.exited;
+    const { stdout, stderr } = p.output();
+    expect(code).toBe(2);
+    expect(stdout).toBe('');
+    expect(stderr).toContain('  WEBSOCKET_REDIS_URL: "redis://u:***@host:notaport" is not a URL');
+    expect(stderr).toContain('  WEBSOCKET_REDIS_MODE: must be single, cluster or sentinel, not "sharded"');
+    expect(stderr + stdout).not.toContain('secret');
+  });
 });
 
 describe('standalone server: refusals that explain themselves', () => {

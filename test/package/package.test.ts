@@ -393,9 +393,13 @@ describe('the declaration files as installed', () => {
     const dist = path.join(scratch, 'node_modules/roomwire/dist');
     let code = '';
     for (const f of await listFiles(dist)) if (/\.(c?js|d\.c?ts)$/.test(f)) code += await readFile(path.join(dist, f), 'utf8');
-    const imported = (name: string) => new RegExp(`(?:from|import\\(|require\\()\\s*['"]${name.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}['"]`).test(code);
+    // `require2(` too: esbuild renames a local `require` (roomwire/redis loads `redis` lazily).
+    const imported = (name: string) => new RegExp(`(?:from|import\\(|require\\d*\\()\\s*['"]${name.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}['"]`).test(code);
     const peers = Object.keys(pkg.peerDependencies ?? {});
-    expect(peers.filter((name) => !imported(name))).toEqual([]);
+    // ioredis is never loaded: roomwire/redis takes the user's ioredis client as it is. Its
+    // peer entry states the versions that work (6 for a Cluster).
+    const takenAsGiven = ['ioredis'];
+    expect(peers.filter((name) => !imported(name) && !takenAsGiven.includes(name))).toEqual([]);
     expect(Object.keys(pkg.peerDependenciesMeta ?? {}).sort()).toEqual([...peers].sort());
   });
 

@@ -227,7 +227,7 @@ describe('serverConfigFromEnv', () => {
       names = (e as RoomwireError).issues.map((i) => i.name);
     }
     expect(names).toEqual(['WEBSOCKET_MAX_ROOM_SIZE', 'PORT', 'WEBSOCKET_REQUIRE_AUTH']);
-    expect(serverConfigFromEnv({ WEBSOCKET_REDIS_URL: 'redis://:pw@127.0.0.1:6390/2' }).redis).toEqual({ url: 'redis://:pw@127.0.0.1:6390/2', prefix: 'roomwire' });
+    expect(serverConfigFromEnv({ WEBSOCKET_REDIS_URL: 'redis://:pw@127.0.0.1:6390/2' }).redis).toMatchObject({ url: 'redis://:pw@127.0.0.1:6390/2', urls: ['redis://:pw@127.0.0.1:6390/2'], mode: 'single', prefix: 'roomwire' });
     expect(() => serverConfigFromEnv({ WEBSOCKET_REDIS_URL: 'redis://:hunter2@127.0.0.1:6379/x', PORT: 'http' })).toThrow(
       'invalid configuration:\n  WEBSOCKET_REDIS_URL: "redis://:***@127.0.0.1:6379/x": the path must be a database number\n  PORT: must be an integer from 0 to 65535, not "http"',
     );
@@ -295,9 +295,20 @@ describe('the Redis variables (roomwire/redis)', () => {
 
   it('are checked by their own table, naming every bad one and masking passwords', async () => {
     const { redisSettingsFromEnv, REDIS_FIELDS } = await import('../../src/redis/index');
-    expect(REDIS_FIELDS.map((f) => f.env)).toEqual(['WEBSOCKET_REDIS_URL', 'WEBSOCKET_REDIS_PREFIX']);
-    expect(redisSettingsFromEnv({})).toEqual({ url: undefined, prefix: 'roomwire' });
-    expect(redisSettingsFromEnv({ WEBSOCKET_REDIS_URL: 'rediss://h:6380', WEBSOCKET_REDIS_PREFIX: 'chat:eu' })).toEqual({ url: 'rediss://h:6380', prefix: 'chat:eu' });
+    expect(REDIS_FIELDS.map((f) => f.env)).toEqual([
+      'WEBSOCKET_REDIS_URL',
+      'WEBSOCKET_REDIS_MODE',
+      'WEBSOCKET_REDIS_SENTINEL_NAME',
+      'WEBSOCKET_REDIS_TLS_CA',
+      'WEBSOCKET_REDIS_TLS_CERT',
+      'WEBSOCKET_REDIS_TLS_KEY',
+      'WEBSOCKET_REDIS_PREFIX',
+    ]);
+    const none = { sentinelName: undefined, tlsCa: undefined, tlsCert: undefined, tlsKey: undefined };
+    expect(redisSettingsFromEnv({})).toEqual({ url: undefined, urls: [], mode: 'single', prefix: 'roomwire', ...none });
+    expect(redisSettingsFromEnv({ WEBSOCKET_REDIS_URL: 'rediss://h:6380', WEBSOCKET_REDIS_PREFIX: 'chat:eu' })).toEqual({ url: 'rediss://h:6380', urls: ['rediss://h:6380'], mode: 'single', prefix: 'chat:eu', ...none });
+    expect(redisSettingsFromEnv({ WEBSOCKET_REDIS_URL: 'redis://a:7000, redis://b:7001', WEBSOCKET_REDIS_MODE: 'Cluster' })).toMatchObject({ urls: ['redis://a:7000', 'redis://b:7001'], mode: 'cluster' });
+    expect(redisSettingsFromEnv({ WEBSOCKET_REDIS_URL: 'redis://s1:26379,redis://s2:26379', WEBSOCKET_REDIS_MODE: 'sentinel', WEBSOCKET_REDIS_SENTINEL_NAME: 'mymaster' })).toMatchObject({ mode: 'sentinel', sentinelName: 'mymaster' });
     expect(() => redisSettingsFromEnv({ WEBSOCKET_REDIS_URL: 'http://u:secret@redis', WEBSOCKET_REDIS_PREFIX: 'a b' })).toThrow(
       expect.objectContaining({
         code: 'ERR_INVALID_CONFIG',
@@ -309,7 +320,47 @@ describe('the Redis variables (roomwire/redis)', () => {
     );
     const warned: string[] = [];
     redisSettingsFromEnv({ WEBSOCKET_REDIS_ULR: 'redis://h' }, { warn: (m) => warned.push(m) });
-    expect(warned).toEqual(['WEBSOCKET_REDIS_ULR is not a roomwire variable and is ignored; the Redis variables are WEBSOCKET_REDIS_URL, WEBSOCKET_REDIS_PREFIX']);
+    expect(warned).toEqual(['WEBSOCKET_REDIS_ULR is not a roomwire variable and is ignored; the Redis variables are WEBSOCKET_REDIS_URL, WEBSOCKET_REDIS_MODE, WEBSOCKET_REDIS_SENTINEL_NAME, WEBSOCKET_REDIS_TLS_CA, WEBSOCKET_REDIS_TLS_CERT, WEBSOCKET_REDIS_TLS_KEY, WEBSOCKET_REDIS_PREFIX']);
+  });
+
+  it('refuse modes, lists, sentinel names and TLS files that do not fit, naming each variable and never a password', async () => {
+    const { redisSettingsFromEnv } = await import('../../src/redis/index');
+    const { mkdtempSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const dir = mkdtempSync(join(tmpdir(), 'roomwire-tls-'));
+    const pem = join(dir, 'ca.pem');
+    writeFileSync(pem, '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
+    const notPem = join(dir, 'ca.txt');
+    writeFileSync(notPem, 'hello');
+    const issues = (env: Record<string, string>) => {
+      try {
+        redisSettingsFromEnv(env);
+      } catch (err) {
+        return (err as RoomwireError).issues.map((i) => `${i.name}: ${i.message}`);
+      }
+      return [];
+    };
+    expect(issues({ WEBSOCKET_REDIS_URL: 'redis://u:secret@host:notaport' })).toEqual(['WEBSOCKET_REDIS_URL: "redis://u:***@host:notaport" is not a URL (expected redis://[user:password@]host[:port][/db])']);
+    expect(issues({ WEBSOCKET_REDIS_URL: 'redis://a:1,redis://b:2' })).toEqual(['WEBSOCKET_REDIS_URL: lists several URLs; set WEBSOCKET_REDIS_MODE=cluster (seed nodes) or sentinel (the sentinels)']);
+    expect(issues({ WEBSOCKET_REDIS_URL: 'redis://a:1,rediss://b:2', WEBSOCKET_REDIS_MODE: 'cluster' })).toEqual(['WEBSOCKET_REDIS_URL: mixes redis:// and rediss:// URLs; use one scheme for every node']);
+    expect(issues({ WEBSOCKET_REDIS_URL: 'redis://a:1,', WEBSOCKET_REDIS_MODE: 'cluster' })).toEqual(['WEBSOCKET_REDIS_URL: has an empty entry in its comma-separated list']);
+    expect(issues({ WEBSOCKET_REDIS_URL: 'redis://a:1', WEBSOCKET_REDIS_MODE: 'replicated' })).toEqual(['WEBSOCKET_REDIS_MODE: must be single, cluster or sentinel, not "replicated"']);
+    expect(issues({ WEBSOCKET_REDIS_URL: 'redis://a:1', WEBSOCKET_REDIS_MODE: 'sentinel' })).toEqual([
+      'WEBSOCKET_REDIS_SENTINEL_NAME: is required with WEBSOCKET_REDIS_MODE=sentinel: the name of the master set the sentinels watch',
+    ]);
+    expect(issues({ WEBSOCKET_REDIS_URL: 'redis://a:1', WEBSOCKET_REDIS_SENTINEL_NAME: 'm' })).toEqual(['WEBSOCKET_REDIS_SENTINEL_NAME: is only used with WEBSOCKET_REDIS_MODE=sentinel, not single']);
+    expect(issues({ WEBSOCKET_REDIS_URL: 'rediss://a:1', WEBSOCKET_REDIS_TLS_CA: join(dir, 'missing.pem') })).toEqual([`WEBSOCKET_REDIS_TLS_CA: cannot read "${join(dir, 'missing.pem')}": ENOENT`]);
+    expect(issues({ WEBSOCKET_REDIS_URL: 'rediss://a:1', WEBSOCKET_REDIS_TLS_CA: notPem })).toEqual([`WEBSOCKET_REDIS_TLS_CA: "${notPem}" is not a PEM file`]);
+    expect(issues({ WEBSOCKET_REDIS_URL: 'rediss://a:1', WEBSOCKET_REDIS_TLS_CERT: pem })).toEqual([
+      'WEBSOCKET_REDIS_TLS_KEY: WEBSOCKET_REDIS_TLS_CERT and WEBSOCKET_REDIS_TLS_KEY go together (a client certificate and its key)',
+    ]);
+    expect(issues({ WEBSOCKET_REDIS_URL: 'redis://:secret@a:1', WEBSOCKET_REDIS_TLS_CA: pem })).toEqual(['WEBSOCKET_REDIS_URL: must be a rediss:// URL when WEBSOCKET_REDIS_TLS_* is set']);
+    expect(issues({ WEBSOCKET_REDIS_MODE: 'cluster', WEBSOCKET_REDIS_TLS_CA: pem })).toEqual([
+      'WEBSOCKET_REDIS_MODE: has no effect without WEBSOCKET_REDIS_URL',
+      'WEBSOCKET_REDIS_TLS_CA: has no effect without WEBSOCKET_REDIS_URL',
+    ]);
+    expect(redisSettingsFromEnv({ WEBSOCKET_REDIS_URL: 'rediss://a:1', WEBSOCKET_REDIS_TLS_CA: pem, WEBSOCKET_REDIS_TLS_CERT: pem, WEBSOCKET_REDIS_TLS_KEY: pem })).toMatchObject({ tlsCa: pem, tlsCert: pem, tlsKey: pem });
   });
 
   it('make a memory broker when WEBSOCKET_REDIS_URL is unset, a Redis broker when set', async () => {
@@ -324,7 +375,7 @@ describe('the Redis variables (roomwire/redis)', () => {
   it('are warned about once by the standalone server, not twice', async () => {
     const { serverConfigFromEnv } = await import('../../src/server/standalone');
     expect(serverConfigFromEnv({ WEBSOCKET_REDIS_URL: 'redis://h:6379', WEBSOCKET_REDIS_PREFX: 'x' }).warnings).toEqual([
-      'WEBSOCKET_REDIS_PREFX is not a roomwire variable and is ignored; the Redis variables are WEBSOCKET_REDIS_URL, WEBSOCKET_REDIS_PREFIX',
+      'WEBSOCKET_REDIS_PREFX is not a roomwire variable and is ignored; the Redis variables are WEBSOCKET_REDIS_URL, WEBSOCKET_REDIS_MODE, WEBSOCKET_REDIS_SENTINEL_NAME, WEBSOCKET_REDIS_TLS_CA, WEBSOCKET_REDIS_TLS_CERT, WEBSOCKET_REDIS_TLS_KEY, WEBSOCKET_REDIS_PREFIX',
     ]);
   });
 });

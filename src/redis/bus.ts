@@ -1,0 +1,216 @@
+/**
+ * The presence protocol's {@link Bus} on Redis: a thin translation to a {@link RedisLink}.
+ *
+ * Names carry a hash tag so that one naming works on a single node and on a Cluster: the
+ * control channel and the process registry share the slot of `{prefix}`, and each room's
+ * channel has the slot of `{room}`, so rooms spread over a Cluster's shards.
+ */
+import type { Bus, BusEvents } from '../brokers/presence';
+import type { LinkSide, RedisLink } from './link';
+
+/** Redis names of one hub (one prefix). @internal */
+export interface RedisNames {
+  readonly control: string;
+  readonly processes: string;
+  room(room: string): string;
+  /** The room of a room channel name, or undefined for another channel. */
+  roomOf(channel: string): string | undefined;
+}
+
+/** The channel and key names for `prefix`. @internal */
+export function redisNames(prefix: string): RedisNames {
+  const roomStart = `${prefix}:room:{`;
+  return {
+    control: `{${prefix}}:control`,
+    processes: `{${prefix}}:processes`,
+    room: (room) => `${roomStart}${room}}`,
+    roomOf: (channel) => (channel.startsWith(roomStart) && channel.endsWith('}') ? channel.slice(roomStart.length, -1) : undefined),
+  };
+}
+
+/** Rejects after `ms` unless `promise` settles first. */
+function within<T>(promise: Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+    promise.then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        reject(err);
+      },
+    );
+  });
+}
+
+const notConnected = (): Error => new Error('not connected to Redis');
+
+/** @internal */
+export class RedisBus implements Bus {
+  readonly kind = 'redis';
+  readonly title = 'Redis';
+  private events: BusEvents | undefined;
+  /** Rooms to receive, across reconnects. */
+  private readonly rooms = new Set<string>();
+  /** The subscriber has the control channel (and the rooms) since it last came up. */
+  private subscribed = false;
+  private wasUp = false;
+  private closed = false;
+  /** When the subscriber last received anything (its own beats come back every beat). */
+  private lastHeard = Date.now();
+  private probing = false;
+
+  constructor(
+    private readonly link: RedisLink,
+    private readonly names: RedisNames,
+    private readonly commandTimeout: number,
+  ) {}
+
+  get address(): string {
+    return this.link.address;
+  }
+
+  /** `Redis at redis://host:port`, for messages. */
+  private get where(): string {
+    return `Redis at ${this.link.address}`;
+  }
+
+  get up(): boolean {
+    return this.subscribed && this.link.isReady('pub');
+  }
+
+  open(events: BusEvents): void {
+    this.events = events;
+    this.link.open({
+      ready: (side) => this.ready(side),
+      down: (side, err) => this.down(side, err),
+      message: (channel, payload) => this.message(channel, payload),
+      error: (err) => events.error(`${this.where} refused the connection (${err.message}); retrying`, err),
+    });
+  }
+
+  private ready(side: LinkSide): void {
+    if (this.closed) return;
+    if (side === 'sub') {
+      this.lastHeard = Date.now();
+      // The library resubscribes what it had; what was asked for while it was down, it
+      // does not know of. SUBSCRIBE is idempotent: ask for everything.
+      const channels = [this.names.control, ...[...this.rooms].map((r) => this.names.room(r))];
+      this.link.subscribe(channels).then(
+        () => {
+          if (this.closed || !this.link.isReady('sub')) return;
+          this.subscribed = true;
+          this.maybeUp();
+        },
+        (err: unknown) => {
+          if (this.link.isReplyError(err)) this.events?.error(`${this.where} refused SUBSCRIBE; retrying`, err);
+          // Not subscribed: start over on a fresh connection.
+          if (this.link.isReady('sub')) this.link.reset('sub');
+        },
+      );
+    } else {
+      this.maybeUp();
+    }
+  }
+
+  private maybeUp(): void {
+    if (!this.up) return;
+    this.wasUp = true;
+    this.events?.up();
+  }
+
+  private down(side: LinkSide, err: Error): void {
+    if (this.closed) return;
+    if (side === 'sub') this.subscribed = false;
+    if (this.wasUp || side === 'sub') this.events?.down(err, side === 'sub');
+  }
+
+  private message(channel: string, payload: string): void {
+    this.lastHeard = Date.now();
+    if (channel === this.names.control) {
+      this.events?.control(payload);
+      return;
+    }
+    const room = this.names.roomOf(channel);
+    if (room !== undefined) this.events?.room(room, payload);
+  }
+
+  private failed = (err: unknown): void => {
+    if (this.link.isReplyError(err)) this.events?.error(`${this.where} refused a command`, err);
+  };
+
+  publishControl(payload: string): void {
+    if (this.link.isReady('pub')) this.link.publish(this.names.control, payload).catch(this.failed);
+  }
+
+  publishRoom(room: string, payload: string): void {
+    if (this.link.isReady('pub')) this.link.publish(this.names.room(room), payload).catch(this.failed);
+  }
+
+  subscribe(room: string): Promise<void> {
+    this.rooms.add(room);
+    if (!this.subscribed) return Promise.reject(notConnected());
+    return this.link.subscribe([this.names.room(room)]).then(() => undefined);
+  }
+
+  unsubscribe(room: string): void {
+    if (!this.rooms.delete(room)) return;
+    if (this.link.isReady('sub')) this.link.unsubscribe([this.names.room(room)]).catch(this.failed);
+  }
+
+  register(id: string, at: number): void {
+    if (this.link.isReady('pub')) this.link.command(this.names.processes, ['HSET', this.names.processes, id, String(at)]).catch(this.failed);
+  }
+
+  unregister(ids: readonly string[]): void {
+    if (ids.length > 0 && this.link.isReady('pub')) this.link.command(this.names.processes, ['HDEL', this.names.processes, ...ids]).catch(this.failed);
+  }
+
+  async registered(): Promise<ReadonlyMap<string, number>> {
+    const reply = await within(this.link.command(this.names.processes, ['HGETALL', this.names.processes]), this.commandTimeout);
+    const out = new Map<string, number>();
+    if (Array.isArray(reply)) {
+      for (let i = 0; i + 1 < reply.length; i += 2) out.set(String(reply[i]), Number(reply[i + 1]));
+    } else if (reply !== null && typeof reply === 'object') {
+      for (const [id, at] of Object.entries(reply as Record<string, unknown>)) out.set(id, Number(at));
+    }
+    return out;
+  }
+
+  flush(): Promise<void> {
+    if (!this.link.isReady('pub')) return Promise.reject(notConnected());
+    return this.link.command(this.names.control, ['PING']).then(() => undefined);
+  }
+
+  probe(): void {
+    if (this.closed || this.probing) return;
+    const now = Date.now();
+    // The subscriber hears this process's own beats; silence means it stopped receiving.
+    const deaf = this.subscribed && this.wasUp && now - this.lastHeard > this.commandTimeout;
+    if (!this.link.isReady('pub')) {
+      if (deaf) this.link.reset('sub');
+      return;
+    }
+    this.probing = true;
+    within(this.link.command(this.names.control, ['PING']), this.commandTimeout).then(
+      () => {
+        this.probing = false;
+        if (deaf && Date.now() - this.lastHeard > this.commandTimeout) this.link.reset('sub');
+      },
+      (err: unknown) => {
+        this.probing = false;
+        // Redis answered with an error: it is alive. No answer: drop and reconnect.
+        if (!this.closed && !this.link.isReplyError(err) && this.link.isReady('pub')) this.link.reset();
+      },
+    );
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.subscribed = false;
+    await this.link.close();
+  }
+}
