@@ -6,6 +6,9 @@
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import net from 'node:net';
+import os from 'node:os';
+import fs from 'node:fs';
+import { execFile } from 'node:child_process';
 import { spawnNode, spawnTracked, stopChild, watchOutput, nofileLimit, sleep } from './proc.mjs';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -19,12 +22,14 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
  * @property {string} [joinDoneOn] ws kind: the text prefix of the frame that completes a join
  *   through the path (roomwire: its `user_list`, sent after the own `join`); unset: the own
  *   `join` notice, the first frame
+ * @property {boolean} [cluster] scale-out over a Redis Cluster of 3 masters instead of one redis-server
  */
 
 /** @type {Target[]} */
 export const TARGETS = [
   { name: 'roomwire', kind: 'ws', script: 'dist/bin/roomwire.js', describe: 'roomwire standalone server (dist/bin/roomwire.js)', joinDoneOn: '{"type":"user_list"' },
   { name: 'roomwire-ioredis', kind: 'ws', script: 'bench/servers/roomwire-ioredis.mjs', describe: 'roomwire standalone server with its Redis broker on an ioredis client (bench/servers/roomwire-ioredis.mjs)', joinDoneOn: '{"type":"user_list"' },
+  { name: 'roomwire-cluster', kind: 'ws', script: 'dist/bin/roomwire.js', describe: 'roomwire standalone server over a Redis Cluster of 3 masters (WEBSOCKET_REDIS_MODE=cluster, sharded pub/sub)', joinDoneOn: '{"type":"user_list"', cluster: true },
   { name: 'ws-naive', kind: 'ws', script: 'bench/servers/ws-naive.mjs', describe: 'hand-written ws server, ws.send(string) per member' },
   { name: 'ws-preframed', kind: 'ws', script: 'bench/servers/ws-preframed.mjs', describe: 'hand-written ws server, one frame per broadcast written to every socket' },
   { name: 'socketio', kind: 'socketio', script: 'bench/servers/socketio.mjs', describe: 'Socket.IO 4, websocket transport only, no compression, io.to(room).emit' },
@@ -36,7 +41,7 @@ export const TARGETS = [
  * @param {{ name: string }} target
  */
 export function isRoomwire(target) {
-  return target.name === 'roomwire' || target.name === 'roomwire-before' || target.name === 'roomwire-ioredis';
+  return target.name.startsWith('roomwire');
 }
 
 /**
@@ -271,6 +276,63 @@ export async function startRedis() {
   return { url: `redis://127.0.0.1:${port}`, pid: /** @type {number} */ (child.pid), stop: () => stopChild(child, 3000) };
 }
 
+/** Whether a TCP port on 127.0.0.1 answers PING with PONG. */
+function pings(port) {
+  return new Promise((resolve) => {
+    const sock = net.connect(port, '127.0.0.1', () => sock.write('PING\r\n'));
+    sock.setTimeout(1000, () => sock.destroy());
+    sock.once('data', (d) => {
+      sock.destroy();
+      resolve(d.toString() === '+PONG\r\n');
+    });
+    sock.once('error', () => resolve(false));
+    sock.once('close', () => resolve(false));
+  });
+}
+
+/**
+ * A Redis Cluster of its own: `masters` redis-servers (no replicas, no persistence) on free
+ * loopback ports, joined by `redis-cli --cluster create`; resolves once every slot is served.
+ * @param {number} masters
+ * @returns {Promise<{ url: string, pids: number[], stop: () => Promise<number | null> }>}
+ */
+export async function startRedisCluster(masters) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'roomwire-bench-cluster-'));
+  /** @type {import('node:child_process').ChildProcess[]} */
+  const children = [];
+  const ports = [];
+  for (let i = 0; i < masters; i++) {
+    const port = /** @type {number} */ (await freePort());
+    const busPort = /** @type {number} */ (await freePort());
+    const child = spawnTracked('redis-server', ['--port', String(port), '--cluster-port', String(busPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
+      '--cluster-enabled', 'yes', '--cluster-config-file', path.join(dir, `nodes-${port}.conf`), '--cluster-node-timeout', '2000', '--dir', dir]);
+    watchOutput(child);
+    children.push(child);
+    ports.push(port);
+  }
+  const stop = async () => {
+    const codes = await Promise.all(children.map((c) => stopChild(c, 3000)));
+    fs.rmSync(dir, { recursive: true, force: true });
+    return codes.find((c) => c !== 0 && c !== null) ?? 0;
+  };
+  const deadline = Date.now() + 15_000;
+  for (const port of ports) while (!(await pings(port))) {
+    if (Date.now() > deadline) { await stop(); throw new Error('redis-server (cluster) did not start'); }
+    await sleep(50);
+  }
+  await new Promise((resolve, reject) =>
+    execFile('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'], (err, stdout) =>
+      err ? reject(new Error(`redis-cli --cluster create failed (is redis-tools installed?): ${err.message} ${stdout}`)) : resolve(undefined)),
+  ).catch(async (err) => { await stop(); throw err; });
+  for (;;) {
+    const ok = await Promise.all(ports.map((p) => new Promise((resolve) => execFile('redis-cli', ['-p', String(p), 'cluster', 'info'], (err, out) => resolve(!err && out.includes('cluster_state:ok'))))));
+    if (ok.every(Boolean)) break;
+    if (Date.now() > deadline) { await stop(); throw new Error('the Redis Cluster did not come up'); }
+    await sleep(100);
+  }
+  return { url: ports.map((p) => `redis://127.0.0.1:${p}`).join(','), pids: children.map((c) => /** @type {number} */ (c.pid)), stop };
+}
+
 /**
  * One target as the load sees it: one server process, or (scale-out) several sharing a
  * redis-server of their own.
@@ -294,15 +356,16 @@ export async function startRedis() {
  * @returns {Promise<Deployment>}
  */
 export async function deploy(target, hb, jwtSecret, processes = 1) {
-  const redis = processes > 1 ? await startRedis() : undefined;
-  const env = redis === undefined ? {} : isRoomwire(target) ? { WEBSOCKET_REDIS_URL: redis.url } : { BENCH_REDIS_URL: redis.url };
+  const cluster = processes > 1 && target.cluster === true;
+  const redis = processes > 1 ? (cluster ? await startRedisCluster(3) : await startRedis()) : undefined;
+  const env = redis === undefined ? {} : isRoomwire(target) ? { WEBSOCKET_REDIS_URL: redis.url, ...(cluster ? { WEBSOCKET_REDIS_MODE: 'cluster' } : {}) } : { BENCH_REDIS_URL: redis.url };
   /** @type {RunningServer[]} */
   const servers = [];
   for (let i = 0; i < processes; i++) servers.push(await startServer(target, hb, jwtSecret, env));
   return {
     target,
     servers,
-    pids: [...servers.map((s) => s.pid), ...(redis ? [redis.pid] : [])],
+    pids: [...servers.map((s) => s.pid), ...(redis === undefined ? [] : 'pids' in redis ? redis.pids : [redis.pid])],
     urlFor: (p) => servers[p % servers.length].url,
     alive: () => servers.every((s) => s.alive()),
     lastLines: () => servers.flatMap((s) => s.lines.slice(-10)),

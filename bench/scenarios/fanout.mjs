@@ -21,12 +21,14 @@ export function runFanout(ctx) {
 }
 
 /**
- * Scale-out: roomwire over Redis against Socket.IO with its Redis adapter, two server
- * processes each; ratios are against Socket.IO.
+ * Scale-out: roomwire over Redis (on node-redis, on ioredis, and over a Redis Cluster of
+ * 3 masters) against Socket.IO with its Redis adapter, two server processes each; ratios
+ * are against Socket.IO.
  * @param {import('../run.mjs').Context} ctx
  */
 export function runScaleout(ctx) {
-  const targets = ctx.allTargets.filter((t) => t.name === 'roomwire' || t.name === 'socketio');
+  const names = ['roomwire', 'roomwire-ioredis', 'roomwire-cluster', 'socketio'];
+  const targets = ctx.allTargets.filter((t) => names.includes(t.name));
   return fanout(ctx, { scenario: 'scaleout', processes: 2, targets, baseline: 'socketio' });
 }
 
