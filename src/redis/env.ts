@@ -9,11 +9,15 @@ import { configError, type ConfigIssue } from '../core/errors';
 import { createMemoryBroker } from '../core/memory-broker';
 import type { Broker } from '../core/types';
 import { createRedisBroker, type RedisBrokerOptions } from './broker';
+import { createIoredisClient } from './ioredis-client';
 import { createNodeRedisClient } from './node-redis';
 import { maskUrlPassword, parseRedisUrl } from './url';
 
 /** How the Redis of `WEBSOCKET_REDIS_URL` is deployed. */
 export type RedisMode = 'single' | 'cluster' | 'sentinel';
+
+/** The client library the environment's broker uses: the package name. */
+export type RedisClientLibrary = 'redis' | 'ioredis';
 
 /** The Redis settings read from the environment; see {@link REDIS_FIELDS}. */
 export interface RedisSettings {
@@ -31,6 +35,8 @@ export interface RedisSettings {
   readonly tlsCert: string | undefined;
   /** `WEBSOCKET_REDIS_TLS_KEY`: path of this client's PEM private key (with `tlsCert`). */
   readonly tlsKey: string | undefined;
+  /** `WEBSOCKET_REDIS_CLIENT`: the library that talks to Redis, `redis` (node-redis) or `ioredis`. @default 'redis' */
+  readonly client: RedisClientLibrary;
   /** `WEBSOCKET_REDIS_PREFIX`: prefix of every channel and key. @default 'roomwire' */
   readonly prefix: string;
 }
@@ -81,6 +87,12 @@ function pemFile(raw: unknown): string | undefined {
   return s;
 }
 
+function clientLibrary(raw: unknown): RedisClientLibrary {
+  const s = String(raw).trim().toLowerCase();
+  if (s === 'redis' || s === 'ioredis') return s;
+  throw `must be redis (node-redis) or ioredis, not "${String(raw)}"`;
+}
+
 function prefix(raw: unknown): string {
   const s = String(raw).trim();
   if (!/^[\w.:-]{1,64}$/.test(s)) throw `must be 1 to 64 letters, digits or . _ : -, not "${String(raw)}"`;
@@ -95,6 +107,7 @@ export const REDIS_FIELDS: readonly ConfigField[] = [
   { key: 'tlsCa', env: 'WEBSOCKET_REDIS_TLS_CA', parse: pemFile, default: undefined },
   { key: 'tlsCert', env: 'WEBSOCKET_REDIS_TLS_CERT', parse: pemFile, default: undefined },
   { key: 'tlsKey', env: 'WEBSOCKET_REDIS_TLS_KEY', parse: pemFile, default: undefined },
+  { key: 'client', env: 'WEBSOCKET_REDIS_CLIENT', parse: clientLibrary, default: 'redis' },
   { key: 'prefix', env: 'WEBSOCKET_REDIS_PREFIX', parse: prefix, default: 'roomwire' },
 ];
 
@@ -126,7 +139,7 @@ function crossCheck(s: Record<string, unknown>, issues: ConfigIssue[]): void {
     issues.push({ name: 'WEBSOCKET_REDIS_URL', message: 'must be a rediss:// URL when WEBSOCKET_REDIS_TLS_* is set' });
   }
   if (url === undefined) {
-    for (const key of ['mode', 'sentinelName', 'tlsCa', 'tlsCert', 'tlsKey'] as const) {
+    for (const key of ['mode', 'sentinelName', 'tlsCa', 'tlsCert', 'tlsKey', 'client'] as const) {
       const field = REDIS_FIELDS.find((f) => f.key === key)!;
       if (s[`${key}Given`] === true) issues.push({ name: field.env, message: 'has no effect without WEBSOCKET_REDIS_URL' });
     }
@@ -169,6 +182,7 @@ export function readRedisSettings(env: Record<string, string | undefined>, warn?
     tlsCa: out.tlsCa as string | undefined,
     tlsCert: out.tlsCert as string | undefined,
     tlsKey: out.tlsKey as string | undefined,
+    client: (out.client as RedisClientLibrary | undefined) ?? 'redis',
     prefix: (out.prefix as string | undefined) ?? 'roomwire',
   };
   return { settings, issues };
@@ -186,25 +200,26 @@ export function redisSettingsFromEnv(env: Record<string, string | undefined> = p
 }
 
 /**
- * The broker that `settings` ask for: a Redis broker on a node-redis client made for them
- * (single node, Cluster or Sentinel, with their TLS files), or the in-process broker when
- * no URL is set. Needs the `redis` package when a URL is set.
+ * The broker that `settings` ask for: a Redis broker on a client made for them (node-redis
+ * or ioredis; a single node, Cluster or Sentinel, with their TLS files), or the in-process
+ * broker when no URL is set. Needs that client's package when a URL is set.
  *
  * @internal
  */
 export function brokerFromSettings(settings: RedisSettings, options: Omit<RedisBrokerOptions, 'url' | 'client' | 'prefix'> = {}): Broker {
   if (settings.url === undefined) return createMemoryBroker();
-  const client = createNodeRedisClient(settings);
+  const client = settings.client === 'ioredis' ? createIoredisClient(settings) : createNodeRedisClient(settings);
   return createRedisBroker({ ...options, client, prefix: settings.prefix });
 }
 
 /**
  * The broker the environment asks for: a Redis broker when `WEBSOCKET_REDIS_URL` is
- * set (`WEBSOCKET_REDIS_MODE`, `_SENTINEL_NAME`, `_TLS_CA`, `_TLS_CERT`, `_TLS_KEY` and
- * `_PREFIX` shape it), else the in-process broker (one process). The standalone server
- * builds its broker with it; in your own server it is one line. A Redis URL needs the
- * `redis` package (node-redis) installed; to use an ioredis client, or one you configure
- * yourself, pass it to {@link createRedisBroker} instead.
+ * set (`WEBSOCKET_REDIS_MODE`, `_SENTINEL_NAME`, `_TLS_CA`, `_TLS_CERT`, `_TLS_KEY`,
+ * `_CLIENT` and `_PREFIX` shape it), else the in-process broker (one process). The
+ * standalone server builds its broker with it; in your own server it is one line. A Redis
+ * URL needs the client package installed: `redis` (node-redis, the default) or `ioredis`
+ * (`WEBSOCKET_REDIS_CLIENT=ioredis`). To use a client you configure yourself, pass it to
+ * {@link createRedisBroker} instead.
  *
  * Throws an `ERR_INVALID_CONFIG` {@link roomwire!RoomwireError} naming every bad variable
  * (a password is never shown).

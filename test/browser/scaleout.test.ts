@@ -1,6 +1,6 @@
 /**
  * The chat page in real headless Chromium against two standalone servers sharing one real
- * redis-server (contract section 7): a page on each process, one room, one conversation.
+ * redis-server (contract section 7), one on node-redis and one on ioredis: a page on each process, one room, one conversation.
  * Skipped without Debian's chromium unless ROOMWIRE_REQUIRE_BROWSER=1 (as in CI).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,8 +18,9 @@ describe.runIf(hasBrowser)('chat pages on two processes sharing Redis, in headle
   beforeAll(async () => {
     browser = await launchChromium();
     redis = await RedisServer.start();
-    for (let i = 0; i < 2; i++) {
-      servers.push(await startServer({ env: { HOST: '127.0.0.1', PORT: '0', WEBSOCKET_REDIS_URL: redis.url }, log: () => {} }));
+    // One process on node-redis, the other on ioredis: one hub whatever the client library.
+    for (const client of ['redis', 'ioredis']) {
+      servers.push(await startServer({ env: { HOST: '127.0.0.1', PORT: '0', WEBSOCKET_REDIS_URL: redis.url, WEBSOCKET_REDIS_CLIENT: client }, log: () => {} }));
     }
   });
   afterAll(async () => {

@@ -146,10 +146,10 @@ describe.concurrent('examples', () => {
 });
 
 describe('examples sharing one Redis', () => {
-  it('node, express, fastify and koa serve one hub: a message from each reaches the members on all four', async ({ expect }) => {
+  it('node, express, fastify and koa serve one hub (two on node-redis, two on ioredis): a message from each reaches the members on all four', async ({ expect }) => {
     const redis = await RedisServer.start();
     try {
-      const servers = FRAMEWORKS.map((name) => run(name, { WEBSOCKET_REDIS_URL: redis.url }));
+      const servers = FRAMEWORKS.map((name, i) => run(name, { WEBSOCKET_REDIS_URL: redis.url, WEBSOCKET_REDIS_CLIENT: i < 2 ? 'redis' : 'ioredis' }));
       const ports = await Promise.all(servers.map((p) => p.listening));
       const peers: Peer[] = [];
       const names: string[] = [];

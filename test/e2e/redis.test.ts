@@ -26,11 +26,13 @@ afterAll(async () => {
 });
 
 // Every single-process behaviour of the contract holds with the Redis broker in place.
-hubSuite('standalone server with WEBSOCKET_REDIS_URL', async (env) => {
-  const running = await startServer({ env: { ...env, HOST: '127.0.0.1', PORT: '0', WEBSOCKET_REDIS_URL: redis.url }, log: quiet });
-  expect(running.hub.stats().broker).toMatchObject({ kind: 'redis', connected: true });
-  return { port: running.port, hub: running.hub, close: () => running.close() };
-});
+for (const client of ['redis', 'ioredis']) {
+  hubSuite(`standalone server with WEBSOCKET_REDIS_URL on ${client}`, async (env) => {
+    const running = await startServer({ env: { ...env, HOST: '127.0.0.1', PORT: '0', WEBSOCKET_REDIS_URL: redis.url, WEBSOCKET_REDIS_CLIENT: client }, log: quiet });
+    expect(running.hub.stats().broker).toMatchObject({ kind: 'redis', connected: true });
+    return { port: running.port, hub: running.hub, close: () => running.close() };
+  });
+}
 
 let roomCounter = 0;
 /** A room name no earlier test used, so no test sees another's traffic. */
@@ -98,13 +100,13 @@ for (const library of LIBRARIES) describe(`scale-out over Redis with ${library} 
   });
 
   async function serve(env: Record<string, string> = {}, spec?: BrokerSpec): Promise<RunningServer> {
-    // The standalone server makes a node-redis client from WEBSOCKET_REDIS_URL; ioredis is passed in.
-    const broker = spec ?? (library === 'ioredis' ? { url: env.WEBSOCKET_REDIS_URL ?? redis.url } : undefined);
+    // Without a spec the standalone server makes the library's client from the environment.
+    const broker = spec;
     const s = await startServer({
       env: {
         HOST: '127.0.0.1',
         PORT: '0',
-        ...(broker === undefined ? { WEBSOCKET_REDIS_URL: redis.url } : {}),
+        ...(broker === undefined ? { WEBSOCKET_REDIS_URL: redis.url, WEBSOCKET_REDIS_CLIENT: library === 'ioredis' ? 'ioredis' : 'redis' } : {}),
         WEBSOCKET_MESSAGE_RATE: '10000/s,10000',
         WEBSOCKET_JWT_SECRET: SECRET,
         ...env,
@@ -275,7 +277,7 @@ for (const library of LIBRARIES) describe(`scale-out over Redis with ${library} 
     const s1 = await serve();
     const room = freshRoom();
     const a = await enter(s1, room);
-    const { child, port } = await runProcess(['dist/bin/roomwire.js'], { WEBSOCKET_REDIS_URL: redis.url });
+    const { child, port } = await runProcess(['dist/bin/roomwire.js'], { WEBSOCKET_REDIS_URL: redis.url, WEBSOCKET_REDIS_CLIENT: library === 'ioredis' ? 'ioredis' : 'redis' });
     try {
       const x = await Peer.open(`ws://127.0.0.1:${port}/ws/${room}`);
       const [xJoin] = await x.take(2);
@@ -355,7 +357,7 @@ for (const library of LIBRARIES) describe(`scale-out over Redis with ${library} 
 
   it('runs as a process while Redis is unreachable, and exits 0 on SIGTERM', async () => {
     const port = await freePort();
-    const { child, exited, port: httpPort, stdout } = await runProcess(['dist/bin/roomwire.js'], { WEBSOCKET_REDIS_URL: `redis://127.0.0.1:${port}` });
+    const { child, exited, port: httpPort, stdout } = await runProcess(['dist/bin/roomwire.js'], { WEBSOCKET_REDIS_URL: `redis://127.0.0.1:${port}`, WEBSOCKET_REDIS_CLIENT: library === 'ioredis' ? 'ioredis' : 'redis' });
     try {
       // Which address, and why: the cause of the last failed attempt.
       const line = stdout().split('\n').find((l) => l.includes('is not reachable yet'));
@@ -380,7 +382,7 @@ for (const library of LIBRARIES) describe(`scale-out over Redis with ${library} 
     const s1 = await serve({}, timings);
     const room = freshRoom();
     const a = await enter(s1, room);
-    const { child, port } = await runProcess(['test/helpers/broker-process.mjs', redis.url, '100', '600']);
+    const { child, port } = await runProcess(['test/helpers/broker-process.mjs', redis.url, '100', '600', library === 'ioredis' ? 'ioredis' : 'redis']);
     try {
       const c = await Peer.open(`ws://127.0.0.1:${port}/ws/${room}`);
       const [cJoin] = await c.take(2);
@@ -575,7 +577,7 @@ for (const library of LIBRARIES) describe(`scale-out over Redis with ${library} 
     const [p1, r1] = [await serve({}, timings), await serve({}, timings)];
     const room = freshRoom();
     const x = await enter(r1, room);
-    const doomed = await runProcess(['test/helpers/broker-process.mjs', redis.url, '200', '1500']);
+    const doomed = await runProcess(['test/helpers/broker-process.mjs', redis.url, '200', '1500', library === 'ioredis' ? 'ioredis' : 'redis']);
     try {
       const dm = await Peer.open(`ws://127.0.0.1:${doomed.port}/ws/${room}`);
       const [dmJoin] = await dm.take(2);

@@ -396,10 +396,7 @@ describe('the declaration files as installed', () => {
     // `require2(` too: esbuild renames a local `require` (roomwire/redis loads `redis` lazily).
     const imported = (name: string) => new RegExp(`(?:from|import\\(|require\\d*\\()\\s*['"]${name.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}['"]`).test(code);
     const peers = Object.keys(pkg.peerDependencies ?? {});
-    // ioredis is never loaded: roomwire/redis takes the user's ioredis client as it is. Its
-    // peer entry states the versions that work (6 for a Cluster).
-    const takenAsGiven = ['ioredis'];
-    expect(peers.filter((name) => !imported(name) && !takenAsGiven.includes(name))).toEqual([]);
+    expect(peers.filter((name) => !imported(name))).toEqual([]);
     expect(Object.keys(pkg.peerDependenciesMeta ?? {}).sort()).toEqual([...peers].sort());
   });
 

@@ -302,11 +302,19 @@ describe('the Redis variables (roomwire/redis)', () => {
       'WEBSOCKET_REDIS_TLS_CA',
       'WEBSOCKET_REDIS_TLS_CERT',
       'WEBSOCKET_REDIS_TLS_KEY',
+      'WEBSOCKET_REDIS_CLIENT',
       'WEBSOCKET_REDIS_PREFIX',
     ]);
     const none = { sentinelName: undefined, tlsCa: undefined, tlsCert: undefined, tlsKey: undefined };
-    expect(redisSettingsFromEnv({})).toEqual({ url: undefined, urls: [], mode: 'single', prefix: 'roomwire', ...none });
-    expect(redisSettingsFromEnv({ WEBSOCKET_REDIS_URL: 'rediss://h:6380', WEBSOCKET_REDIS_PREFIX: 'chat:eu' })).toEqual({ url: 'rediss://h:6380', urls: ['rediss://h:6380'], mode: 'single', prefix: 'chat:eu', ...none });
+    expect(redisSettingsFromEnv({})).toEqual({ url: undefined, urls: [], mode: 'single', client: 'redis', prefix: 'roomwire', ...none });
+    expect(redisSettingsFromEnv({ WEBSOCKET_REDIS_URL: 'rediss://h:6380', WEBSOCKET_REDIS_PREFIX: 'chat:eu', WEBSOCKET_REDIS_CLIENT: 'ioredis' })).toEqual({
+      url: 'rediss://h:6380',
+      urls: ['rediss://h:6380'],
+      mode: 'single',
+      client: 'ioredis',
+      prefix: 'chat:eu',
+      ...none,
+    });
     expect(redisSettingsFromEnv({ WEBSOCKET_REDIS_URL: 'redis://a:7000, redis://b:7001', WEBSOCKET_REDIS_MODE: 'Cluster' })).toMatchObject({ urls: ['redis://a:7000', 'redis://b:7001'], mode: 'cluster' });
     expect(redisSettingsFromEnv({ WEBSOCKET_REDIS_URL: 'redis://s1:26379,redis://s2:26379', WEBSOCKET_REDIS_MODE: 'sentinel', WEBSOCKET_REDIS_SENTINEL_NAME: 'mymaster' })).toMatchObject({ mode: 'sentinel', sentinelName: 'mymaster' });
     expect(() => redisSettingsFromEnv({ WEBSOCKET_REDIS_URL: 'http://u:secret@redis', WEBSOCKET_REDIS_PREFIX: 'a b' })).toThrow(
@@ -320,7 +328,7 @@ describe('the Redis variables (roomwire/redis)', () => {
     );
     const warned: string[] = [];
     redisSettingsFromEnv({ WEBSOCKET_REDIS_ULR: 'redis://h' }, { warn: (m) => warned.push(m) });
-    expect(warned).toEqual(['WEBSOCKET_REDIS_ULR is not a roomwire variable and is ignored; the Redis variables are WEBSOCKET_REDIS_URL, WEBSOCKET_REDIS_MODE, WEBSOCKET_REDIS_SENTINEL_NAME, WEBSOCKET_REDIS_TLS_CA, WEBSOCKET_REDIS_TLS_CERT, WEBSOCKET_REDIS_TLS_KEY, WEBSOCKET_REDIS_PREFIX']);
+    expect(warned).toEqual(['WEBSOCKET_REDIS_ULR is not a roomwire variable and is ignored; the Redis variables are WEBSOCKET_REDIS_URL, WEBSOCKET_REDIS_MODE, WEBSOCKET_REDIS_SENTINEL_NAME, WEBSOCKET_REDIS_TLS_CA, WEBSOCKET_REDIS_TLS_CERT, WEBSOCKET_REDIS_TLS_KEY, WEBSOCKET_REDIS_CLIENT, WEBSOCKET_REDIS_PREFIX']);
   });
 
   it('refuse modes, lists, sentinel names and TLS files that do not fit, naming each variable and never a password', async () => {
@@ -346,6 +354,7 @@ describe('the Redis variables (roomwire/redis)', () => {
     expect(issues({ WEBSOCKET_REDIS_URL: 'redis://a:1,rediss://b:2', WEBSOCKET_REDIS_MODE: 'cluster' })).toEqual(['WEBSOCKET_REDIS_URL: mixes redis:// and rediss:// URLs; use one scheme for every node']);
     expect(issues({ WEBSOCKET_REDIS_URL: 'redis://a:1,', WEBSOCKET_REDIS_MODE: 'cluster' })).toEqual(['WEBSOCKET_REDIS_URL: has an empty entry in its comma-separated list']);
     expect(issues({ WEBSOCKET_REDIS_URL: 'redis://a:1', WEBSOCKET_REDIS_MODE: 'replicated' })).toEqual(['WEBSOCKET_REDIS_MODE: must be single, cluster or sentinel, not "replicated"']);
+    expect(issues({ WEBSOCKET_REDIS_URL: 'redis://a:1', WEBSOCKET_REDIS_CLIENT: 'jedis' })).toEqual(['WEBSOCKET_REDIS_CLIENT: must be redis (node-redis) or ioredis, not "jedis"']);
     expect(issues({ WEBSOCKET_REDIS_URL: 'redis://a:1', WEBSOCKET_REDIS_MODE: 'sentinel' })).toEqual([
       'WEBSOCKET_REDIS_SENTINEL_NAME: is required with WEBSOCKET_REDIS_MODE=sentinel: the name of the master set the sentinels watch',
     ]);
@@ -375,7 +384,7 @@ describe('the Redis variables (roomwire/redis)', () => {
   it('are warned about once by the standalone server, not twice', async () => {
     const { serverConfigFromEnv } = await import('../../src/server/standalone');
     expect(serverConfigFromEnv({ WEBSOCKET_REDIS_URL: 'redis://h:6379', WEBSOCKET_REDIS_PREFX: 'x' }).warnings).toEqual([
-      'WEBSOCKET_REDIS_PREFX is not a roomwire variable and is ignored; the Redis variables are WEBSOCKET_REDIS_URL, WEBSOCKET_REDIS_MODE, WEBSOCKET_REDIS_SENTINEL_NAME, WEBSOCKET_REDIS_TLS_CA, WEBSOCKET_REDIS_TLS_CERT, WEBSOCKET_REDIS_TLS_KEY, WEBSOCKET_REDIS_PREFIX',
+      'WEBSOCKET_REDIS_PREFX is not a roomwire variable and is ignored; the Redis variables are WEBSOCKET_REDIS_URL, WEBSOCKET_REDIS_MODE, WEBSOCKET_REDIS_SENTINEL_NAME, WEBSOCKET_REDIS_TLS_CA, WEBSOCKET_REDIS_TLS_CERT, WEBSOCKET_REDIS_TLS_KEY, WEBSOCKET_REDIS_CLIENT, WEBSOCKET_REDIS_PREFIX',
     ]);
   });
 });
