@@ -201,8 +201,12 @@ export class RedisBus implements Bus {
       },
       (err: unknown) => {
         this.probing = false;
-        // Redis answered with an error: it is alive. No answer: drop and reconnect.
-        if (!this.closed && !this.link.isReplyError(err) && this.link.isReady('pub')) this.link.reset();
+        // Redis answered with an error: it is alive. No answer: drop and reconnect, and count
+        // as down now (a library may report the close only once the frozen peer answers).
+        if (this.closed || this.link.isReplyError(err) || !this.link.isReady('pub')) return;
+        const why = new Error(`no answer to PING within ${this.commandTimeout} ms`);
+        this.link.reset();
+        this.down('sub', why);
       },
     );
   }

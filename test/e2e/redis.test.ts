@@ -311,6 +311,35 @@ for (const library of LIBRARIES) describe(`scale-out over Redis with ${library} 
     expect(s1.hub.stats().broker.processes).toBe(2);
   });
 
+  it('detects a frozen Redis by its unanswered PING, reconnects, and delivers across processes again once it thaws', async () => {
+    const frozen = await RedisServer.start();
+    try {
+      const spec = { url: frozen.url, beatInterval: 300, processTimeout: 6000, commandTimeout: 1000 };
+      const [s1, s2] = [await serve({}, spec), await serve({}, spec)];
+      const errors: string[] = [];
+      s1.hub.on('error', (err: RoomwireError) => errors.push(err.message));
+      const room = freshRoom();
+      const a = await enter(s1, room);
+      const b = await enter(s2, room);
+      await a.peer.next(); // b's join
+      frozen.pause();
+      // The library sees nothing wrong: the sockets stay open. The PING of a beat goes unanswered.
+      const lost = await waitFor('s1 notices', () => !s1.hub.stats().broker.connected, 4000);
+      expect(lost).toBeLessThan(1000 + 2 * 300 + 1000);
+      expect(errors.some((m) => m.startsWith(`lost the connection to Redis at ${frozen.url}`))).toBe(true);
+      frozen.resume();
+      const back = await waitFor('s1 and s2 are back', () => s1.hub.stats().broker.connected && s2.hub.stats().broker.connected, 15_000);
+      expect(back).toBeLessThan(15_000);
+      b.peer.send({ type: 'message', room, content: 'after the thaw' });
+      const seen = await until(a.peer, (f) => f.type === 'message', 5000);
+      expect(seen.at(-1)).toMatchObject({ type: 'message', content: 'after the thaw', user_id: b.id });
+    } finally {
+      frozen.resume();
+      await Promise.all(servers.splice(0).map((s) => s.close()));
+      await frozen.kill();
+    }
+  });
+
   it('answers user_list from what it knows when Redis stops answering, without waiting for the watchdog', async () => {
     const frozen = await RedisServer.start();
     try {
