@@ -87,7 +87,8 @@ export class RedisBus implements Bus {
       ready: (side) => this.ready(side),
       down: (side, err) => this.down(side, err),
       message: (channel, payload) => this.message(channel, payload),
-      error: (err) => events.error(`${this.where} refused the connection (${err.message}); retrying`, err),
+      // A failed TLS handshake is this client refusing the server as often as the reverse.
+      error: (err) => events.error(err.message.startsWith('TLS handshake failed') ? `${this.where}: ${err.message}; retrying` : `${this.where} refused the connection (${err.message}); retrying`, err),
     });
   }
 

@@ -1,21 +1,30 @@
 /**
- * The {@link RedisLink} on node-redis v5 (`redis`): a client (`createClient`) or a cluster
- * (`createCluster`), duplicated into a publisher and a subscriber with the offline queue off.
+ * The {@link RedisLink} on node-redis v5 (`redis`): a client (`createClient`), a cluster
+ * (`createCluster`) or a Sentinel set (`createSentinel`, made from the settings), each side
+ * (publisher, subscriber) its own copy with the offline queue off.
+ *
+ * A client reconnects by itself. A cluster does not follow every change of the deployment
+ * (node-redis 5.12 keeps reconnecting to a dead master, and its sharded subscriptions are
+ * lost after a failover or a slot move): on a lost node or a moved channel, that side is
+ * dropped and made anew from the settings, and the bus subscribes everything again. A
+ * sentinel client follows a new master by itself; the link reports that side down until the
+ * new master answers (what was published meanwhile is missed), and makes it anew when its
+ * connection to the master fails otherwise.
  */
 import { readFileSync } from 'node:fs';
 import type { RedisSettings } from './env';
 import type { LinkEvents, LinkSide, RedisLink } from './link';
-import { isRedisReply, loadPeer } from './peer';
+import { isRedisReply, loadPeer, tlsFailure } from './peer';
 import { maskUrlPassword, parseRedisUrl } from './url';
 
 type Listener = (message: string, channel: string) => void;
 
-/** The parts of a node-redis v5 client or cluster that roomwire uses. */
+/** The parts of a node-redis v5 client, cluster or sentinel client that roomwire uses. */
 interface NodeRedisLike {
   on(event: string, fn: (...args: never[]) => void): unknown;
   duplicate(overrides?: object): NodeRedisLike;
   connect(): Promise<unknown>;
-  destroy(): void;
+  destroy(): unknown;
   close(): Promise<unknown>;
   readonly isOpen: boolean;
   readonly isReady?: boolean;
@@ -28,16 +37,16 @@ interface NodeRedisLike {
   sendCommand(...args: unknown[]): Promise<unknown>;
   readonly options?: Record<string, unknown>;
   readonly _options?: Record<string, unknown>;
-  readonly masters?: unknown[];
+  readonly masters?: { pubSub?: { client?: NodeRedisLike } }[];
 }
 
-/** Whether `client` is a node-redis v5 client or cluster. @internal */
+/** Whether `client` is a node-redis v5 client or cluster (or a sentinel client made from settings). @internal */
 export function isNodeRedis(client: object): boolean {
   const c = client as Partial<NodeRedisLike>;
   return typeof c.sSubscribe === 'function' && typeof c.duplicate === 'function' && typeof c.sendCommand === 'function' && typeof c.isOpen === 'boolean';
 }
 
-/** Whether `client` is a node-redis v5 sentinel client (not supported: it cannot be duplicated). @internal */
+/** Whether `client` is a node-redis v5 sentinel client (a user's cannot be duplicated). @internal */
 export function isNodeRedisSentinel(client: object): boolean {
   const c = client as { getMasterNode?: unknown; acquire?: unknown };
   return typeof c.getMasterNode === 'function' && typeof c.acquire === 'function';
@@ -46,48 +55,95 @@ export function isNodeRedisSentinel(client: object): boolean {
 /** Never give up; retry at once, then back off to once a second. */
 const reconnectStrategy = (retries: number): number => Math.min(50 * 2 ** retries, 1000);
 
+/** Before making a side anew: at once, then backing off to once a second. */
+const rebuildDelay = (attempts: number): number => Math.min(100 * 2 ** attempts, 1000);
+
+/** A side made anew stays up this long before its next failure counts as a first one again. */
+const STABLE_MS = 5000;
+
+// ---- the link ----------------------------------------------------------------------------
+
 /** Shows where a client connects, without its password. */
 function describe(options: Record<string, unknown> | undefined): string {
   if (options === undefined) return 'redis';
   const url = options.url;
   if (typeof url === 'string') return maskUrlPassword(url);
-  const roots = options.rootNodes;
-  if (Array.isArray(roots)) return roots.map((r: { url?: string; socket?: { host?: string; port?: number } }) => (r.url !== undefined ? maskUrlPassword(r.url) : `${r.socket?.host ?? '127.0.0.1'}:${r.socket?.port ?? 6379}`)).join(',');
+  const roots = options.rootNodes ?? options.sentinelRootNodes;
+  if (Array.isArray(roots)) {
+    const nodes = roots.map((r: { url?: string; host?: string; port?: number; socket?: { host?: string; port?: number } }) => (r.url !== undefined ? maskUrlPassword(r.url) : `${r.socket?.host ?? r.host ?? '127.0.0.1'}:${r.socket?.port ?? r.port ?? 6379}`)).join(',');
+    return typeof options.name === 'string' ? `${nodes} (master set ${options.name})` : nodes;
+  }
   const socket = options.socket as { host?: string; port?: number } | undefined;
   return `${socket?.host ?? '127.0.0.1'}:${socket?.port ?? 6379}`;
 }
+
+/** What the link holds: a client the library reconnects, or a cluster or sentinel client it remakes. */
+type Kind = 'client' | 'cluster' | 'sentinel';
+
+/** One side's connection and a switch that stops the reconnecting of every socket it made. */
+interface Made {
+  readonly client: NodeRedisLike;
+  retire(): void;
+}
+
+/** A Sentinel set's settings, kept on the sentinel client `createNodeRedisClient` makes. */
+const SENTINEL_OPTIONS = Symbol.for('roomwire.sentinelOptions');
 
 /** @internal */
 export class NodeRedisLink implements RedisLink {
   readonly sharded: boolean;
   readonly name: string;
   readonly address: string;
-  private readonly pub: NodeRedisLike;
-  private readonly sub: NodeRedisLike;
+  private readonly kind: Kind;
+  /** A new copy of the user's client with the offline queue off, for one side. */
+  private readonly make: () => Made;
+  private readonly made: Record<LinkSide, Made | undefined> = { pub: undefined, sub: undefined };
   private readonly ready = { pub: false, sub: false };
+  private readonly attempts = { pub: 0, sub: 0 };
+  private readonly timers: Record<LinkSide, NodeJS.Timeout | undefined> = { pub: undefined, sub: undefined };
+  /** Why the side's current attempt failed (a cluster's connect only says "all root nodes unavailable"). */
+  private readonly lastError: Record<LinkSide, Error | undefined> = { pub: undefined, sub: undefined };
+  /** A TLS failure was reported since the link was last up: once per streak. */
+  private tlsReported = false;
   private events: LinkEvents | undefined;
   private closed = false;
+  /** Sharded subscribers whose moved channels are watched. */
+  private readonly watched = new WeakSet<object>();
   private readonly listener: Listener = (message, channel) => this.events?.message(channel, message);
 
   constructor(client: NodeRedisLike) {
-    this.sharded = Array.isArray(client.masters);
-    this.name = this.sharded ? 'node-redis cluster' : 'node-redis';
-    if (this.sharded) {
+    const sentinel = (client as { [SENTINEL_OPTIONS]?: Record<string, unknown> })[SENTINEL_OPTIONS];
+    this.kind = sentinel !== undefined ? 'sentinel' : Array.isArray(client.masters) ? 'cluster' : 'client';
+    this.sharded = this.kind === 'cluster';
+    this.name = this.kind === 'client' ? 'node-redis' : `node-redis ${this.kind}`;
+    if (this.kind === 'cluster') {
       const options = client._options ?? {};
       const defaults = (options.defaults ?? {}) as Record<string, unknown>;
       const socket = (defaults.socket ?? {}) as Record<string, unknown>;
-      const overrides = { defaults: { ...defaults, disableOfflineQueue: true, socket: { ...socket, reconnectStrategy } } };
       this.address = describe(options);
-      this.pub = client.duplicate(overrides);
-      this.sub = client.duplicate(overrides);
+      this.make = () => {
+        let gone = false;
+        const strategy = (retries: number): number | Error => (gone ? new Error('replaced') : reconnectStrategy(retries));
+        const c = client.duplicate({ defaults: { ...defaults, disableOfflineQueue: true, socket: { ...socket, reconnectStrategy: strategy } } });
+        return { client: c, retire: () => (gone = true) };
+      };
+    } else if (this.kind === 'sentinel') {
+      this.address = describe(sentinel);
+      this.make = () => {
+        let gone = false;
+        const strategy = (retries: number): number | Error => (gone ? new Error('replaced') : reconnectStrategy(retries));
+        const c = client.duplicate({ disableOfflineQueue: true, socket: { reconnectStrategy: strategy } });
+        return { client: c, retire: () => (gone = true) };
+      };
     } else {
       const options = client.options ?? {};
       const socket = (options.socket ?? {}) as Record<string, unknown>;
-      const overrides = { disableOfflineQueue: true, socket: { ...socket, reconnectStrategy } };
       this.address = describe(options);
-      this.pub = client.duplicate(overrides);
-      this.sub = client.duplicate(overrides);
+      this.make = () => ({ client: client.duplicate({ disableOfflineQueue: true, socket: { ...socket, reconnectStrategy } }), retire: () => {} });
     }
+    // Made now, so that bad options fail createRedisBroker rather than the first connect.
+    this.made.pub = this.make();
+    this.made.sub = this.make();
   }
 
   isReady(side: LinkSide): boolean {
@@ -97,49 +153,228 @@ export class NodeRedisLink implements RedisLink {
   open(events: LinkEvents): void {
     this.events = events;
     for (const side of ['pub', 'sub'] as const) {
-      const client = this[side];
-      client.on('ready', () => {
-        if (this.closed) return;
-        this.ready[side] = true;
-        events.ready(side);
-      });
-      const lost = (err: Error): void => {
-        if (!this.ready[side] || this.closed) return;
-        this.ready[side] = false;
-        events.down(side, err);
-      };
-      client.on('error', (err: Error) => {
-        if (this.closed) return;
-        if (isRedisReply(err)) events.error(err);
-        if (client.isReady === true) return;
-        if (this.ready[side]) lost(err);
-        else events.down(side, err); // a failed attempt: why it is not up yet
-
-      });
-      client.on('end', () => lost(new Error('connection closed')));
-      this.connect(client);
+      if (this.kind === 'client') this.openClient(side, this.made[side]!.client);
+      else this.start(side, this.made[side]!);
     }
   }
 
-  private connect(client: NodeRedisLike): void {
-    // Failures are reported through 'error'; the client retries by itself.
-    client.connect().catch(() => {});
+  /**
+   * A failure worth telling the user of (a refused login or command, a failed TLS handshake:
+   * retrying will not help until someone acts), reported; returns the error that says best
+   * why the side is down.
+   */
+  private problem(err: Error): Error {
+    const tls = tlsFailure(err);
+    if (tls === undefined) {
+      if (isRedisReply(err)) this.events?.error(err);
+      return err;
+    }
+    if (!this.tlsReported) {
+      this.tlsReported = true;
+      this.events?.error(tls);
+    }
+    return tls;
+  }
+
+  private up(side: LinkSide): void {
+    this.ready[side] = true;
+    this.lastError[side] = undefined;
+    this.tlsReported = false;
+    this.events?.ready(side);
+  }
+
+  // ---- a client: the library reconnects it, and resubscribes ----------------------------
+
+  private openClient(side: LinkSide, client: NodeRedisLike): void {
+    const events = this.events!;
+    client.on('ready', () => {
+      if (this.closed) return;
+      this.attempts[side] = 0;
+      this.up(side);
+    });
+    const lost = (err: Error): void => {
+      if (!this.ready[side] || this.closed) return;
+      this.ready[side] = false;
+      events.down(side, err);
+    };
+    client.on('error', (err: Error) => {
+      // While backing off after a failed TLS handshake, the errors of tearing it down say nothing.
+      if (this.closed || this.timers[side] !== undefined) return;
+      const why = this.problem(err);
+      if (why !== err) this.backOff(side, client);
+      if (client.isReady === true) return;
+      if (this.ready[side]) lost(why);
+      else events.down(side, why); // a failed attempt: why it is not up yet
+    });
+    client.on('end', () => lost(new Error('connection closed')));
+    client.connect().catch(() => {}); // failures are reported through 'error'; the client retries
+  }
+
+  /**
+   * After a failed TLS handshake: drop the connection at once and try again after a backoff.
+   * A server that refuses this client's certificate does so after node-redis counts the
+   * connection as ready (TLS 1.3), and node-redis then reconnects at once, hundreds of times
+   * a second; and the socket's second error (the reset that follows the alert) would find no
+   * listener and crash the process.
+   */
+  private backOff(side: LinkSide, client: NodeRedisLike): void {
+    if (this.timers[side] !== undefined) return;
+    try {
+      client.destroy();
+    } catch {
+      // already closed
+    }
+    this.timers[side] = setTimeout(() => {
+      this.timers[side] = undefined;
+      if (!this.closed) client.connect().catch(() => {});
+    }, rebuildDelay(this.attempts[side]++));
+  }
+
+  // ---- a cluster or a sentinel client: made anew when the deployment changes -------------
+
+  private start(side: LinkSide, made: Made): void {
+    this.made[side] = made;
+    const c = made.client;
+    const mine = (): boolean => !this.closed && this.made[side] === made;
+    c.on('error', (err: unknown) => {
+      // The sentinel client also emits strings, about the sentinels it asks.
+      if (!mine() || !(err instanceof Error)) return;
+      const why = this.problem(err);
+      if (!this.ready[side]) {
+        // Why this attempt is not up yet (a cluster's discovery, a sentinel not answering).
+        this.lastError[side] = why;
+        this.events?.down(side, why);
+      } else if (this.kind === 'sentinel' && side === 'sub' && !isRedisReply(err)) {
+        // The subscriber's connection to the master failed: what it missed is unknown.
+        this.fail(side, made, why);
+      }
+    });
+    if (this.kind === 'cluster') {
+      c.on('node-error', (err: Error) => {
+        if (!mine()) return;
+        const why = this.problem(err);
+        // A node lost (a master killed, say): node-redis would keep knocking at its door.
+        if (!isRedisReply(err)) this.fail(side, made, why);
+      });
+    } else {
+      c.on('client-error', (event: { type?: string; error?: unknown }) => {
+        if (!mine() || event.type !== 'MASTER' || !(event.error instanceof Error)) return;
+        const why = this.problem(event.error);
+        if (!isRedisReply(event.error)) this.fail(side, made, why);
+      });
+      c.on('topology-change', (event: { type?: string; node?: { host?: string; port?: number } }) => {
+        if (!mine() || event.type !== 'MASTER_CHANGE' || !this.ready[side]) return;
+        // The sentinel client moves its connections (and its subscriptions) to the new master
+        // by itself; what was published meanwhile is missed. Down until the new master answers.
+        this.ready[side] = false;
+        this.events?.down(side, new Error(`the master moved to ${event.node?.host ?? '?'}:${event.node?.port ?? '?'}`));
+        const answered = c.sendCommand(false, ['PING']);
+        const late = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the new master did not answer')), 5000).unref());
+        Promise.race([answered, late]).then(
+          () => {
+            if (mine() && !this.ready[side]) this.up(side);
+          },
+          (err: unknown) => this.fail(side, made, err instanceof Error ? err : new Error(String(err))),
+        );
+      });
+    }
+    c.connect().then(
+      () => {
+        if (!mine()) return;
+        this.up(side);
+        const timer = setTimeout(() => {
+          if (mine() && this.ready[side]) this.attempts[side] = 0;
+        }, STABLE_MS);
+        timer.unref();
+      },
+      (err: unknown) => {
+        if (!mine()) return;
+        const why = err instanceof Error ? err : new Error(String(err));
+        this.fail(side, made, this.lastError[side] ?? why);
+      },
+    );
+  }
+
+  /** Drop `made` (that side's current connection): report the side down and make it anew. */
+  private fail(side: LinkSide, made: Made, err: Error): void {
+    if (this.closed || this.made[side] !== made) return;
+    this.made[side] = undefined;
+    this.ready[side] = false;
+    this.events?.down(side, err);
+    this.dispose(made);
+    this.remake(side);
+  }
+
+  /** Make that side anew after a backoff. */
+  private remake(side: LinkSide): void {
+    this.timers[side] = setTimeout(() => {
+      this.timers[side] = undefined;
+      if (this.closed) return;
+      let next: Made;
+      try {
+        next = this.make();
+      } catch (err) {
+        this.events?.down(side, err as Error);
+        this.remake(side);
+        return;
+      }
+      this.start(side, next);
+    }, rebuildDelay(this.attempts[side]++));
+  }
+
+  private dispose(made: Made): void {
+    made.retire();
+    try {
+      const done = made.client.destroy();
+      if (done instanceof Promise) done.catch(() => {});
+    } catch {
+      // already closed
+    }
+  }
+
+  /** A cluster's sharded subscribers say when a channel moved to another shard (node-redis does not follow). */
+  private watchMoves(made: Made): void {
+    for (const master of made.client.masters ?? []) {
+      const sub = master.pubSub?.client;
+      if (sub === undefined || this.watched.has(sub)) continue;
+      this.watched.add(sub);
+      sub.on('sharded-channel-moved', (channel: string) => this.fail('sub', made, new Error(`the channel ${channel} moved to another shard`)));
+    }
+  }
+
+  // ---- commands ----------------------------------------------------------------------------
+
+  private side(side: LinkSide): NodeRedisLike | undefined {
+    return this.made[side]?.client;
   }
 
   publish(channel: string, payload: string): Promise<unknown> {
-    return this.sharded ? this.pub.sPublish(channel, payload) : this.pub.publish(channel, payload);
+    const c = this.side('pub');
+    if (c === undefined) return Promise.reject(new Error('not connected'));
+    return this.sharded ? c.sPublish(channel, payload) : c.publish(channel, payload);
   }
 
   subscribe(channels: readonly string[]): Promise<unknown> {
-    return this.sharded ? this.sub.sSubscribe([...channels], this.listener) : this.sub.subscribe([...channels], this.listener);
+    const made = this.made.sub;
+    if (made === undefined) return Promise.reject(new Error('not connected'));
+    if (!this.sharded) return made.client.subscribe([...channels], this.listener);
+    // One SSUBSCRIBE per channel: a Cluster refuses channels of several slots in one.
+    return Promise.all(channels.map((ch) => made.client.sSubscribe([ch], this.listener))).then(() => this.watchMoves(made));
   }
 
   unsubscribe(channels: readonly string[]): Promise<unknown> {
-    return this.sharded ? this.sub.sUnsubscribe([...channels], this.listener) : this.sub.unsubscribe([...channels], this.listener);
+    const c = this.side('sub');
+    if (c === undefined) return Promise.reject(new Error('not connected'));
+    if (!this.sharded) return c.unsubscribe([...channels], this.listener);
+    return Promise.all(channels.map((ch) => c.sUnsubscribe([ch], this.listener)));
   }
 
   command(key: string, args: readonly string[]): Promise<unknown> {
-    return this.sharded ? this.pub.sendCommand(key, false, [...args]) : this.pub.sendCommand([...args]);
+    const c = this.side('pub');
+    if (c === undefined) return Promise.reject(new Error('not connected'));
+    if (this.kind === 'cluster') return c.sendCommand(key, false, [...args]);
+    if (this.kind === 'sentinel') return c.sendCommand(false, [...args]);
+    return c.sendCommand([...args]);
   }
 
   isReplyError(err: unknown): boolean {
@@ -149,21 +384,30 @@ export class NodeRedisLink implements RedisLink {
   reset(only?: LinkSide): void {
     if (this.closed) return;
     for (const side of only === undefined ? (['pub', 'sub'] as const) : [only]) {
-      const client = this[side];
+      const made = this.made[side];
+      if (made === undefined || this.timers[side] !== undefined) continue; // being made anew, or backing off, already
+      if (this.kind !== 'client') {
+        this.fail(side, made, new Error('Redis stopped answering'));
+        continue;
+      }
       try {
-        client.destroy();
+        made.client.destroy();
       } catch {
         // already closed
       }
-      this.connect(client);
+      made.client.connect().catch(() => {});
     }
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    for (const side of ['pub', 'sub'] as const) clearTimeout(this.timers[side]);
     await Promise.all(
-      [this.pub, this.sub].map(async (client) => {
+      [this.made.pub, this.made.sub].map(async (made) => {
+        if (made === undefined) return;
+        made.retire();
+        const client = made.client;
         if (!client.isOpen) return;
         // A frozen server never answers QUIT: give it a second.
         let timer: NodeJS.Timeout | undefined;
@@ -171,7 +415,10 @@ export class NodeRedisLink implements RedisLink {
         await Promise.race([client.close().catch(() => {}), late]);
         clearTimeout(timer);
         try {
-          if (client.isOpen) client.destroy();
+          if (client.isOpen) {
+            const done = client.destroy();
+            if (done instanceof Promise) await done.catch(() => {});
+          }
         } catch {
           // closed meanwhile
         }
@@ -180,13 +427,16 @@ export class NodeRedisLink implements RedisLink {
   }
 }
 
+// ---- clients from the settings -----------------------------------------------------------
+
 interface NodeRedisModule {
   createClient(options: object): NodeRedisLike;
   createCluster(options: object): NodeRedisLike;
+  createSentinel(options: object): NodeRedisLike;
 }
 
 /** TLS options from the settings' files. */
-function tlsOptions(settings: RedisSettings): Record<string, unknown> {
+function tlsOptions(settings: Pick<RedisSettings, 'tlsCa' | 'tlsCert' | 'tlsKey'>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   if (settings.tlsCa !== undefined) out.ca = readFileSync(settings.tlsCa);
   if (settings.tlsCert !== undefined) out.cert = readFileSync(settings.tlsCert);
@@ -195,14 +445,30 @@ function tlsOptions(settings: RedisSettings): Record<string, unknown> {
 }
 
 /**
+ * A node-redis sentinel client for `options` that the link can copy: `duplicate(overrides)`
+ * makes another from the same settings, with `overrides` (client options: the offline queue,
+ * the socket's reconnect strategy) applied to its connections to the data nodes.
+ */
+function duplicableSentinel(redis: NodeRedisModule, options: Record<string, unknown>): NodeRedisLike {
+  const sentinel = redis.createSentinel(options);
+  const duplicate = (overrides: Record<string, unknown> = {}): NodeRedisLike => {
+    const node = (options.nodeClientOptions ?? {}) as Record<string, unknown>;
+    const socket = { ...((node.socket ?? {}) as Record<string, unknown>), ...((overrides.socket ?? {}) as Record<string, unknown>) };
+    return duplicableSentinel(redis, { ...options, nodeClientOptions: { ...node, ...overrides, socket } });
+  };
+  return Object.assign(sentinel, { duplicate, [SENTINEL_OPTIONS]: options });
+}
+
+/**
  * A node-redis client (not connected) for `settings`: a client, a cluster of the seed
- * nodes, or a client of the master a Sentinel set names. Needs the `redis` package.
+ * nodes, or a sentinel client of the master set the sentinels watch (the user, password and
+ * TLS of the first URL apply to the sentinels and to the data nodes). Needs the `redis` package.
  *
  * @internal
  */
 export function createNodeRedisClient(settings: Pick<RedisSettings, 'urls' | 'mode' | 'sentinelName' | 'tlsCa' | 'tlsCert' | 'tlsKey'>): NodeRedisLike {
   const redis = loadPeer<NodeRedisModule>('redis', 'A Redis URL', (require) => require('redis'));
-  const tls = tlsOptions(settings as RedisSettings);
+  const tls = tlsOptions(settings);
   const first = parseRedisUrl(settings.urls[0]!);
   if (settings.mode === 'cluster') {
     return redis.createCluster({
@@ -211,7 +477,19 @@ export function createNodeRedisClient(settings: Pick<RedisSettings, 'urls' | 'mo
     });
   }
   if (settings.mode === 'sentinel') {
-    throw new TypeError('sentinel mode is not available with node-redis here');
+    const auth = { username: first.username, password: first.password };
+    const socket = first.tls ? { tls: true, ...tls } : {};
+    return duplicableSentinel(redis, {
+      name: settings.sentinelName,
+      // Every command on one connection, in order (a pool lease per command reorders publishes).
+      reserveClient: true,
+      sentinelRootNodes: settings.urls.map((url) => {
+        const { host, port } = parseRedisUrl(url);
+        return { host, port };
+      }),
+      sentinelClientOptions: { ...auth, socket },
+      nodeClientOptions: { ...auth, ...(first.database === undefined ? {} : { database: first.database }), socket },
+    });
   }
   return redis.createClient({ url: settings.urls[0], socket: { tls: first.tls, ...tls } });
 }

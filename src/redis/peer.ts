@@ -27,3 +27,39 @@ export function isRedisReply(err: unknown): boolean {
   }
   return false;
 }
+
+/** Node's certificate verification codes and OpenSSL's handshake errors. */
+const TLS_CODE = /^ERR_(SSL|TLS)_|CERT|SELF_SIGNED|^UNABLE_TO_|^INVALID_(CA|PURPOSE)$|^HOSTNAME_MISMATCH$|^PATH_LENGTH_EXCEEDED$/;
+
+/** An error and the errors it wraps (`cause`; ioredis's `lastNodeError`). */
+function* chain(err: unknown): Generator<Error> {
+  for (let e = err, depth = 0; e instanceof Error && depth < 5; depth++) {
+    yield e;
+    const next = (e as { cause?: unknown; lastNodeError?: unknown }).cause ?? (e as { lastNodeError?: unknown }).lastNodeError;
+    if (next === e) return;
+    e = next;
+  }
+}
+
+/**
+ * When `err` is a failed TLS handshake (the server's certificate is not trusted, does not
+ * name the host, or the server refused this client's certificate), an error saying so in
+ * words, with `err` as its cause; otherwise undefined. For both adapters.
+ *
+ * @internal
+ */
+export function tlsFailure(err: unknown): Error | undefined {
+  for (const e of chain(err)) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (typeof code !== 'string' || !TLS_CODE.test(code)) continue;
+    // OpenSSL's messages are long (`...:ssl3_read_bytes:tlsv13 alert certificate required:../deps/...`).
+    const alert = /alert ([a-z ]+)/i.exec(e.message)?.[1]?.trim();
+    let what: string;
+    if (code.includes('CERTIFICATE_REQUIRED')) what = 'the server requires a client certificate and none was given';
+    else if (code.includes('_ALERT_')) what = `the server refused this client's certificate (${alert ?? code})`;
+    else if (code === 'ERR_TLS_CERT_ALTNAME_INVALID' || code === 'HOSTNAME_MISMATCH') what = `the server's certificate does not name this host (${e.message})`;
+    else what = `the server's certificate is not trusted (${e.message}, ${code}); is the right CA given?`;
+    return new Error(`TLS handshake failed: ${what}`, { cause: e });
+  }
+  return undefined;
+}

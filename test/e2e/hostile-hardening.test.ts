@@ -196,8 +196,9 @@ describe('10. unfinished requests (slowloris)', () => {
     const health = await httpGet(s.port, '/healthz');
     expect(health.status).toBe(200);
     expect(JSON.parse(health.body)).toMatchObject({ status: 'ok', connections: 2 });
-    // Another client connects from its own address while the attack holds its 32.
-    const other = await open(s, '/ws/safe', { localAddress: CANARY_ADDRESS });
+    // Another client connects from its own address while the attack holds its 32 (to a room
+    // of its own: its join notice in 'safe' would land in the watcher's stream of messages).
+    const other = await open(s, '/ws/elsewhere', { localAddress: CANARY_ADDRESS });
     await other.take(2);
     await watch.stop();
     // The dropped sockets never reached the hub: no connection attempt was counted.
