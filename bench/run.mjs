@@ -293,7 +293,7 @@ async function main() {
   const ctx = {
     options,
     targets,
-    allTargets: TARGETS,
+    allTargets: [...TARGETS, ...targets.filter((t) => t.name === 'roomwire-before')],
     jwtSecret,
     tokens,
     log,

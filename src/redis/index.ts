@@ -18,4 +18,4 @@
 export { createRedisBroker } from './broker';
 export type { RedisBrokerOptions } from './broker';
 export { REDIS_FIELDS, redisBrokerFromEnv, redisSettingsFromEnv } from './env';
-export type { RedisMode, RedisSettings } from './env';
+export type { RedisClientLibrary, RedisMode, RedisSettings } from './env';
