@@ -4,7 +4,7 @@
  * Cluster with `shardedSubscribers`; a Sentinel client with `failoverDetector`).
  */
 import type { LinkEvents, LinkSide, RedisLink } from './link';
-import { isRedisReply, tlsFailure } from './peer';
+import { isRedisReply, Problems } from './peer';
 
 /** The parts of an ioredis `Redis` or `Cluster` that roomwire uses. */
 interface IoredisLike {
@@ -58,7 +58,8 @@ export class IoredisLink implements RedisLink {
   private readonly attempts = { pub: 0, sub: 0 };
   private readonly timers: Record<LinkSide, NodeJS.Timeout | undefined> = { pub: undefined, sub: undefined };
   /** A TLS failure was reported since the link was last up: once per streak. */
-  private tlsReported = false;
+  /** Failures worth telling the user of: refused logins and commands, failed TLS handshakes. */
+  private readonly problems = new Problems((err) => this.events?.error(err));
   private events: LinkEvents | undefined;
   private closed = false;
 
@@ -114,23 +115,6 @@ export class IoredisLink implements RedisLink {
     this.watch('sub', this.clients.sub);
   }
 
-  /**
-   * A failure worth telling the user of (a refused login or command, a failed TLS handshake:
-   * retrying will not help until someone acts), reported; returns the error that says best
-   * why the side is down.
-   */
-  private problem(err: Error): Error {
-    const tls = tlsFailure(err);
-    if (tls === undefined) {
-      if (isRedisReply(err)) this.events?.error(err);
-      return err;
-    }
-    if (!this.tlsReported) {
-      this.tlsReported = true;
-      this.events?.error(tls);
-    }
-    return tls;
-  }
 
   private watch(side: LinkSide, client: IoredisLike): void {
     const events = this.events!;
@@ -141,7 +125,7 @@ export class IoredisLink implements RedisLink {
     }
     const up = (): void => {
       this.ready[side] = true;
-      this.tlsReported = false;
+      this.problems.cleared();
       events.ready(side);
       if (this.sharded) {
         setTimeout(() => {
@@ -172,7 +156,7 @@ export class IoredisLink implements RedisLink {
     };
     client.on('error', (err: Error) => {
       if (!mine()) return;
-      const why = this.problem(err);
+      const why = this.problems.seen(err);
       if (client.status === 'ready') return;
       if (this.ready[side]) lost(why);
       else events.down(side, why); // a failed attempt: why it is not up yet

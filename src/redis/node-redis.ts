@@ -14,7 +14,7 @@
 import { readFileSync } from 'node:fs';
 import type { RedisSettings } from './env';
 import type { LinkEvents, LinkSide, RedisLink } from './link';
-import { isRedisReply, loadPeer, tlsFailure } from './peer';
+import { isRedisReply, loadPeer, Problems } from './peer';
 import { maskUrlPassword, parseRedisUrl } from './url';
 
 type Listener = (message: string, channel: string) => void;
@@ -104,7 +104,8 @@ export class NodeRedisLink implements RedisLink {
   /** Why the side's current attempt failed (a cluster's connect only says "all root nodes unavailable"). */
   private readonly lastError: Record<LinkSide, Error | undefined> = { pub: undefined, sub: undefined };
   /** A TLS failure was reported since the link was last up: once per streak. */
-  private tlsReported = false;
+  /** Failures worth telling the user of: refused logins and commands, failed TLS handshakes. */
+  private readonly problems = new Problems((err) => this.events?.error(err));
   private events: LinkEvents | undefined;
   private closed = false;
   /** Sharded subscribers whose moved channels are watched. */
@@ -158,28 +159,11 @@ export class NodeRedisLink implements RedisLink {
     }
   }
 
-  /**
-   * A failure worth telling the user of (a refused login or command, a failed TLS handshake:
-   * retrying will not help until someone acts), reported; returns the error that says best
-   * why the side is down.
-   */
-  private problem(err: Error): Error {
-    const tls = tlsFailure(err);
-    if (tls === undefined) {
-      if (isRedisReply(err)) this.events?.error(err);
-      return err;
-    }
-    if (!this.tlsReported) {
-      this.tlsReported = true;
-      this.events?.error(tls);
-    }
-    return tls;
-  }
 
   private up(side: LinkSide): void {
     this.ready[side] = true;
     this.lastError[side] = undefined;
-    this.tlsReported = false;
+    this.problems.cleared();
     this.events?.ready(side);
   }
 
@@ -200,7 +184,7 @@ export class NodeRedisLink implements RedisLink {
     client.on('error', (err: Error) => {
       // While backing off after a failed TLS handshake, the errors of tearing it down say nothing.
       if (this.closed || this.timers[side] !== undefined) return;
-      const why = this.problem(err);
+      const why = this.problems.seen(err);
       if (why !== err) this.backOff(side, client);
       if (client.isReady === true) return;
       if (this.ready[side]) lost(why);
@@ -239,7 +223,7 @@ export class NodeRedisLink implements RedisLink {
     c.on('error', (err: unknown) => {
       // The sentinel client also emits strings, about the sentinels it asks.
       if (!mine() || !(err instanceof Error)) return;
-      const why = this.problem(err);
+      const why = this.problems.seen(err);
       if (!this.ready[side]) {
         // Why this attempt is not up yet (a cluster's discovery, a sentinel not answering).
         this.lastError[side] = why;
@@ -252,14 +236,14 @@ export class NodeRedisLink implements RedisLink {
     if (this.kind === 'cluster') {
       c.on('node-error', (err: Error) => {
         if (!mine()) return;
-        const why = this.problem(err);
+        const why = this.problems.seen(err);
         // A node lost (a master killed, say): node-redis would keep knocking at its door.
         if (!isRedisReply(err)) this.fail(side, made, why);
       });
     } else {
       c.on('client-error', (event: { type?: string; error?: unknown }) => {
         if (!mine() || event.type !== 'MASTER' || !(event.error instanceof Error)) return;
-        const why = this.problem(event.error);
+        const why = this.problems.seen(event.error);
         if (!isRedisReply(event.error)) this.fail(side, made, why);
       });
       c.on('topology-change', (event: { type?: string; node?: { host?: string; port?: number } }) => {

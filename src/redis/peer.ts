@@ -63,3 +63,35 @@ export function tlsFailure(err: unknown): Error | undefined {
   }
   return undefined;
 }
+
+/**
+ * What retrying will not mend until someone acts (a refused login or command, a failed TLS
+ * handshake), reported through `report`: a TLS failure once per streak, until
+ * {@link Problems.cleared}. Shared by both adapters.
+ *
+ * @internal
+ */
+export class Problems {
+  private tlsReported = false;
+
+  constructor(private readonly report: (err: Error) => void) {}
+
+  /** Report `err` if it is worth it; returns the error that says best why the side is down. */
+  seen(err: Error): Error {
+    const tls = tlsFailure(err);
+    if (tls === undefined) {
+      if (isRedisReply(err)) this.report(err);
+      return err;
+    }
+    if (!this.tlsReported) {
+      this.tlsReported = true;
+      this.report(tls);
+    }
+    return tls;
+  }
+
+  /** The link is up: the next TLS failure starts a new streak. */
+  cleared(): void {
+    this.tlsReported = false;
+  }
+}

@@ -15,6 +15,7 @@ import type { Broker } from '../../src/core/types';
 import { createRedisBroker } from '../../src/redis/broker';
 import { redisBrokerFromEnv } from '../../src/redis/env';
 import { startServer, type RunningServer } from '../../src/server/standalone';
+import { waitFor } from '../helpers/process';
 import { Peer, sleep, type Frame } from '../helpers/client';
 import {
   redisQuery,
@@ -89,14 +90,6 @@ async function members(hubs: readonly RunningServer[], room: string): Promise<Me
   return out;
 }
 
-async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeout: number): Promise<number> {
-  const start = Date.now();
-  while (!(await check())) {
-    if (Date.now() - start > timeout) throw new Error(`${what}: not within ${timeout} ms`);
-    await sleep(50);
-  }
-  return Date.now() - start;
-}
 
 /** Every member sends `n` messages; each receives all of them exactly once, in each sender's order. */
 async function exchange(room: string, group: readonly Member[], n: number, tag: string): Promise<void> {

@@ -11,6 +11,7 @@ import { createRedisBroker, type RedisBrokerOptions } from '../../src/redis/brok
 import type { RoomwireError } from '../../src/core/errors';
 import { createHub } from '../../src/core/hub';
 import { startServer, type RunningServer } from '../../src/server/standalone';
+import { waitFor } from '../helpers/process';
 import { Peer, SECRET, sign, sleep, type Frame } from '../helpers/client';
 import { freePort, redisCommand, RedisServer } from '../helpers/redis';
 import { hubSuite } from './suite';
@@ -38,14 +39,6 @@ let roomCounter = 0;
 /** A room name no earlier test used, so no test sees another's traffic. */
 const freshRoom = () => `r${++roomCounter}-${Date.now().toString(36)}`;
 
-async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeout: number): Promise<number> {
-  const start = Date.now();
-  while (!(await check())) {
-    if (Date.now() - start > timeout) throw new Error(`${what}: not within ${timeout} ms`);
-    await sleep(50);
-  }
-  return Date.now() - start;
-}
 
 /** Frames until (and including) the first that matches; fails if it does not come in `timeout`. */
 async function until(peer: Peer, match: (f: Frame) => boolean, timeout = 3000): Promise<Frame[]> {
