@@ -46,6 +46,11 @@ export interface Bus {
   readonly address: string;
   /** Whether a publish can go out now. */
   readonly up: boolean;
+  /**
+   * Whether the control channel and every room's channel reach a process in one order (one
+   * Redis node). False when they travel apart (the shards of a Redis Cluster).
+   */
+  readonly ordered: boolean;
   /** Connect, and keep reconnecting until {@link Bus.close}; report through `events`. */
   open(events: BusEvents): void;
   /** Publish on the control channel, which every process receives; dropped when down. */
@@ -142,7 +147,14 @@ type Held =
 class Pending {
   private waiters: (() => void)[] | undefined = [];
 
-  constructor(readonly token: string) {}
+  /**
+   * @param token - this subscription's markers
+   * @param markers - markers still to come back: the room's, and on an unordered bus the control channel's
+   */
+  constructor(
+    readonly token: string,
+    public markers: number,
+  ) {}
 
   then(fn: () => void): void {
     if (this.waiters === undefined) fn();
@@ -165,6 +177,7 @@ type Control =
   | { t: 'join' | 'leave'; p: string; r: string; c: string; u: string; n: string }
   | { t: 'state'; p: string; m: StateRow[]; ask?: boolean; k?: number }
   | { t: 'ask'; p: string; to: string }
+  | { t: 'mark'; p: string; k: string }
   | { t: 'bye'; p: string };
 
 /** Length of a process id, which starts every room payload. @internal */
@@ -392,14 +405,18 @@ export class PresenceBroker implements Broker {
   }
 
   private subscribe(room: string): void {
-    const pending = new Pending(String(++this.marks));
+    const ordered = this.bus.ordered;
+    const pending = new Pending(String(++this.marks), ordered ? 1 : 2);
     this.subscribing.set(room, pending);
     this.bus.subscribe(room).then(
       () => {
         if (this.subscribing.get(room) !== pending) return;
         // Subscribed: the marker comes back after every frame that was on its way before it.
+        // When the channels travel apart, a second marker on the control channel comes back
+        // after the presence news that was on its way: the list waits for both.
         if (this.bus.up) {
           this.bus.publishRoom(room, this.id + MARK + pending.token);
+          if (!ordered) this.publishControl({ t: 'mark', p: this.id, k: pending.token });
           return;
         }
         // It cannot go out (publishing is down): the room is in step from now on.
@@ -628,9 +645,12 @@ export class PresenceBroker implements Broker {
       if (marker) this.marked(room, payload.slice(ID_LENGTH + 1));
       return;
     }
-    // Another process's marker; or a frame before this process's own marker on a new
-    // subscription: nobody here has the room's user_list yet, which will list its sender.
-    if (marker || this.subscribing.has(room)) return;
+    // Another process's marker; or, when all channels reach this process in one order, a
+    // frame before this process's own marker on a new subscription: nobody here has the
+    // room's user_list yet, which will list its sender. (Unordered, such a frame is
+    // delivered: its sender's presence news may not be in yet, and a join announced and
+    // listed both beats a join never shown.)
+    if (marker || (this.bus.ordered && this.subscribing.has(room))) return;
     const id = payload.slice(0, ID_LENGTH);
     const remote = this.remotes.get(id);
     if (remote !== undefined && remote.synced) {
@@ -645,12 +665,22 @@ export class PresenceBroker implements Broker {
     this.ask(id, r, now);
   }
 
-  /** This process's marker came back on `room`'s channel: the room is in step. */
+  /** This process's marker came back on `room`'s channel: the room is in step once every marker is back. */
   private marked(room: string, token: string): void {
     const pending = this.subscribing.get(room);
-    if (pending === undefined || pending.token !== token) return;
+    if (pending === undefined || pending.token !== token || --pending.markers > 0) return;
     this.subscribing.delete(room);
     pending.settle();
+  }
+
+  /** This process's marker came back on the control channel (an unordered bus). */
+  private markedControl(token: string): void {
+    for (const [room, pending] of this.subscribing) {
+      if (pending.token === token) {
+        this.marked(room, token);
+        return;
+      }
+    }
   }
 
   private heardOf(id: string, now: number): Remote {
@@ -678,6 +708,7 @@ export class PresenceBroker implements Broker {
     }
     if (typeof msg !== 'object' || msg === null || typeof msg.p !== 'string') return;
     if (msg.p === this.id) {
+      if (msg.t === 'mark' && typeof msg.k === 'string') this.markedControl(msg.k);
       if (msg.t === 'state' && typeof msg.k === 'number' && msg.k >= this.firstLinkToken && !this.linked && this.bus.up) this.onLinked(msg.k);
       return;
     }

@@ -77,6 +77,11 @@ export class RedisBus implements Bus {
     return `Redis at ${this.link.address}`;
   }
 
+  /** One node keeps one order across channels; a Cluster's shards do not. */
+  get ordered(): boolean {
+    return !this.link.sharded;
+  }
+
   get up(): boolean {
     return this.subscribed && this.link.isReady('pub');
   }

@@ -157,6 +157,8 @@ export interface FakeBusOptions {
 export class FakeBus implements Bus {
   readonly kind = 'fake';
   readonly title = 'Fake bus';
+  /** One order for every channel (one Redis node); false plays a Cluster's shards. */
+  ordered = true;
   readonly address: string;
   readonly name: string;
   /** Messages waiting to be delivered to this process, in the server's order. */

@@ -315,6 +315,34 @@ describe('PresenceBroker: user_list', () => {
     expect(b.seen('b1')).toEqual(['join b1', 'list b1', 'join b2', 'join a1', 'msg b1: early', 'join b3']);
   });
 
+  it('a first subscription on an unordered bus (a Cluster): frames before the markers are delivered, the list waits for the room marker and the control marker', async () => {
+    const w = world();
+    const a = w.proc('a', { manualSubscribe: true });
+    const b = w.proc('b');
+    a.bus.ordered = false;
+    await w.start(a, b);
+    b.join('b1', 'r');
+    await w.deliver();
+    a.join('a1', 'r');
+    await settle();
+    b.join('b2', 'r');
+    await w.deliver();
+    a.bus.completeSubscribe('r');
+    b.say('b1', 'r', 'early');
+    await settle();
+    // Both markers went out: one on the room's channel, one on the control channel.
+    expect(roomLog(w, 'r')).toEqual(['b: join b1', 'b: #1', 'a: join a1', 'b: join b2', 'b: msg b1: early', 'a: #1']);
+    expect(w.server.control('a').filter((m) => m.t === 'mark')).toEqual([{ t: 'mark', p: a.broker.id, k: '1' }]);
+    // Hold the control marker back: the room's marker alone does not send the list.
+    a.bus.blockAt = (m) => m.payload.includes('"t":"mark"');
+    await w.deliver();
+    expect(a.seen('a1')).toEqual(['join a1', 'msg b1: early']);
+    a.bus.blockAt = undefined;
+    b.join('b3', 'r');
+    await w.deliver();
+    expect(a.seen('a1')).toEqual(['join a1', 'msg b1: early', 'list a1,b1,b2', 'join b3']);
+  });
+
   it('the list goes out after 500 ms from what the process knows when the bus does not confirm', async () => {
     const w = world();
     const a = w.proc('a', { holdFlush: true });
