@@ -57,7 +57,6 @@ export class IoredisLink implements RedisLink {
   private readonly ready = { pub: false, sub: false };
   private readonly attempts = { pub: 0, sub: 0 };
   private readonly timers: Record<LinkSide, NodeJS.Timeout | undefined> = { pub: undefined, sub: undefined };
-  /** A TLS failure was reported since the link was last up: once per streak. */
   /** Failures worth telling the user of: refused logins and commands, failed TLS handshakes. */
   private readonly problems = new Problems((err) => this.events?.error(err));
   private events: LinkEvents | undefined;

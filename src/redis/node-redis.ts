@@ -103,7 +103,6 @@ export class NodeRedisLink implements RedisLink {
   private readonly timers: Record<LinkSide, NodeJS.Timeout | undefined> = { pub: undefined, sub: undefined };
   /** Why the side's current attempt failed (a cluster's connect only says "all root nodes unavailable"). */
   private readonly lastError: Record<LinkSide, Error | undefined> = { pub: undefined, sub: undefined };
-  /** A TLS failure was reported since the link was last up: once per streak. */
   /** Failures worth telling the user of: refused logins and commands, failed TLS handshakes. */
   private readonly problems = new Problems((err) => this.events?.error(err));
   private events: LinkEvents | undefined;
