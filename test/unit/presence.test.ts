@@ -225,18 +225,27 @@ describe('PresenceBroker: delivery', () => {
   });
 });
 
+/**
+ * C, with member `member` in room `r`, and A started after it whose copy of C's state was
+ * lost on the way: A has not heard of C (C is first heard in the middle of its life).
+ */
+async function unheardOf(member: string) {
+  const w = world();
+  const c = w.proc('c');
+  await w.start(c);
+  c.join(member, 'r');
+  await w.deliver();
+  const a = w.proc('a');
+  a.bus.dropIncoming = (m) => isControl(m, 'c', 'state');
+  void a.start();
+  await w.deliver();
+  return { w, c, a };
+}
+
 describe('PresenceBroker: no frame before its sender joins', () => {
   it('a process first heard in the middle of its life: its frames are held until its state arrives, then replayed in order with its joins and leaves', async () => {
-    const w = world();
-    const c = w.proc('c');
-    await w.start(c);
-    c.join('c0', 'r');
-    await w.deliver();
     // A starts; C's answer to its link state is lost on the way to A: A has not heard of C.
-    const a = w.proc('a');
-    a.bus.dropIncoming = (m) => isControl(m, 'c', 'state');
-    void a.start();
-    await w.deliver();
+    const { w, c, a } = await unheardOf('c0');
     expect(a.broker.health()).toEqual({ kind: 'fake', connected: true, processes: 1 });
     a.join('a1', 'r');
     await w.deliver();
@@ -634,15 +643,8 @@ describe('PresenceBroker: processes that go silent', () => {
 
   // Fails with presence.ts as it is: gone() replays the held frames of a process whose members were never announced.
   it('a process first heard in the middle of its life that goes silent before its state arrives: its held frames are not delivered, their senders never having been announced', async () => {
-    const w = world();
-    const c = w.proc('c');
-    await w.start(c);
-    c.join('c0', 'r');
-    await w.deliver();
-    const a = w.proc('a');
-    a.bus.dropIncoming = (m) => isControl(m, 'c', 'state');
-    void a.start();
-    await w.deliver();
+    // A starts; C's answer to its link state is lost on the way to A: A has not heard of C.
+    const { w, c, a } = await unheardOf('c0');
     a.join('a1', 'r');
     await w.deliver();
     c.say('c0', 'r', 'hi');
@@ -779,15 +781,8 @@ describe('PresenceBroker: start', () => {
 
 describe('PresenceBroker: limits and options', () => {
   it('holds 10,000 frames of a process at most, reports the overflow once, and replays the held ones when its state arrives', async () => {
-    const w = world();
-    const c = w.proc('c');
-    await w.start(c);
-    c.join('c1', 'r');
-    await w.deliver();
-    const a = w.proc('a');
-    a.bus.dropIncoming = (m) => isControl(m, 'c', 'state');
-    void a.start();
-    await w.deliver();
+    // A starts; C's answer to its link state is lost on the way to A: A has not heard of C.
+    const { w, c, a } = await unheardOf('c1');
     a.join('a1', 'r');
     await w.deliver();
     for (let i = 1; i <= 10_005; i++) c.say('c1', 'r', String(i));
