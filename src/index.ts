@@ -9,7 +9,7 @@
  * @module roomwire
  */
 export { createHub } from './core/hub';
-export type { CloseOptions, DurationHistogram, Hub, HubEvents, HubOptions, HubStats, MessageEvent, PublishOptions } from './core/api';
+export type { CloseOptions, DurationHistogram, HistoryFor, HistoryStatsSnapshot, Hub, HubEvents, HubOptions, HubStats, MessageEvent, PublishOptions } from './core/api';
 export { adapterHandle } from './core/adapter';
 export type { AdapterHandle } from './core/adapter';
 export type { Admission, Ticket } from './core/admission';
@@ -32,12 +32,13 @@ export {
   ROOM_NAME_PATTERN,
   RoomNameSchema,
   RequestIdSchema,
+  SinceSchema,
   ServerFrameSchemas,
   Outbound,
   checkFrame,
   isValidRoomName,
 } from './core/protocol';
-export type { ClientMessage, ClientMessageType, FrameCheck, RequestId, ServerFrame, ServerFrameType } from './core/protocol';
+export type { AckStream, ClientMessage, ClientMessageType, FrameCheck, MessageParts, RequestId, ServerFrame, ServerFrameType, Since } from './core/protocol';
 export { frameJsonSchemas, protocolJsonSchema } from './core/json-schema';
 export type { JsonSchema } from './core/json-schema';
 export { createJwtVerifier, defaultAuthenticate, extractToken, identityFromClaims } from './core/auth';
@@ -54,14 +55,19 @@ export type {
   AuthorizationHooks,
   Broker,
   BrokerHealth,
+  BrokerHistory,
   BrokerHost,
   Client,
   Clock,
   Decision,
+  HistoryPolicy,
+  HistoryRead,
+  HistoryStats,
   Identity,
   Logger,
   Member,
   PresenceEntry,
+  StreamPosition,
   Transport,
   TransportListener,
   UpgradeRequest,

@@ -4,7 +4,7 @@
  * admission API through `adapterHandle(hub)`, brokers get a `BrokerHost`; neither is here.
  */
 import type { EventEmitter } from 'eventemitter3';
-import type { HubConfig, HubConfigInput } from './config';
+import type { Duration, HubConfig, HubConfigInput } from './config';
 import type { RoomwireError, WireErrorCode } from './errors';
 import type { TerminationReason } from './heartbeat';
 import type { RejectReason } from './stats';
@@ -24,7 +24,23 @@ export interface HubOptions extends HubConfigInput, AuthorizationHooks {
   clock?: Clock;
   /** Where to log (pino's method shape; pino works as-is). @default silent */
   logger?: Logger;
+  /**
+   * What each room keeps for recovery (docs/protocol.md section 9), overriding `historySize`
+   * and `historyTtl` room by room: return a size, `{ size, ttl }`, or `0` for a room that
+   * keeps none (its messages then carry no `offset`). Called for every message and join, so
+   * keep it cheap; a throw or a bad answer is reported as `ERR_HOOK` and the defaults apply.
+   * Setting it turns history on even when `historySize` is 0.
+   *
+   * @example
+   * ```ts
+   * createHub({ historyFor: (room) => (room.startsWith('chat:') ? { size: 200, ttl: '1h' } : 0) });
+   * ```
+   */
+  historyFor?: HistoryFor;
 }
+
+/** The per-room history override of {@link HubOptions.historyFor}: a size, `{ size, ttl }`, or 0 for none. */
+export type HistoryFor = (room: string) => number | { readonly size: number; readonly ttl?: Duration };
 
 /** The payload of a `message` event. */
 export interface MessageEvent {
@@ -90,6 +106,24 @@ export interface HubStats {
   readonly connectionDurations: DurationHistogram;
   /** The broker: whether it reaches the other processes, and how many there are. */
   readonly broker: BrokerHealth;
+  /** Room history (docs/protocol.md section 9): what this process keeps, and how rejoins fared. */
+  readonly history: HistoryStatsSnapshot;
+}
+
+/** The `history` part of {@link HubStats}. */
+export interface HistoryStatsSnapshot {
+  /** Whether history is on (`historySize` above 0, or a `historyFor` hook). */
+  readonly enabled: boolean;
+  /** Rooms whose history this process keeps in memory (0 when it lives in Redis). */
+  readonly rooms: number;
+  /** Messages kept in this process's memory: at most `historySize` per room. */
+  readonly messages: number;
+  /** UTF-8 bytes of those messages. */
+  readonly bytes: number;
+  /** Joins with `since` that received every message they missed. */
+  readonly recovered: number;
+  /** Joins with `since` answered `recovered: false` (another epoch, too old, or history off for the room). */
+  readonly unrecovered: number;
 }
 
 /** A histogram of connection lifetimes in seconds. */
@@ -150,9 +184,14 @@ export interface Hub extends EventEmitter<HubEvents> {
   largestRooms(limit: number): { readonly room: string; readonly members: number }[];
   /**
    * Send a `message` frame to every member of `room`, stamped with a server identity.
-   * @example hub.publish('lobby', 'maintenance in 5 minutes')
+   * Throws an `invalid_room` or `ERR_INVALID_ARGUMENT` {@link RoomwireError} for bad
+   * arguments. Resolves with the message's offset when the room keeps history
+   * (docs/protocol.md section 9), else with undefined; with history, rejects with an
+   * `unavailable` RoomwireError when the room's stream cannot be reached (the message then
+   * reaches no one), so await it or catch it.
+   * @example await hub.publish('lobby', 'maintenance in 5 minutes')
    */
-  publish(room: string, content: string, options?: PublishOptions): void;
+  publish(room: string, content: string, options?: PublishOptions): Promise<number | undefined>;
   /** A snapshot of the counters; cheap enough to call every second. */
   stats(): HubStats;
   /**

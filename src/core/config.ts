@@ -102,6 +102,14 @@ export interface HubConfig {
    * is 0 (the peer address), `true` is 1. Resolved to a number. @default 0
    */
   readonly trustProxy: number;
+  /**
+   * `WEBSOCKET_HISTORY_SIZE`: how many of its latest messages each room keeps for
+   * recovery (docs/protocol.md section 9); 0 keeps none and leaves history off. Memory is
+   * bounded by this many messages times the rooms with history. @default 0
+   */
+  readonly historySize: number;
+  /** `WEBSOCKET_HISTORY_TTL`: a room's history is dropped this long after its last message. @default 300000 (5 minutes) */
+  readonly historyTtl: number;
   /** JWT verification (`WEBSOCKET_JWT_*`, `WEBSOCKET_JWKS_URL`). */
   readonly jwt: JwtConfig;
 }
@@ -121,7 +129,7 @@ export type HubConfigInput = {
 } & { jwt?: JwtInput };
 
 /** The {@link HubConfig} keys that hold durations. */
-export type DurationKey = 'writeWait' | 'pongWait' | 'pingPeriod' | 'heartbeatInterval' | 'connectionTimeout';
+export type DurationKey = 'writeWait' | 'pongWait' | 'pingPeriod' | 'heartbeatInterval' | 'connectionTimeout' | 'historyTtl';
 
 /** HMAC algorithms, accepted by default when a secret is configured. */
 export const HMAC_ALGORITHMS = ['HS256', 'HS384', 'HS512'] as const;
@@ -368,6 +376,8 @@ export const CONFIG_FIELDS: readonly ConfigField[] = [
   { key: 'messageRate', env: 'WEBSOCKET_MESSAGE_RATE', parse: (r) => parseRate(r as string), default: '20/s,40' },
   { key: 'connectRate', env: 'WEBSOCKET_CONNECT_RATE', parse: (r) => parseRate(r as string), default: '60/m,30' },
   { key: 'trustProxy', env: 'WEBSOCKET_TRUST_PROXY', parse: proxyHops, default: false },
+  { key: 'historySize', env: 'WEBSOCKET_HISTORY_SIZE', parse: intParser(0), default: 0 },
+  { key: 'historyTtl', env: 'WEBSOCKET_HISTORY_TTL', parse: positiveDuration, default: '5m' },
   { key: 'jwt.secret', env: 'WEBSOCKET_JWT_SECRET', parse: optionalString, default: undefined },
   { key: 'jwt.publicKey', env: 'WEBSOCKET_JWT_PUBLIC_KEY', parse: pem, default: undefined },
   { key: 'jwt.jwksUrl', env: 'WEBSOCKET_JWKS_URL', parse: httpUrl, default: undefined },

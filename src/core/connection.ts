@@ -81,6 +81,11 @@ export class Connection implements Client, TransportListener, Beating {
   private queuedBytes = 0;
   private overflowing = false;
   private cancelCloseTimer: (() => void) | undefined;
+  /**
+   * Room frames held back from this connection while it joins a room with history (docs/protocol.md
+   * section 9): they follow its recovered messages and `ack`. Undefined when nothing is held.
+   */
+  held: Map<string, Outbound[]> | undefined = undefined;
 
   constructor(
     private readonly owner: ConnectionOwner,

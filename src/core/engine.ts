@@ -9,7 +9,7 @@ import type { EventEmitter } from 'eventemitter3';
 import type { Seats } from './admission';
 import type { CloseOptions, HubEvents, HubStats, PublishOptions } from './api';
 import { pickUsername, type JwtVerifier } from './auth';
-import type { HubConfig } from './config';
+import { parseDuration, type HubConfig } from './config';
 import { Connection, checkClose, type ConnectionOwner } from './connection';
 import { RoomwireError, type WireErrorCode } from './errors';
 import { checkLiveness, sweepPeriod, type TerminationReason } from './heartbeat';
@@ -20,17 +20,36 @@ import {
   encodeMembership,
   errorContent,
   encodeMessage,
+  encodeMessageParts,
   encodeUserList,
   identityFragment,
   isValidRoomName,
   rawMember,
+  type AckStream,
   type ClientMessage,
   type RequestId,
+  type Since,
 } from './protocol';
 import { Bucket } from './rate-limit';
 import { RoomRegistry } from './rooms';
 import { Counters, DURATION_BUCKETS } from './stats';
-import type { Authenticate, AuthorizationHooks, Broker, BrokerHost, Client, Clock, Decision, Identity, Logger, PresenceEntry, Transport } from './types';
+import type {
+  Authenticate,
+  AuthorizationHooks,
+  Broker,
+  BrokerHistory,
+  BrokerHost,
+  Client,
+  Clock,
+  Decision,
+  HistoryPolicy,
+  HistoryRead,
+  Identity,
+  Logger,
+  PresenceEntry,
+  Transport,
+} from './types';
+import type { HistoryFor } from './api';
 import { isPromise, noop } from './util';
 import { SILENT } from './log';
 
@@ -52,6 +71,8 @@ export interface EngineParts {
   readonly log: Logger;
   readonly broker: Broker;
   readonly hooks: AuthorizationHooks;
+  /** The per-room history override (docs/protocol.md section 9), if any. */
+  readonly historyFor?: HistoryFor | undefined;
   readonly authenticate: Authenticate;
   readonly verifyJwt: JwtVerifier;
   /** Where application events go: the {@link Hub} facade. */
@@ -79,6 +100,10 @@ export class Engine implements ConnectionOwner, Seats {
   private readonly log: Logger;
   private readonly broker: Broker;
   private readonly hooks: AuthorizationHooks;
+  private readonly historyFor: HistoryFor | undefined;
+  /** The room streams, when history is on; see {@link Engine.historyPolicy}. */
+  private readonly history: BrokerHistory | undefined;
+  private readonly defaultPolicy: HistoryPolicy | undefined;
   private readonly authenticate: Authenticate;
   private readonly verifyJwt: JwtVerifier;
   private readonly events: EventEmitter<HubEvents>;
@@ -98,6 +123,14 @@ export class Engine implements ConnectionOwner, Seats {
     this.log = parts.log;
     this.broker = parts.broker;
     this.hooks = parts.hooks;
+    this.historyFor = parts.historyFor;
+    this.defaultPolicy = cfg.historySize > 0 ? { size: cfg.historySize, ttl: cfg.historyTtl } : undefined;
+    if (this.defaultPolicy !== undefined || this.historyFor !== undefined) {
+      this.history = parts.broker.history;
+      if (this.history === undefined) {
+        throw new RoomwireError('ERR_INVALID_ARGUMENT', 'history (historySize, historyFor) needs a broker that keeps room streams: the default one, or createRedisBroker() from roomwire/redis');
+      }
+    }
     this.authenticate = parts.authenticate;
     this.verifyJwt = parts.verifyJwt;
     this.events = parts.events;
@@ -114,6 +147,7 @@ export class Engine implements ConnectionOwner, Seats {
       now: () => this.clock.now(),
       brokerFailed: (message, cause) => this.report('ERR_BROKER', message, cause, undefined),
       brokerNotice: (level, fields, message) => this.log[level](fields, message),
+      every: (ms, fn) => this.clock.every(ms, fn),
     });
   }
 
@@ -180,7 +214,7 @@ export class Engine implements ConnectionOwner, Seats {
       case 'message':
         return this.say(conn, msg.room, msg.content, msg.data, text, id);
       case 'join':
-        return this.join(conn, msg.room, id);
+        return this.join(conn, msg.room, id, msg.since);
       case 'leave':
         return this.leave(conn, msg.room, id);
       case 'user_list':
@@ -199,14 +233,15 @@ export class Engine implements ConnectionOwner, Seats {
    * Answer a `join`, `leave` or `message` that carried an id with its `ack` (docs/protocol.md
    * section 8), once `pending` (the frames the request causes for the sender) is done.
    */
-  private acked(pending: void | Promise<void>, conn: Connection, room: string, id: RequestId | undefined): void | Promise<void> {
+  private acked(pending: void | Promise<void>, conn: Connection, room: string, id: RequestId | undefined, stream?: AckStream): void | Promise<void> {
     if (id === undefined) return pending;
-    const ack = () => {
-      const now = this.clock.now();
-      conn.sendOutbound(new Outbound(encodeAck(id, room, Math.floor(now / 1000))), now);
-    };
-    if (isPromise<void>(pending)) return pending.then(ack);
-    ack();
+    if (isPromise<void>(pending)) return pending.then(() => this.ack(conn, room, id, stream));
+    this.ack(conn, room, id, stream);
+  }
+
+  private ack(conn: Connection, room: string, id: RequestId, stream?: AckStream): void {
+    const now = this.clock.now();
+    conn.sendOutbound(new Outbound(encodeAck(id, room, Math.floor(now / 1000), stream)), now);
   }
 
   private joinRefusal(conn: Connection, room: string): WireErrorCode | undefined {
@@ -216,34 +251,124 @@ export class Engine implements ConnectionOwner, Seats {
     return undefined;
   }
 
-  private join(conn: Connection, room: string, id?: RequestId): void | Promise<void> {
+  private join(conn: Connection, room: string, id?: RequestId, since?: Since): void | Promise<void> {
     if (!conn.open) return; // closed by a 'connection' listener before its path join
-    if (conn.inRoom(room)) return this.acked(this.sendUserList(conn, room), conn, room, id);
+    if (conn.inRoom(room)) return this.rejoin(conn, room, id);
     const refused = this.joinRefusal(conn, room);
     if (refused !== undefined) return conn.error(refused, room, id);
     const hook = this.hooks.canJoin;
-    if (hook === undefined) return this.acked(this.addMember(conn, room), conn, room, id);
+    if (hook === undefined) return this.addMember(conn, room, id, since);
     const allowed = this.ask(conn, () => hook(conn, room));
-    if (allowed === true) return this.acked(this.addMember(conn, room), conn, room, id);
+    if (allowed === true) return this.addMember(conn, room, id, since);
     if (allowed === false) return conn.error('forbidden', room, id);
     return allowed.then((ok) => {
       if (!conn.open) return;
       if (!ok) return conn.error('forbidden', room, id);
       // Other connections may have filled the room while the hook ran.
-      if (conn.inRoom(room)) return this.acked(this.sendUserList(conn, room), conn, room, id);
+      if (conn.inRoom(room)) return this.rejoin(conn, room, id);
       const late = this.joinRefusal(conn, room);
       if (late !== undefined) return conn.error(late, room, id);
-      return this.acked(this.addMember(conn, room), conn, room, id);
+      return this.addMember(conn, room, id, since);
     });
   }
 
-  private addMember(conn: Connection, room: string): void | Promise<void> {
+  /** A `join` of a room already joined: a fresh `user_list`, then the `ack` with the room's position (no replay). */
+  private rejoin(conn: Connection, room: string, id: RequestId | undefined): void | Promise<void> {
+    const listed = this.sendUserList(conn, room);
+    const policy = id === undefined ? undefined : this.historyPolicy(room);
+    if (policy === undefined) return this.acked(listed, conn, room, id);
+    const answer = (): void | Promise<void> =>
+      this.readHistory(conn, room, policy, undefined, (read) => {
+        if (conn.open) this.ack(conn, room, id as RequestId, read === undefined ? undefined : { offset: read.position.offset, epoch: read.position.epoch });
+      });
+    return isPromise<void>(listed) ? listed.then(answer) : answer();
+  }
+
+  private addMember(conn: Connection, room: string, id: RequestId | undefined, since: Since | undefined): void | Promise<void> {
     conn.addRoom(room);
     this.rooms.join(room, conn);
     this.broker.join(room, presenceOf(conn));
     this.broker.publish(room, new Outbound(encodeMembership('join', room, conn.identity, this.seconds())));
     this.notify('join', conn, room);
-    return this.sendUserList(conn, room);
+    const policy = this.historyPolicy(room);
+    if (policy === undefined) {
+      // History off for this room: `since` is accepted and recovers nothing (docs/protocol.md section 9).
+      if (since !== undefined) this.counters.unrecovered++;
+      return this.acked(this.sendUserList(conn, room), conn, room, id, since === undefined ? undefined : { recovered: false });
+    }
+    // From here until its ack, the room's frames wait for the joiner: its recovered
+    // messages come first, and then every later message once, from ack.offset + 1.
+    (conn.held ??= new Map()).set(room, []);
+    const listed = this.sendUserList(conn, room);
+    const finish = (read: HistoryRead | undefined): void => {
+      const held = conn.held?.get(room);
+      conn.held?.delete(room);
+      if (conn.held?.size === 0) conn.held = undefined;
+      if (!conn.open) return;
+      const now = this.clock.now();
+      const recovered = read?.messages;
+      if (since !== undefined && recovered !== undefined) {
+        for (const m of recovered) this.deliverOne(conn, m, now);
+        this.counters.recovered++;
+      } else if (since !== undefined) {
+        this.counters.unrecovered++;
+      }
+      if (id !== undefined) {
+        const position = read?.position;
+        this.ack(conn, room, id, { offset: position?.offset, epoch: position?.epoch, recovered: since === undefined ? undefined : recovered !== undefined });
+      }
+      if (held === undefined || !conn.inRoom(room)) return;
+      const last = read?.position.offset ?? 0;
+      for (const m of held) if (m.offset === 0 || m.offset > last) this.deliverOne(conn, m, now);
+    };
+    const recover = (): void | Promise<void> => this.readHistory(conn, room, policy, since, finish);
+    return isPromise<void>(listed) ? listed.then(recover) : recover();
+  }
+
+  /** Read a room's stream and hand the answer (undefined when the broker failed, which is reported) to `then`. */
+  private readHistory(conn: Connection, room: string, policy: HistoryPolicy, since: Since | undefined, then: (read: HistoryRead | undefined) => void): void | Promise<void> {
+    let read: HistoryRead | Promise<HistoryRead>;
+    try {
+      read = (this.history as BrokerHistory).read(room, policy, since);
+    } catch (err) {
+      this.report('ERR_BROKER', 'broker could not read the room history', err, conn);
+      return then(undefined);
+    }
+    if (!isPromise<HistoryRead>(read)) return then(read);
+    return read.then(then, (err: unknown) => {
+      this.report('ERR_BROKER', 'broker could not read the room history', err, conn);
+      then(undefined);
+    });
+  }
+
+  /**
+   * What `room` keeps (docs/protocol.md section 9): the `historyFor` hook's answer, else
+   * `historySize` and `historyTtl`; undefined when the room keeps nothing (history off).
+   */
+  private historyPolicy(room: string): HistoryPolicy | undefined {
+    const hook = this.historyFor;
+    if (hook === undefined) return this.defaultPolicy;
+    let answer: ReturnType<HistoryFor>;
+    try {
+      answer = hook(room);
+    } catch (err) {
+      this.report('ERR_HOOK', `historyFor threw for room "${room}"; the default history applies`, err, undefined);
+      return this.defaultPolicy;
+    }
+    const size = typeof answer === 'number' ? answer : answer?.size;
+    let ttl = this.config.historyTtl;
+    if (typeof answer === 'object' && answer !== null && answer.ttl !== undefined) {
+      try {
+        ttl = parseDuration(answer.ttl);
+      } catch {
+        ttl = Number.NaN;
+      }
+    }
+    if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0 || !(ttl > 0)) {
+      this.report('ERR_HOOK', `historyFor returned ${JSON.stringify(answer)} for room "${room}": a size (an integer of at least 0) or { size, ttl } was expected; the default history applies`, undefined, undefined);
+      return this.defaultPolicy;
+    }
+    return size === 0 ? undefined : { size, ttl };
   }
 
   private leave(conn: Connection, room: string, id?: RequestId): void {
@@ -276,13 +401,34 @@ export class Engine implements ConnectionOwner, Seats {
     });
   }
 
-  private deliverMessage(conn: Connection, room: string, content: string, data: Record<string, unknown> | undefined, raw: string, id: RequestId | undefined): void {
+  private deliverMessage(conn: Connection, room: string, content: string, data: Record<string, unknown> | undefined, raw: string, id: RequestId | undefined): void | Promise<void> {
     // `data` goes out as the client wrote it: checked to be an object, never serialized again.
-    const text = encodeMessage(room, content, data === undefined ? undefined : rawMember(raw, 'data'), conn.senderIdentity, this.seconds());
-    // Local members, the sender among them, get the frame within publish: the ack follows it.
-    this.broker.publish(room, new Outbound(text));
-    this.notify('message', conn, room, { content, data });
-    this.acked(undefined, conn, room, id);
+    const dataJson = data === undefined ? undefined : rawMember(raw, 'data');
+    const policy = this.historyPolicy(room);
+    if (policy === undefined) {
+      const text = encodeMessage(room, content, dataJson, conn.senderIdentity, this.seconds());
+      // Local members, the sender among them, get the frame within publish: the ack follows it.
+      this.broker.publish(room, new Outbound(text));
+      this.notify('message', conn, room, { content, data });
+      this.acked(undefined, conn, room, id);
+      return;
+    }
+    const said = (offset: number): void => {
+      this.notify('message', conn, room, { content, data });
+      if (id !== undefined && conn.open) this.ack(conn, room, id, { offset });
+    };
+    const refused = (err: unknown): void => {
+      if (!(err instanceof RoomwireError && err.code === 'unavailable')) this.report('ERR_BROKER', 'broker could not publish to the room history', err, conn);
+      if (conn.open) conn.error('unavailable', room, id);
+    };
+    let offset: number | Promise<number>;
+    try {
+      offset = (this.history as BrokerHistory).publish(room, policy, encodeMessageParts(room, content, dataJson, conn.senderIdentity, this.seconds()));
+    } catch (err) {
+      return refused(err);
+    }
+    if (isPromise<number>(offset)) return offset.then(said, refused);
+    said(offset);
   }
 
   private sendUserList(conn: Connection, room: string, id?: RequestId): void | Promise<void> {
@@ -356,6 +502,14 @@ export class Engine implements ConnectionOwner, Seats {
     let n = 0;
     for (const c of r.members) {
       if (!c.open || (accept !== undefined && !accept(c.id))) continue;
+      if (c.held !== undefined) {
+        // Joining with history: the frame follows the joiner's recovery (counted when sent).
+        const held = c.held.get(room);
+        if (held !== undefined) {
+          held.push(message);
+          continue;
+        }
+      }
       c.track(c.transport.send(message), now);
       n++;
     }
@@ -365,11 +519,17 @@ export class Engine implements ConnectionOwner, Seats {
     counters.bytesOut += n * Buffer.byteLength(message.text);
   }
 
+  /** Deliver a room frame to one member (a recovered or held one). */
+  private deliverOne(conn: Connection, message: Outbound, now: number): void {
+    conn.sendOutbound(message, now);
+    this.counters.deliveries++;
+  }
+
   localUsers(room: string): string[] {
     return this.rooms.get(room)?.usernames() ?? [];
   }
 
-  publish(room: string, content: string, options: PublishOptions = {}): void {
+  publish(room: string, content: string, options: PublishOptions = {}): Promise<number | undefined> {
     if (typeof room !== 'string' || !isValidRoomName(room)) throw new RoomwireError('invalid_room', `"${String(room)}" is not a valid room name`);
     if (typeof content !== 'string') throw new RoomwireError('ERR_INVALID_ARGUMENT', 'content must be a string');
     if (options.data !== undefined && (typeof options.data !== 'object' || options.data === null || Array.isArray(options.data))) {
@@ -384,7 +544,16 @@ export class Engine implements ConnectionOwner, Seats {
       }
     }
     const identity = identityFragment(options.userId ?? 'server', pickUsername(options.username ?? 'server'));
-    this.broker.publish(room, new Outbound(encodeMessage(room, content, dataJson, identity, this.seconds())));
+    const policy = this.historyPolicy(room);
+    if (policy === undefined) {
+      this.broker.publish(room, new Outbound(encodeMessage(room, content, dataJson, identity, this.seconds())));
+      return Promise.resolve(undefined);
+    }
+    try {
+      return Promise.resolve((this.history as BrokerHistory).publish(room, policy, encodeMessageParts(room, content, dataJson, identity, this.seconds())));
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
   }
 
   // ---- ConnectionOwner ---------------------------------------------------------------
@@ -517,6 +686,12 @@ export class Engine implements ConnectionOwner, Seats {
         count: c.connectionsClosed,
       },
       broker: this.broker.health?.() ?? { kind: 'custom', connected: true, processes: 1 },
+      history: {
+        enabled: this.history !== undefined,
+        ...(this.history?.stats() ?? { rooms: 0, messages: 0, bytes: 0 }),
+        recovered: c.recovered,
+        unrecovered: c.unrecovered,
+      },
     };
   }
 

@@ -21,6 +21,7 @@ export const WIRE_ERRORS = {
   room_full: 'room is full',
   forbidden: 'not allowed',
   unauthorized: 'token is not valid',
+  unavailable: "the room's history cannot be reached now: the message was not sent",
 } as const;
 
 /** A code carried in `data.code` of an `error` frame. */

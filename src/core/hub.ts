@@ -48,6 +48,7 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub {
       log,
       broker: options.broker ?? createMemoryBroker(),
       hooks: { canJoin: options.canJoin, canPublish: options.canPublish },
+      historyFor: options.historyFor,
       authenticate,
       verifyJwt,
       events: this,
@@ -95,8 +96,8 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub {
     return this.#engine.largestRooms(limit);
   }
 
-  publish(room: string, content: string, options?: PublishOptions): void {
-    this.#engine.publish(room, content, options);
+  publish(room: string, content: string, options?: PublishOptions): Promise<number | undefined> {
+    return this.#engine.publish(room, content, options);
   }
 
   stats(): HubStats {

@@ -63,12 +63,27 @@ export type RequestId = z.infer<typeof RequestIdSchema>;
 
 const id = RequestIdSchema.optional();
 
+/** A position in a room's stream (docs/protocol.md section 9). */
+const offset = z.int().min(0).max(Number.MAX_SAFE_INTEGER);
+const epoch = z.string().meta({ description: "names a room's stream; a new one starts when the stream is lost" });
+
+/**
+ * `since` of a `join` (docs/protocol.md section 9): the last message the client saw in the room,
+ * to receive the ones it missed.
+ */
+export const SinceSchema = z
+  .object({ offset: offset.meta({ description: 'the offset of the last message the client received from the room' }), epoch })
+  .meta({ description: 'recover the messages after this position (docs/protocol.md section 9)' });
+
+/** A valid `since`: where a rejoining client stopped. */
+export type Since = z.infer<typeof SinceSchema>;
+
 /**
  * zod schemas of the client-to-server messages, keyed by `type`. Unknown extra
  * fields are allowed and ignored. Every message may carry a request `id`.
  */
 export const ClientMessageSchemas = {
-  join: z.object({ type: z.literal('join'), room, id }),
+  join: z.object({ type: z.literal('join'), room, since: SinceSchema.optional(), id }),
   leave: z.object({ type: z.literal('leave'), room, id }),
   message: z.object({
     type: z.literal('message'),
@@ -238,9 +253,10 @@ export const ServerFrameSchemas = {
       user_id: userId,
       username,
       timestamp,
+      offset: offset.min(1).optional().meta({ description: "with history on: the message's position in its room's stream, 1 for the first and growing by 1 per message" }),
       data: jsonObject.optional(),
     })
-    .meta({ description: 'a message to the room (sent to every member, the sender included); `data` exactly when the sender sent it' }),
+    .meta({ description: 'a message to the room (sent to every member, the sender included); `data` exactly when the sender sent it, `offset` exactly when history is on' }),
   user_list: z
     .strictObject({ type: z.literal('user_list'), id: RequestIdSchema.optional(), room: roomName, data: z.array(username), timestamp })
     .meta({ description: "the room's users, each once, in the order they first joined (to the joiner, or in answer to user_list)" }),
@@ -249,7 +265,15 @@ export const ServerFrameSchemas = {
     .strictObject({ type: z.literal('auth'), id: RequestIdSchema.optional(), data: z.strictObject({ exp: z.int().nullable() }), timestamp })
     .meta({ description: "a token refresh succeeded; `exp` is the new token's expiry (Unix seconds) or null" }),
   ack: z
-    .strictObject({ type: z.literal('ack'), id: RequestIdSchema, room: roomName, timestamp })
+    .strictObject({
+      type: z.literal('ack'),
+      id: RequestIdSchema,
+      room: roomName,
+      offset: offset.optional().meta({ description: "with history on: for a message, its offset; for a join, the offset of the last message the joiner has received from the room (0 for a room with no message yet)" }),
+      epoch: epoch.optional(),
+      recovered: z.boolean().optional().meta({ description: 'for a join that carried since: whether every message after it was delivered before this ack' }),
+      timestamp,
+    })
     .meta({ description: 'the reply to a join, leave or message that carried an id, after every other frame it caused for the sender' }),
   error: z
     .strictObject({
@@ -285,7 +309,21 @@ export class Outbound {
   constructor(
     /** The JSON text of the frame. */
     readonly text: string,
+    /** A `message` frame's offset in its room's stream (history on), else 0. */
+    readonly offset = 0,
   ) {}
+}
+
+/**
+ * A `message` frame with history on, before its offset is known: the frame is
+ * `head + offset + tail`. The broker that assigns the offset (in memory, or a Redis script)
+ * joins them, so the frame stored and the one delivered are the same text.
+ */
+export interface MessageParts {
+  /** Everything up to `"offset":`. */
+  readonly head: string;
+  /** Everything after the offset's digits. */
+  readonly tail: string;
 }
 
 /** The `"user_id":…,"username":…` fragment of a user, escaped once per connection. */
@@ -381,6 +419,14 @@ export function encodeMessage(room: string, content: string, dataJson: string | 
   return `{"type":"message","room":"${room}","content":${JSON.stringify(content)},${identity},"timestamp":${timestamp}${tail}}`;
 }
 
+/** {@link encodeMessage} with an `offset` to come between `timestamp` and `data` (history on). */
+export function encodeMessageParts(room: string, content: string, dataJson: string | undefined, identity: string, timestamp: number): MessageParts {
+  return {
+    head: `{"type":"message","room":"${room}","content":${JSON.stringify(content)},${identity},"timestamp":${timestamp},"offset":`,
+    tail: dataJson === undefined ? '}' : `,"data":${dataJson}}`,
+  };
+}
+
 /** `,"id":<id>` for a reply to a request with an id, else nothing. */
 function idField(id: RequestId | undefined): string {
   return id === undefined ? '' : `,"id":${typeof id === 'number' ? id : JSON.stringify(id)}`;
@@ -401,9 +447,25 @@ export function encodeAuth(exp: number | undefined, timestamp: number, id?: Requ
   return `{"type":"auth"${idField(id)},"data":{"exp":${exp === undefined ? 'null' : exp}},"timestamp":${timestamp}}`;
 }
 
-/** `{"type":"ack","id","room","timestamp"}`: the reply to a `join`, `leave` or `message` with an id. */
-export function encodeAck(id: RequestId, room: string, timestamp: number): string {
-  return `{"type":"ack"${idField(id)},"room":"${room}","timestamp":${timestamp}}`;
+/** What an `ack` says about the room's stream (docs/protocol.md section 9). */
+export interface AckStream {
+  /** The offset (history on), else undefined. */
+  readonly offset?: number | undefined;
+  /** The room's epoch (history on), else undefined. */
+  readonly epoch?: string | undefined;
+  /** For a join that carried `since`: whether it was recovered. */
+  readonly recovered?: boolean | undefined;
+}
+
+/** `{"type":"ack","id","room","offset"?,"epoch"?,"recovered"?,"timestamp"}`: the reply to a `join`, `leave` or `message` with an id. */
+export function encodeAck(id: RequestId, room: string, timestamp: number, stream?: AckStream): string {
+  let extra = '';
+  if (stream !== undefined) {
+    if (stream.offset !== undefined) extra += `,"offset":${stream.offset}`;
+    if (stream.epoch !== undefined) extra += `,"epoch":${JSON.stringify(stream.epoch)}`;
+    if (stream.recovered !== undefined) extra += `,"recovered":${stream.recovered}`;
+  }
+  return `{"type":"ack"${idField(id)},"room":"${room}"${extra},"timestamp":${timestamp}}`;
 }
 
 /** The `content` of an `error` frame: the code's text, and what exactly when known. */

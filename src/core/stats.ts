@@ -32,6 +32,9 @@ export class Counters {
   framesOut = 0;
   bytesOut = 0;
   deliveries = 0;
+  /** Joins with `since` whose missed messages were all delivered, and those that got `recovered: false`. */
+  recovered = 0;
+  unrecovered = 0;
   readonly errors = zeroes(Object.keys(WIRE_ERRORS) as WireErrorCode[]);
   readonly terminations = zeroes<TerminationReason>(['pong_timeout', 'idle_timeout', 'slow_consumer']);
   /** Closed connections per duration bucket ({@link DURATION_BUCKETS}, then +Inf); not cumulative. */

@@ -3,7 +3,7 @@
  * identities and the authentication hook, authorization hooks, and the broker that
  * carries room traffic and presence.
  */
-import type { Outbound } from './protocol';
+import type { MessageParts, Outbound } from './protocol';
 
 /**
  * One accepted connection as the core sees it. Adapters implement it over their
@@ -171,6 +171,68 @@ export interface BrokerHost {
   brokerFailed(message: string, cause: unknown): void;
   /** Log a broker state change (connected, reconnected, a process gone). */
   brokerNotice(level: 'info' | 'warn', fields: object, message: string): void;
+  /** Call `fn` every `ms` milliseconds on the hub's clock until the returned function is called (housekeeping such as dropping expired history). */
+  every(ms: number, fn: () => void): () => void;
+}
+
+/** What one room keeps for recovery (docs/protocol.md section 9). */
+export interface HistoryPolicy {
+  /** How many of the room's latest messages are kept; at least 1. */
+  readonly size: number;
+  /** Milliseconds after the room's last message when its history is dropped. */
+  readonly ttl: number;
+}
+
+/** A place in a room's stream: the offset of a message, and the stream's epoch. */
+export interface StreamPosition {
+  /** 1 for the room's first message, growing by 1 per message; 0 before any. */
+  readonly offset: number;
+  /** Names the stream; a new one starts (from offset 1) when the stream is lost. */
+  readonly epoch: string;
+}
+
+/** The answer of {@link BrokerHistory.read}. */
+export interface HistoryRead {
+  /** The room's position: the latest message delivered to this process's members, or kept in the stream. */
+  readonly position: StreamPosition;
+  /**
+   * With `since`: every message after it up to `position`, in order, or undefined when they
+   * are not all kept any more (another epoch, trimmed, expired, or `since` is ahead).
+   */
+  readonly messages: readonly Outbound[] | undefined;
+}
+
+/**
+ * A broker's room streams: the history of docs/protocol.md section 9. A broker that has one
+ * numbers each room's messages across every process and keeps the latest of them.
+ */
+export interface BrokerHistory {
+  /**
+   * Number a message, keep it, and deliver it (`head + offset + tail`, an {@link Outbound}
+   * with that `offset`) to every member of `room` in every process, in offset order.
+   * Returns (or resolves to) the offset once this process's members have it. Throws (or
+   * rejects) a {@link RoomwireError} with code `unavailable` when the stream cannot be
+   * reached; the message then reaches no one.
+   */
+  publish(room: string, policy: HistoryPolicy, message: MessageParts): number | Promise<number>;
+  /**
+   * The room's position and, with `since`, the messages after it. Every message delivered
+   * in this process after the call starts has a higher offset than the `position` of a
+   * read that resolves after it, or is in `messages`.
+   */
+  read(room: string, policy: HistoryPolicy, since: StreamPosition | undefined): HistoryRead | Promise<HistoryRead>;
+  /** What is kept in this process, for {@link HubStats}. */
+  stats(): HistoryStats;
+}
+
+/** What a broker's history holds in this process. */
+export interface HistoryStats {
+  /** Rooms with a stream kept in this process's memory (0 when the streams live in Redis). */
+  readonly rooms: number;
+  /** Messages kept in this process's memory. */
+  readonly messages: number;
+  /** Bytes of those messages (UTF-8). */
+  readonly bytes: number;
 }
 
 /** How a broker is doing; part of {@link HubStats}. */
@@ -203,6 +265,8 @@ export interface Broker {
   close(): void | Promise<void>;
   /** How the broker is doing; assumed connected and alone when absent. */
   health?(): BrokerHealth;
+  /** The room streams for history (docs/protocol.md section 9); a hub with history on needs them. */
+  readonly history?: BrokerHistory;
 }
 
 /**

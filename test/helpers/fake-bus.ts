@@ -626,6 +626,10 @@ export class FakeHost implements BrokerHost {
     this.notices.push({ level, fields, message });
   }
 
+  every(ms: number, fn: () => void): () => void {
+    return this.clock.every(ms, fn);
+  }
+
   /** What `conn` received, summarized ({@link summarize}). */
   seen(conn: string): string[] {
     return (this.inbox.get(conn) ?? []).map(summarize);

@@ -35,6 +35,8 @@ describe('configFromEnv', () => {
       messageRate: { count: 20, per: 's', burst: 40 },
       connectRate: { count: 60, per: 'm', burst: 30 },
       trustProxy: 0,
+      historySize: 0,
+      historyTtl: 300_000,
       jwt: {
         secret: undefined,
         publicKey: undefined,
@@ -71,6 +73,8 @@ describe('configFromEnv', () => {
       WEBSOCKET_MESSAGE_RATE: '5/m',
       WEBSOCKET_CONNECT_RATE: '100/h,7',
       WEBSOCKET_TRUST_PROXY: 'true',
+      WEBSOCKET_HISTORY_SIZE: '100',
+      WEBSOCKET_HISTORY_TTL: '1m30s',
       WEBSOCKET_JWT_SECRET: 'secret',
       WEBSOCKET_JWT_PUBLIC_KEY: pem.replace(/\n/g, '\\n'),
       WEBSOCKET_JWKS_URL: 'https://id.example/jwks.json',
@@ -99,6 +103,8 @@ describe('configFromEnv', () => {
       messageRate: { count: 5, per: 'm', burst: 5 },
       connectRate: { count: 100, per: 'h', burst: 7 },
       trustProxy: 1,
+      historySize: 100,
+      historyTtl: 90_000,
       jwt: {
         secret: 'secret',
         publicKey: pem,
@@ -114,7 +120,7 @@ describe('configFromEnv', () => {
   it('has one variable per field, all distinct', () => {
     const envs = CONFIG_FIELDS.map((f) => f.env);
     expect(new Set(envs).size).toBe(envs.length);
-    expect(envs).toHaveLength(26);
+    expect(envs).toHaveLength(28);
     expect(envs.filter((e) => e.startsWith('WEBSOCKET_REDIS_'))).toEqual([]);
   });
 
@@ -137,6 +143,8 @@ describe('configFromEnv', () => {
       WEBSOCKET_MESSAGE_RATE: '0/s',
       WEBSOCKET_CONNECT_RATE: '10/d',
       WEBSOCKET_TRUST_PROXY: 'maybe',
+      WEBSOCKET_HISTORY_SIZE: '-1',
+      WEBSOCKET_HISTORY_TTL: '0s',
       WEBSOCKET_JWT_PUBLIC_KEY: 'not a pem',
       WEBSOCKET_JWKS_URL: 'ftp://x',
       WEBSOCKET_JWT_ALGORITHMS: 'HS256,none',
@@ -161,6 +169,8 @@ describe('configFromEnv', () => {
         'WEBSOCKET_MESSAGE_RATE',
         'WEBSOCKET_CONNECT_RATE',
         'WEBSOCKET_TRUST_PROXY',
+        'WEBSOCKET_HISTORY_SIZE',
+        'WEBSOCKET_HISTORY_TTL',
         'WEBSOCKET_JWT_PUBLIC_KEY',
         'WEBSOCKET_JWKS_URL',
         'WEBSOCKET_JWT_ALGORITHMS',
@@ -169,6 +179,8 @@ describe('configFromEnv', () => {
     );
     expect(found.WEBSOCKET_ALLOWED_ORIGINS).toContain('ftp//bad');
     expect(found.WEBSOCKET_JWT_ALGORITHMS).toContain('none');
+    expect(found.WEBSOCKET_HISTORY_SIZE).toBe('must be an integer of at least 0, not "-1"');
+    expect(found.WEBSOCKET_HISTORY_TTL).toBe('must be longer than 0');
   });
 
   it('requires PING_PERIOD below PONG_WAIT', () => {

@@ -1062,7 +1062,7 @@ describe('one audience per interface', () => {
     const broker: Broker = { start: (h) => void (host = h), publish() {}, join() {}, leave() {}, users: () => [], close() {} };
     const { hub, clock } = setup({ broker });
     expect(host).not.toBe(hub);
-    expect(Object.keys(host as object).sort()).toEqual(['brokerFailed', 'brokerNotice', 'deliver', 'deliverTo', 'localUsers', 'now']);
+    expect(Object.keys(host as object).sort()).toEqual(['brokerFailed', 'brokerNotice', 'deliver', 'deliverTo', 'every', 'localUsers', 'now']);
     expect(Object.isFrozen(host)).toBe(true);
     expect(host?.now()).toBe(clock.now());
   });

@@ -32,7 +32,7 @@ describe('public types', () => {
 
   it('closes the wire error code union', () => {
     expectTypeOf<WireErrorCode>().toEqualTypeOf<
-      'rate_limited' | 'invalid_json' | 'invalid_message' | 'unsupported_type' | 'invalid_room' | 'not_in_room' | 'too_many_rooms' | 'room_full' | 'forbidden' | 'unauthorized'
+      'rate_limited' | 'invalid_json' | 'invalid_message' | 'unsupported_type' | 'invalid_room' | 'not_in_room' | 'too_many_rooms' | 'room_full' | 'forbidden' | 'unauthorized' | 'unavailable'
     >();
   });
 
