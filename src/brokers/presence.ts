@@ -27,8 +27,9 @@
 import { randomBytes } from 'node:crypto';
 import { systemClock } from '../core/clock';
 import { RoomwireError } from '../core/errors';
-import { encodeMembership, identityFragment, Outbound } from '../core/protocol';
-import type { Broker, BrokerHealth, BrokerHost, Clock, PresenceEntry } from '../core/types';
+import { encodeMembership, identityFragment, Outbound, type MessageParts } from '../core/protocol';
+import type { Broker, BrokerHealth, BrokerHistory, BrokerHost, Clock, HistoryPolicy, HistoryRead, PresenceEntry, StreamPosition } from '../core/types';
+import { RoomSequencer, type StreamSlice } from './sequencer';
 
 /**
  * What the presence protocol needs of a message bus between hub processes: two kinds of
@@ -76,6 +77,29 @@ export interface Bus {
   probe(): void;
   /** Disconnect for good. */
   close(): Promise<void>;
+  /** Room streams for history (docs/protocol.md section 9), when the bus keeps them. */
+  readonly streams?: BusStreams;
+}
+
+/**
+ * Room streams on a bus: a counter, an epoch and the latest messages of each room, changed
+ * only by {@link BusStreams.append}, which numbers, keeps and publishes a message in one
+ * step on the server, so the frame delivered and the frame kept can never disagree.
+ *
+ * @internal
+ */
+export interface BusStreams {
+  /**
+   * Number `message` (`head + offset + tail`), keep it and publish it on the room's channel as
+   * `<process id>!<epoch> <offset> <frame>`. A lost stream starts anew with `epoch`.
+   * Rejects when the bus cannot be reached.
+   */
+  append(room: string, policy: HistoryPolicy, message: MessageParts, process: string, epoch: string): Promise<StreamPosition>;
+  /**
+   * The room's position and, with `after` of the current epoch, the frames after it (all of
+   * them, or undefined when some are no longer kept). A lost stream starts anew with `epoch`.
+   */
+  read(room: string, policy: HistoryPolicy | undefined, after: StreamPosition | undefined, epoch: string): Promise<StreamSlice>;
 }
 
 /** What a {@link Bus} reports to the protocol. @internal */
@@ -140,7 +164,7 @@ interface Remote {
 
 /** A room frame, or a presence change, of a remote that is not in step yet. */
 type Held =
-  | { readonly kind: 'frame'; readonly room: string; readonly text: string }
+  | { readonly kind: 'frame'; readonly room: string; readonly text: string; readonly epoch?: string; readonly offset?: number }
   | { readonly kind: 'join' | 'leave'; readonly room: string; readonly c: string; readonly m: Member };
 
 /** A room whose channel this process is starting to receive: settled when its own marker comes back. */
@@ -185,6 +209,10 @@ export const ID_LENGTH = 16;
 /** After the id, this character marks a room payload as a marker, not a frame. */
 const MARK = '#';
 const MARK_CODE = MARK.charCodeAt(0);
+/** After the id, this character marks a numbered message: `!<epoch> <offset> <frame>`. */
+const NUMBERED_CODE = '!'.charCodeAt(0);
+/** How long a gap in a room's offsets may wait to close by itself before it is read from the stream. */
+const GAP_MS = 500;
 /** Room frames kept per process while waiting for its state; beyond, they are dropped. */
 const MAX_HELD = 10_000;
 /** Longest wait for the bus before a `user_list` is sent from what this process knows. */
@@ -246,6 +274,10 @@ export class PresenceBroker implements Broker {
   private readonly departed = new Map<string, number>();
   /** Why the bus last went down, for messages. */
   private lastError: Error | undefined;
+  /** Offset order of numbered messages at this process's members (history on). */
+  private readonly sequencer: RoomSequencer;
+  /** The room streams (docs/protocol.md section 9), when the bus keeps them. */
+  readonly history: BrokerHistory | undefined;
 
   constructor(
     private readonly bus: Bus,
@@ -260,6 +292,56 @@ export class PresenceBroker implements Broker {
     if (this.timeoutMs < 2 * this.beatMs) {
       throw new RoomwireError('ERR_INVALID_ARGUMENT', `processTimeout (${this.timeoutMs} ms) must be at least twice beatInterval (${this.beatMs} ms)`);
     }
+    const streams = bus.streams;
+    this.sequencer = new RoomSequencer(
+      (room, message) => this.host?.deliver(room, message),
+      (room, after) => (streams === undefined ? Promise.reject(new Error('no streams')) : streams.read(room, undefined, after, newEpoch())),
+      this.clock,
+      GAP_MS,
+      (room, from, to, why) => this.report(`messages ${from} to ${to} of a room could not be delivered here: ${why}`, new Error(`room "${room}"`)),
+    );
+    this.history = streams === undefined ? undefined : this.streamsHistory(streams);
+  }
+
+  /** History over the bus's streams: numbering in one step on the server, offset order here. */
+  private streamsHistory(streams: BusStreams): BrokerHistory {
+    return {
+      publish: async (room: string, policy: HistoryPolicy, parts: MessageParts): Promise<number> => {
+        // Only once linked: this process's state went out first (see publish).
+        if (!this.linked || !this.bus.up) throw new RoomwireError('unavailable', `${this.where} cannot be reached`);
+        let at: StreamPosition;
+        try {
+          at = await streams.append(room, policy, parts, this.id, newEpoch());
+        } catch (err) {
+          throw new RoomwireError('unavailable', `${this.where} did not number the message (${err instanceof Error ? err.message : String(err)})`, { cause: err });
+        }
+        if (this.local.has(room)) {
+          this.sequencer.offer(room, at.epoch, new Outbound(`${parts.head}${at.offset}${parts.tail}`, at.offset));
+          await this.sequencer.delivered(room, at.epoch, at.offset);
+        }
+        return at.offset;
+      },
+      read: async (room: string, policy: HistoryPolicy, since: StreamPosition | undefined): Promise<HistoryRead> => {
+        // A room this process starts to receive: read once its channel is in step, so every
+        // message after the position read comes on it.
+        const pending = this.subscribing.get(room);
+        if (pending !== undefined) await new Promise<void>((resolve) => pending.then(resolve));
+        const slice = await streams.read(room, policy, since, newEpoch());
+        if (this.local.has(room)) await this.sequencer.position(room, slice.epoch, slice.offset);
+        const from = (since?.offset ?? 0) + 1;
+        return {
+          position: { offset: slice.offset, epoch: slice.epoch },
+          messages: since === undefined || slice.frames === undefined ? undefined : slice.frames.map((text, i) => new Outbound(text, from + i)),
+        };
+      },
+      stats: () => ({ rooms: 0, messages: 0, bytes: 0 }),
+    };
+  }
+
+  /** Deliver a room frame from another process: numbered ones in offset order. */
+  private deliverRemote(room: string, text: string, epoch: string | undefined, offset: number | undefined): void {
+    if (epoch === undefined || offset === undefined) this.host?.deliver(room, new Outbound(text));
+    else if (this.local.has(room)) this.sequencer.offer(room, epoch, new Outbound(text, offset));
   }
 
   start(host: BrokerHost): Promise<void> {
@@ -476,6 +558,7 @@ export class PresenceBroker implements Broker {
     for (const r of this.remotes.values()) r.catchUp?.get(room)?.delete(entry.connectionId);
     if (members.size === 0) {
       this.local.delete(room);
+      this.sequencer.forget(room);
       const pending = this.subscribing.get(room);
       this.subscribing.delete(room);
       pending?.settle();
@@ -652,16 +735,31 @@ export class PresenceBroker implements Broker {
     // listed both beats a join never shown.)
     if (marker || (this.bus.ordered && this.subscribing.has(room))) return;
     const id = payload.slice(0, ID_LENGTH);
+    let text: string;
+    let epoch: string | undefined;
+    let offset: number | undefined;
+    if (payload.charCodeAt(ID_LENGTH) === NUMBERED_CODE) {
+      // `!<epoch> <offset> <frame>`, written by the bus's numbering step.
+      const a = payload.indexOf(' ', ID_LENGTH + 1);
+      const b = a < 0 ? -1 : payload.indexOf(' ', a + 1);
+      if (b < 0) return;
+      epoch = payload.slice(ID_LENGTH + 1, a);
+      offset = Number(payload.slice(a + 1, b));
+      if (!Number.isSafeInteger(offset) || offset < 1) return;
+      text = payload.slice(b + 1);
+    } else {
+      text = payload.slice(ID_LENGTH);
+    }
     const remote = this.remotes.get(id);
     if (remote !== undefined && remote.synced) {
-      this.host?.deliver(room, new Outbound(payload.slice(ID_LENGTH)));
+      this.deliverRemote(room, text, epoch, offset);
       return;
     }
     // A sender whose members are not known as of now: keep its frames until its state is in.
     const now = this.clock.now();
     const r = remote ?? this.heardOf(id, now);
     r.seen = now;
-    this.hold(r, { kind: 'frame', room, text: payload.slice(ID_LENGTH) });
+    this.hold(r, epoch === undefined ? { kind: 'frame', room, text } : { kind: 'frame', room, text, epoch, offset });
     this.ask(id, r, now);
   }
 
@@ -817,11 +915,16 @@ export class PresenceBroker implements Broker {
   /** Deliver held frames in order, applying held presence changes to `rooms` as they come. */
   private replay(held: readonly Held[], rooms: Map<string, Map<string, Member>>): void {
     for (const h of held) {
-      if (h.kind === 'frame') this.host?.deliver(h.room, new Outbound(h.text));
+      if (h.kind === 'frame') this.deliverRemote(h.room, h.text, h.epoch, h.offset);
       else if (h.kind === 'join') addMember(rooms, h.room, h.c, h.m);
       else removeMember(rooms, h.room, h.c);
     }
   }
+}
+
+/** A new epoch: 12 random URL-safe characters. */
+function newEpoch(): string {
+  return randomBytes(9).toString('base64url');
 }
 
 /** A copy, two levels deep, of members by room. */

@@ -5,7 +5,11 @@
  * control channel and the process registry share the slot of `{prefix}`, and each room's
  * channel has the slot of `{room}`, so rooms spread over a Cluster's shards.
  */
-import type { Bus, BusEvents } from '../brokers/presence';
+import { createHash } from 'node:crypto';
+import type { Bus, BusEvents, BusStreams } from '../brokers/presence';
+import type { StreamSlice } from '../brokers/sequencer';
+import type { MessageParts } from '../core/protocol';
+import type { HistoryPolicy, StreamPosition } from '../core/types';
 import type { LinkSide, RedisLink } from './link';
 
 /** Redis names of one hub (one prefix). @internal */
@@ -15,6 +19,10 @@ export interface RedisNames {
   room(room: string): string;
   /** The room of a room channel name, or undefined for another channel. */
   roomOf(channel: string): string | undefined;
+  /** The hash of a room's stream counter and epoch (history), in the slot of its channel. */
+  sequence(room: string): string;
+  /** The Redis stream of a room's latest messages (history), in the slot of its channel. */
+  history(room: string): string;
 }
 
 /** The channel and key names for `prefix`. @internal */
@@ -25,8 +33,70 @@ export function redisNames(prefix: string): RedisNames {
     processes: `{${prefix}}:processes`,
     room: (room) => `${roomStart}${room}}`,
     roomOf: (channel) => (channel.startsWith(roomStart) && channel.endsWith('}') ? channel.slice(roomStart.length, -1) : undefined),
+    sequence: (room) => `${prefix}:seq:{${room}}`,
+    history: (room) => `${prefix}:history:{${room}}`,
   };
 }
+
+/**
+ * Number, keep and publish one message, in one step on the server (docs/protocol.md section 9).
+ * KEYS: the room's sequence hash, its stream, its channel. ARGV: the process id, an epoch for
+ * a stream started anew, the size, the TTL (ms), the frame's head and tail, `1` for sharded
+ * pub/sub. A sequence hash that is gone (expired, an empty Redis) starts a new epoch at 1.
+ */
+const APPEND = `local e = redis.call('HGET', KEYS[1], 'e')
+if not e then
+  redis.call('DEL', KEYS[2])
+  e = ARGV[2]
+  redis.call('HSET', KEYS[1], 'e', e, 'o', 0)
+end
+local n = redis.call('HINCRBY', KEYS[1], 'o', 1)
+local frame = ARGV[5] .. n .. ARGV[6]
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], n .. '-1', 'f', frame)
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+local publish = 'PUBLISH'
+if ARGV[7] == '1' then publish = 'SPUBLISH' end
+redis.call(publish, KEYS[3], ARGV[1] .. '!' .. e .. ' ' .. n .. ' ' .. frame)
+return {n, e}`;
+
+/**
+ * A room's position and, with `since`, the frames after it. KEYS: the sequence hash, the
+ * stream. ARGV: an epoch for a stream started anew, its TTL (ms, or 0 to start none), the
+ * since offset (-1 for none), the since epoch. Returns `{offset, epoch, frames or false}`.
+ */
+const READ = `local e = redis.call('HGET', KEYS[1], 'e')
+local o = 0
+if not e then
+  if ARGV[2] == '0' then return {0, '', false} end
+  redis.call('DEL', KEYS[2])
+  e = ARGV[1]
+  redis.call('HSET', KEYS[1], 'e', e, 'o', 0)
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+else
+  o = tonumber(redis.call('HGET', KEYS[1], 'o'))
+end
+local since = tonumber(ARGV[3])
+if since < 0 or ARGV[4] ~= e or since > o then return {o, e, false} end
+if since == o then return {o, e, {}} end
+local entries = redis.call('XRANGE', KEYS[2], (since + 1) .. '-1', '+', 'COUNT', o - since)
+if #entries ~= o - since then return {o, e, false} end
+local frames = {}
+for i, entry in ipairs(entries) do frames[i] = entry[2][2] end
+return {o, e, frames}`;
+
+/** A script and its SHA1, for EVALSHA. */
+interface Script {
+  readonly text: string;
+  readonly sha: string;
+}
+
+function script(text: string): Script {
+  return { text, sha: createHash('sha1').update(text).digest('hex') };
+}
+
+const APPEND_SCRIPT = script(APPEND);
+const READ_SCRIPT = script(READ);
 
 /** Rejects after `ms` unless `promise` settles first. */
 function within<T>(promise: Promise<T>, ms: number): Promise<T> {
@@ -62,11 +132,49 @@ export class RedisBus implements Bus {
   private lastHeard = Date.now();
   private probing = false;
 
+  /** Room streams (history) in Redis. */
+  readonly streams: BusStreams;
+
   constructor(
     private readonly link: RedisLink,
     private readonly names: RedisNames,
     private readonly commandTimeout: number,
-  ) {}
+  ) {
+    this.streams = {
+      append: (room, policy, message, process, epoch) => this.append(room, policy, message, process, epoch),
+      read: (room, policy, after, epoch) => this.readStream(room, policy, after, epoch),
+    };
+  }
+
+  /**
+   * Run `s` with EVALSHA; when Redis does not have it (a new or failed-over server), with
+   * EVAL, which also loads it. Within the command timeout.
+   */
+  private run(s: Script, keys: readonly string[], args: readonly string[]): Promise<unknown> {
+    if (!this.link.isReady('pub')) return Promise.reject(notConnected());
+    const key = keys[0] as string;
+    const tail = [String(keys.length), ...keys, ...args];
+    const once = this.link.command(key, ['EVALSHA', s.sha, ...tail]).catch((err: unknown) => {
+      if (!(this.link.isReplyError(err) && /NOSCRIPT/.test(String((err as Error).message)))) throw err;
+      return this.link.command(key, ['EVAL', s.text, ...tail]);
+    });
+    return within(once, this.commandTimeout);
+  }
+
+  private async append(room: string, policy: HistoryPolicy, message: MessageParts, process: string, epoch: string): Promise<StreamPosition> {
+    const keys = [this.names.sequence(room), this.names.history(room), this.names.room(room)];
+    const reply = await this.run(APPEND_SCRIPT, keys, [process, epoch, String(policy.size), String(policy.ttl), message.head, message.tail, this.link.sharded ? '1' : '0']);
+    if (!Array.isArray(reply) || reply.length !== 2) throw new Error(`unexpected reply to the numbering script: ${JSON.stringify(reply)}`);
+    return { offset: Number(reply[0]), epoch: String(reply[1]) };
+  }
+
+  private async readStream(room: string, policy: HistoryPolicy | undefined, after: StreamPosition | undefined, epoch: string): Promise<StreamSlice> {
+    const keys = [this.names.sequence(room), this.names.history(room)];
+    const reply = await this.run(READ_SCRIPT, keys, [epoch, String(policy?.ttl ?? 0), String(after?.offset ?? -1), after?.epoch ?? '']);
+    if (!Array.isArray(reply) || reply.length < 2) throw new Error(`unexpected reply to the reading script: ${JSON.stringify(reply)}`);
+    const frames = Array.isArray(reply[2]) ? (reply[2] as unknown[]).map(String) : undefined;
+    return { offset: Number(reply[0]), epoch: String(reply[1]), frames };
+  }
 
   get address(): string {
     return this.link.address;
