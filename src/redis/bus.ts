@@ -147,13 +147,16 @@ export class RedisBus implements Bus {
   }
 
   /**
-   * Run `s` with EVALSHA; when Redis does not have it (a new or failed-over server), with
+   * Run `s` with EVALSHA; when Redis does not have it (a new or restarted server), with
    * EVAL, which also loads it. Within the command timeout.
    */
   private run(s: Script, keys: readonly string[], args: readonly string[]): Promise<unknown> {
     if (!this.link.isReady('pub')) return Promise.reject(notConnected());
     const key = keys[0] as string;
     const tail = [String(keys.length), ...keys, ...args];
+    // On a Cluster, ioredis takes NOSCRIPT for a failed redirection (and a failover leaves a
+    // master without the script): EVAL, which Redis caches by the script's hash all the same.
+    if (this.link.sharded) return within(this.link.command(key, ['EVAL', s.text, ...tail]), this.commandTimeout);
     const once = this.link.command(key, ['EVALSHA', s.sha, ...tail]).catch((err: unknown) => {
       if (!(this.link.isReplyError(err) && /NOSCRIPT/.test(String((err as Error).message)))) throw err;
       return this.link.command(key, ['EVAL', s.text, ...tail]);

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vites
 import { startServer, type RunningServer } from '../../src/server/standalone';
 import { Peer, sleep, type Frame } from '../helpers/client';
 import { RedisServer } from '../helpers/redis';
+import { startRedisCluster, type RedisCluster } from '../helpers/redis-topologies';
 
 const quiet = () => {};
 let redis: RedisServer;
@@ -43,16 +44,41 @@ interface Hubs {
   close(): Promise<void>;
 }
 
-type Deployment = { readonly title: string; readonly redis: boolean; start(env: Record<string, string>): Promise<Hubs> };
+type Deployment = {
+  readonly title: string;
+  /** On the single redis-server of this file (which a test may stop). */
+  readonly redis: boolean;
+  start(env: Record<string, string>): Promise<Hubs>;
+  setup?(): Promise<void>;
+  teardown?(): Promise<void>;
+};
 
-function deployment(title: string, processes: number, client: 'redis' | 'ioredis' | undefined): Deployment {
+let cluster: RedisCluster | undefined;
+
+function deployment(title: string, processes: number, client: 'redis' | 'ioredis' | undefined, mode: 'single' | 'cluster' = 'single'): Deployment {
   return {
     title,
-    redis: client !== undefined,
+    redis: client !== undefined && mode === 'single',
+    ...(mode === 'cluster'
+      ? {
+          setup: async () => {
+            cluster = await startRedisCluster();
+          },
+          teardown: async () => {
+            await cluster?.stop();
+            cluster = undefined;
+          },
+        }
+      : {}),
     async start(env) {
       const servers: RunningServer[] = [];
       for (let i = 0; i < processes; i++) {
-        const redisEnv: Record<string, string> = client === undefined ? {} : { WEBSOCKET_REDIS_URL: redis.url, WEBSOCKET_REDIS_CLIENT: client };
+        const redisEnv: Record<string, string> =
+          client === undefined
+            ? {}
+            : mode === 'cluster'
+              ? { WEBSOCKET_REDIS_URL: cluster!.seeds.join(','), WEBSOCKET_REDIS_MODE: 'cluster', WEBSOCKET_REDIS_CLIENT: client }
+              : { WEBSOCKET_REDIS_URL: redis.url, WEBSOCKET_REDIS_CLIENT: client };
         servers.push(await startServer({ env: { HOST: '127.0.0.1', PORT: '0', WEBSOCKET_MESSAGE_RATE: '100000/s', WEBSOCKET_CONNECT_RATE: '100000/s', WEBSOCKET_HISTORY_SIZE: '100', ...redisEnv, ...env }, log: quiet }));
       }
       // Every process in step with the others (its members listed everywhere).
@@ -86,16 +112,20 @@ const DEPLOYMENTS: Deployment[] = [
   deployment('one process', 1, undefined),
   deployment('two processes over Redis (node-redis)', 2, 'redis'),
   deployment('two processes over Redis (ioredis)', 2, 'ioredis'),
+  deployment('three processes over a Redis Cluster of 3 shards (node-redis)', 3, 'redis', 'cluster'),
+  deployment('three processes over a Redis Cluster of 3 shards (ioredis)', 3, 'ioredis', 'cluster'),
 ];
 
 for (const d of DEPLOYMENTS) {
   describe(`history and recovery: ${d.title}`, () => {
     let hubs: Hubs;
     beforeAll(async () => {
+      await d.setup?.();
       hubs = await d.start({});
-    });
+    }, 60_000);
     afterAll(async () => {
       await hubs?.close();
+      await d.teardown?.();
     });
 
     it('numbers messages across processes; a rejoiner with since gets exactly what it missed, in order, then live ones from ack.offset + 1', async () => {
