@@ -44,6 +44,10 @@ export const METRIC_NAMES = [
   'connection_duration_seconds',
   'broker_connected',
   'broker_processes',
+  'history_rooms',
+  'history_messages',
+  'history_bytes',
+  'recoveries_total',
 ] as const;
 
 /**
@@ -132,6 +136,10 @@ export function registerHubMetrics(hub: Hub, options: HubMetricsOptions = {}): H
     gauge('rooms', 'Rooms with members in this process.', (s) => s.rooms),
     gauge('broker_connected', '1 while the broker reaches the other hub processes (always 1 in a single process), else 0.', (s) => (s.broker.connected ? 1 : 0)),
     gauge('broker_processes', 'Hub processes the broker knows of, this one included.', (s) => s.broker.processes),
+    gauge('history_rooms', "Rooms whose history this process keeps in memory (0 when it lives in Redis).", (s) => s.history.rooms),
+    gauge('history_messages', 'Messages kept in this process for recovery: at most the history size per room.', (s) => s.history.messages),
+    gauge('history_bytes', 'UTF-8 bytes of the messages kept in this process for recovery.', (s) => s.history.bytes),
+    labelledCounter('recoveries_total', 'Joins with since, by result: recovered (every missed message delivered) or not (recovered: false).', 'result', (s) => ({ recovered: s.history.recovered, missed: s.history.unrecovered })),
   ];
 
   // Histograms the hub keeps itself (connection lifetimes, one array increment per closed

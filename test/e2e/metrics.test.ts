@@ -123,6 +123,35 @@ describe('metrics after a scripted session', () => {
     }
   });
 
+  it('shows the history kept and how rejoins fared', async () => {
+    const s = await startServer({ env: { HOST: '127.0.0.1', PORT: '0', WEBSOCKET_HISTORY_SIZE: '3', WEBSOCKET_MESSAGE_RATE: '1000/s,1000' }, log: () => {} });
+    try {
+      const base = `ws://127.0.0.1:${s.port}/ws`;
+      const a = await Peer.open(`${base}/r`);
+      await a.take(2);
+      for (let i = 0; i < 5; i++) a.send({ type: 'message', room: 'r', content: 'xyz' });
+      const sent = await a.take(5);
+      a.send({ type: 'join', room: 'q', id: 1 });
+      const ack = (await a.take(3))[2]!;
+      const b = await Peer.open(base);
+      b.send({ type: 'join', room: 'r', since: { offset: 3, epoch: 'gone' }, id: 1 });
+      b.send({ type: 'join', room: 'q', since: { offset: 0, epoch: ack.epoch }, id: 2 });
+      await b.take(6);
+      const bytes = sent.slice(2).reduce((n, f) => n + Buffer.byteLength(JSON.stringify(f)), 0);
+      expect(s.hub.stats().history).toEqual({ enabled: true, rooms: 2, messages: 3, bytes, recovered: 1, unrecovered: 1 });
+      const m = parse(await (await fetch(`http://127.0.0.1:${s.port}/metrics`)).text());
+      expect(m.get('roomwire_history_rooms')).toBe(2);
+      expect(m.get('roomwire_history_messages')).toBe(3);
+      expect(m.get('roomwire_history_bytes')).toBe(bytes);
+      expect(m.get('roomwire_recoveries_total{result="recovered"}')).toBe(1);
+      expect(m.get('roomwire_recoveries_total{result="missed"}')).toBe(1);
+      a.close();
+      b.close();
+    } finally {
+      await s.close();
+    }
+  });
+
   it('registers on a custom registry, reads the hub at scrape time, and unregisters', async () => {
     const hub = createHub({ clock: new FakeClock(), messageRate: '100/s,100' });
     const registry = new Registry();
