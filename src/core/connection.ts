@@ -4,7 +4,7 @@
  */
 import { RoomwireError, type WireErrorCode } from './errors';
 import type { Beating, TerminationReason } from './heartbeat';
-import { Outbound, checkFrame, encodeError, encodePong, identityFragment, type ClientMessage, type RequestId } from './protocol';
+import { Outbound, checkFrame, encodeError, encodePong, identityFragment, type ClientMessage, type FrameCheck, type RequestId } from './protocol';
 import type { Bucket } from './rate-limit';
 import type { Counters } from './stats';
 import type { Client, Transport, TransportListener } from './types';
@@ -86,6 +86,11 @@ export class Connection implements Client, TransportListener, Beating {
    * section 9): they follow its recovered messages and `ack`. Undefined when nothing is held.
    */
   held: Map<string, Outbound[]> | undefined = undefined;
+  /**
+   * This connection's messages in flight to a broker that numbers them (history over Redis),
+   * settled once the last one is acked or refused; undefined when none is.
+   */
+  publishing: Promise<void> | undefined = undefined;
 
   constructor(
     private readonly owner: ConnectionOwner,
@@ -278,13 +283,26 @@ export class Connection implements Client, TransportListener, Beating {
 
   /** Handle one frame now; if its handling is asynchronous, hold later frames until it settles. */
   private run(data: string, isBinary: boolean): void {
+    const check = isBinary ? undefined : checkFrame(data);
+    const publishing = this.publishing;
+    if (publishing !== undefined && (check === undefined || !check.ok || check.message.type !== 'message')) {
+      // Messages to rooms with history are numbered by a broker round trip and pipelined;
+      // any other frame waits for their acks, so replies keep the requests' order and a
+      // leave or a close never overtakes this connection's own messages.
+      this.hold(publishing.then(() => this.handle(check, data)));
+      return;
+    }
+    this.handle(check, data);
+  }
+
+  /** Handle a checked frame (`check` undefined: a binary frame). */
+  private handle(check: FrameCheck | undefined, data: string): void {
     const counters = this.owner.counters;
-    if (isBinary) {
+    if (check === undefined) {
       counters.messagesIn.invalid++;
       this.error('invalid_message', undefined, undefined, 'binary frames are not accepted (send a JSON object as text)');
       return;
     }
-    const check = checkFrame(data);
     if (!check.ok) {
       counters.messagesIn.invalid++;
       this.error(check.code, check.room, check.id, check.detail);

@@ -427,8 +427,18 @@ export class Engine implements ConnectionOwner, Seats {
     } catch (err) {
       return refused(err);
     }
-    if (isPromise<number>(offset)) return offset.then(said, refused);
-    said(offset);
+    if (!isPromise<number>(offset)) return said(offset);
+    // In flight: the connection's next message goes out at once (the broker numbers them in
+    // the order sent), while its acks keep their order and other frames wait for them.
+    const before = conn.publishing;
+    const answered = before === undefined ? offset : before.then(() => offset);
+    const done: Promise<void> = answered
+      .then(said, refused)
+      .catch((err: unknown) => this.failed(conn, err))
+      .finally(() => {
+        if (conn.publishing === done) conn.publishing = undefined;
+      });
+    conn.publishing = done;
   }
 
   private sendUserList(conn: Connection, room: string, id?: RequestId): void | Promise<void> {
@@ -595,11 +605,18 @@ export class Engine implements ConnectionOwner, Seats {
     this.counters.observeDuration((now - conn.connectedAt) / 1000);
     if (conn.roomCount > 0) {
       const ts = Math.floor(now / 1000);
-      for (const room of conn.rooms) {
-        this.removeMember(conn, room);
-        this.broker.publish(room, new Outbound(encodeMembership('leave', room, conn.identity, ts)));
-        this.notify('leave', conn, room);
-      }
+      const rooms = conn.rooms;
+      for (const room of rooms) this.removeMember(conn, room);
+      const tell = (): void => {
+        for (const room of rooms) {
+          this.broker.publish(room, new Outbound(encodeMembership('leave', room, conn.identity, ts)));
+          this.notify('leave', conn, room);
+        }
+      };
+      // Its messages still being numbered reach the others before its leave notices.
+      const publishing = conn.publishing;
+      if (publishing === undefined) tell();
+      else void publishing.then(tell);
     }
     if (this.debugging()) this.log.debug({ client: conn.id, code, reason, seconds: (now - conn.connectedAt) / 1000 }, 'connection closed');
     this.notify('disconnect', conn, code, reason);
