@@ -2,7 +2,8 @@
  * `roomwire/client`: the typed client of a roomwire hub, for browsers and Node. It
  * connects, joins rooms, sends and answers with promises (request ids and acks, docs/protocol.md
  * section 8), reconnects with full-jitter backoff, joins its rooms again after every
- * reconnect, and refreshes its token in-band before it expires. It imports no zod, no
+ * reconnect, recovers the messages a room sent meanwhile when the hub keeps history
+ * (docs/recovery.md), and refreshes its token in-band before it expires. It imports no zod, no
  * `ws` and nothing Node-only: give it `WebSocket` from `ws` on Node 20; browsers and
  * Node ≥ 22 have a global one.
  *
@@ -58,11 +59,98 @@ export interface ClientEvents {
   error: (error: RoomwireError) => void;
 }
 
+/**
+ * A position in a room's stream (docs/recovery.md): the offset of the last message the
+ * client received from the room, and the epoch naming the stream that offset belongs to.
+ * Only hubs that keep history (`WEBSOCKET_HISTORY_SIZE`) give rooms a position.
+ */
+export interface RoomPosition {
+  /** The offset of the last message received (0 before the room's first message). */
+  readonly offset: number;
+  /** The room's stream; another epoch means the stream was lost and numbering began again. */
+  readonly epoch: string;
+}
+
+/** Options of {@link RoomwireClient.join}. */
+export interface JoinOptions {
+  /**
+   * Where the app stopped, to receive the messages sent after it: a
+   * {@link Room.position} the app stored (in `localStorage`, say) before a page reload.
+   * Used only when the client has no position of its own for the room (its own is never
+   * older) and the room is not joined already. The join's answer is then a `recovered`
+   * or a `gap` event of the room.
+   */
+  readonly since?: RoomPosition;
+}
+
+/**
+ * What the `recovered` event of a room carries: a join with `since` (the automatic one
+ * after a reconnect, or {@link JoinOptions.since}) received every message it had missed.
+ * Those messages were emitted as `message` events, in order, before this event.
+ */
+export interface RecoveredEvent {
+  /** The room. */
+  readonly room: string;
+  /** How many messages were replayed (0 when nothing was missed). */
+  readonly missed: number;
+  /** The room's position now: the offset of the last message received. */
+  readonly offset: number;
+  /** The room's epoch (the same as before). */
+  readonly epoch: string;
+}
+
+/**
+ * Why messages of a room may be missing ({@link GapEvent}):
+ * - `not_recovered`: a join with `since` could not get back what was missed (the messages
+ *   are older than the hub keeps, the stream was lost and a new epoch began, or the hub
+ *   keeps no history for the room);
+ * - `epoch`: while joined, the room's offsets began again: its stream was lost (its TTL
+ *   passed, Redis lost it) and messages around that moment may be missing;
+ * - `skipped`: a message arrived with an offset beyond the next one (a server fault: it
+ *   should not happen).
+ */
+export type GapReason = 'not_recovered' | 'epoch' | 'skipped';
+
+/**
+ * What the `gap` event of a room carries: messages of the room may be missing, so the app
+ * should reload what it shows from its own source of truth (its database, an HTTP API).
+ * Never emitted for the first join of a room without `since` (nothing was missed).
+ */
+export interface GapEvent {
+  /** The room. */
+  readonly room: string;
+  /** Why; see {@link GapReason}. */
+  readonly reason: GapReason;
+  /**
+   * Where the client stood before the gap: the last offset it had and that stream's
+   * epoch; undefined when it knew no epoch to recover from.
+   */
+  readonly since?: RoomPosition | undefined;
+  /**
+   * The offset the client is at now: for `not_recovered`, the room's latest (the next
+   * live message has this offset + 1); for `epoch` and `skipped`, the message that
+   * revealed the gap. Undefined when the hub gave none (no history for the room).
+   */
+  readonly offset?: number | undefined;
+  /** The room's epoch now, when known (for `epoch`, it is learnt a moment later: see {@link Room.position}). */
+  readonly epoch?: string | undefined;
+}
+
 /** The events of one room ({@link RoomwireClient.room}). */
 export interface RoomEvents {
+  /** A message in this room (recovered ones included, in order). */
   message: (message: MessageFrame) => void;
+  /** Someone joined this room (this client included). */
   join: (notice: PresenceFrame) => void;
+  /** Someone left this room (this client included). */
   leave: (notice: PresenceFrame) => void;
+  /**
+   * A join with `since` (after every reconnect, when the hub keeps history) got back every
+   * message missed; they were emitted as `message` events just before.
+   */
+  recovered: (event: RecoveredEvent) => void;
+  /** Messages of this room may be missing: reload the room's state from the app's source of truth. */
+  gap: (event: GapEvent) => void;
 }
 
 /** The part of the standard `WebSocket` the client uses; `ws` and browsers' fit. */
@@ -155,6 +243,14 @@ export class Room extends Emitter<RoomEvents> {
   waiters: Pending[] = [];
   /** @internal The last user list received for this room. */
   users: string[] = [];
+  /** @internal The offset of the last message received; undefined while the room has no position (history off). */
+  last: number | undefined = undefined;
+  /** @internal The epoch `last` belongs to, when known. */
+  epoch: string | undefined = undefined;
+  /** @internal The offsets began again (a new epoch) and the new epoch is not known yet. */
+  stale = false;
+  /** @internal Messages received since the join on this connection was sent, before its ack (the replayed ones). */
+  replayed = 0;
 
   constructor(
     private readonly client: RoomwireClient,
@@ -164,9 +260,20 @@ export class Room extends Emitter<RoomEvents> {
     super();
   }
 
+  /**
+   * Where the client is in this room's stream: the offset of the last message received
+   * and its epoch, or undefined when the hub keeps no history for the room (or the room's
+   * new epoch is not known yet, a moment after a `gap` with reason `epoch`). Store it to
+   * recover after a page reload: `join({ since: stored })`.
+   */
+  get position(): RoomPosition | undefined {
+    if (this.last === undefined || this.epoch === undefined || this.stale) return undefined;
+    return { offset: this.last, epoch: this.epoch };
+  }
+
   /** Join this room; see {@link RoomwireClient.join}. */
-  join(): Promise<{ users: string[] }> {
-    return this.client.join(this.name);
+  join(options?: JoinOptions): Promise<{ users: string[] }> {
+    return this.client.join(this.name, options);
   }
 
   /** Leave this room; see {@link RoomwireClient.leave}. */
@@ -190,6 +297,10 @@ interface Pending {
   sent: boolean;
   /** Safe to send again after a reconnect (reads, joins); else rejected when the connection drops. */
   readonly again: boolean;
+  /** A join: the `since` it was last sent with. */
+  since?: RoomPosition | undefined;
+  /** A join: sent for a room that had a position, so its ack says whether anything was lost. */
+  resume?: boolean;
 }
 
 const OPEN = 1;
@@ -298,10 +409,26 @@ export class RoomwireClient extends Emitter<ClientEvents> {
    * `too_many_rooms`, `invalid_room`) or `ERR_TIMEOUT`. Joining a room already joined
    * changes nothing (one membership, one set of listeners) and resolves with a fresh user
    * list. After every reconnect the client joins its rooms again by itself.
+   *
+   * When the hub keeps history, the client remembers each room's {@link Room.position}
+   * and every join after a reconnect asks for the messages missed meanwhile: they arrive
+   * as `message` events, then the room emits `recovered`, or `gap` when they could not
+   * all be had. `options.since` starts from a position the app stored (see
+   * {@link JoinOptions.since}); it rejects with `ERR_INVALID_ARGUMENT` when it is not a
+   * position.
    */
-  join(room: string): Promise<{ users: string[] }> {
+  join(room: string, options?: JoinOptions): Promise<{ users: string[] }> {
+    const since = options?.since;
+    if (since !== undefined && (typeof since !== 'object' || since === null || !Number.isSafeInteger(since.offset) || since.offset < 0 || typeof since.epoch !== 'string')) {
+      return Promise.reject(new RoomwireError('ERR_INVALID_ARGUMENT', 'since must be { offset: an integer of at least 0, epoch: a string }'));
+    }
     const r = this.room(room);
     r.wanted = true;
+    if (since !== undefined && !r.joined && r.last === undefined) {
+      r.last = since.offset;
+      r.epoch = since.epoch;
+      r.stale = false;
+    }
     return new Promise<string[]>((resolve, reject) => {
       const p = this.track({ type: 'join', room }, resolve, reject, true);
       if (p === undefined) return;
@@ -310,10 +437,18 @@ export class RoomwireClient extends Emitter<ClientEvents> {
     }).then((users) => ({ users }));
   }
 
-  /** Leave `room`; resolves on the server's `ack` (at once while disconnected: there is nothing to leave). */
+  /**
+   * Leave `room`; resolves on the server's `ack` (at once while disconnected: there is
+   * nothing to leave). The room's {@link Room.position} is forgotten: read it before to
+   * store it.
+   */
   leave(room: string): Promise<void> {
     const r = this.rooms.get(room);
-    if (r !== undefined) r.wanted = false;
+    if (r !== undefined) {
+      r.wanted = false;
+      r.last = r.epoch = undefined;
+      r.stale = false;
+    }
     if (this.current !== 'connected' || r?.joined !== true) {
       if (r !== undefined) r.joined = false;
       return Promise.resolve();
@@ -325,9 +460,10 @@ export class RoomwireClient extends Emitter<ClientEvents> {
   /**
    * Send `content` (and `data`, a JSON object) to `room`; resolves on the server's `ack`,
    * after every member has been sent the message. Rejects with the wire code
-   * (`not_in_room`, `forbidden`, `rate_limited` does not apply: it carries no id),
-   * `ERR_TIMEOUT`, or `ERR_CONNECTION_LOST` when the connection dropped after sending
-   * (the message may or may not have gone out; it is not sent again).
+   * (`not_in_room`, `forbidden`, `unavailable` when the hub keeps history and cannot reach
+   * the room's stream now: the message was not sent; `rate_limited` does not apply: it
+   * carries no id), `ERR_TIMEOUT`, or `ERR_CONNECTION_LOST` when the connection dropped
+   * after sending (the message may or may not have gone out; it is not sent again).
    */
   send(room: string, content: string, data?: Record<string, unknown>): Promise<void> {
     const frame: Record<string, unknown> = { type: 'message', room, content };
@@ -410,10 +546,26 @@ export class RoomwireClient extends Emitter<ClientEvents> {
     for (const pass of joinsFirst ? [true, false] : [undefined]) {
       for (const p of this.pending.values()) {
         if (p.sent || (pass !== undefined && (p.frame.type === 'join') !== pass)) continue;
+        const frame = p.frame.type === 'join' ? this.joinFrame(p) : p.frame;
         p.sent = true;
-        ws.send(JSON.stringify(p.frame));
+        ws.send(JSON.stringify(frame));
       }
     }
+  }
+
+  /**
+   * The frame of a join about to be sent: with `since` when it joins the room on this
+   * connection (no other join of it is on its way) and the room has a position.
+   */
+  private joinFrame(p: Pending): Record<string, unknown> {
+    const room = this.rooms.get(p.frame.room as string);
+    p.since = undefined;
+    p.resume = false;
+    if (room === undefined || room.joined || room.last === undefined || this.joining(room.name)) return p.frame;
+    p.resume = true;
+    if (room.epoch === undefined) return p.frame;
+    p.since = { offset: room.last, epoch: room.epoch };
+    return { ...p.frame, since: p.since };
   }
 
   /** End a call with a value or an error. */
@@ -625,6 +777,76 @@ export class RoomwireClient extends Emitter<ClientEvents> {
     return false;
   }
 
+  // ---- room positions (history and recovery, docs/recovery.md) ---------------------------
+
+  /**
+   * A message of `room` arrived with `offset` (history on): move the room's position, and
+   * report a gap when the offset is not the next one.
+   */
+  private follow(room: Room, offset: number | undefined): void {
+    if (!room.joined) room.replayed++;
+    if (typeof offset !== 'number') return;
+    const last = room.last;
+    room.last = offset;
+    if (last !== undefined && offset === last + 1) return;
+    if (last === undefined) {
+      // No position yet (the join's ack carried none: the hub could not read the room's
+      // stream then): follow from here, and ask for the epoch.
+      return this.askEpoch(room);
+    }
+    const since = room.epoch === undefined || room.stale ? undefined : { offset: last, epoch: room.epoch };
+    if (offset > last + 1) {
+      room.emit('gap', { room: room.name, reason: 'skipped', since, offset, epoch: room.stale ? undefined : room.epoch });
+      return;
+    }
+    // Numbering began again: a new epoch.
+    if (room.epoch !== undefined) room.stale = true;
+    room.emit('gap', { room: room.name, reason: 'epoch', since, offset, epoch: undefined });
+    this.askEpoch(room);
+  }
+
+  /** Learn the epoch of a room this connection is in: a join of it is answered with no replay, and its ack names the epoch. */
+  private askEpoch(room: Room): void {
+    if (room.joined && this.track({ type: 'join', room: room.name }, () => {}, () => {}, true) !== undefined) this.flush();
+  }
+
+  /** The ack of a join that made this connection a member of `room`. */
+  private joined(room: Room, p: Pending, ack: Extract<ServerFrame, { type: 'ack' }>): void {
+    const { offset, epoch, recovered } = ack;
+    const replayed = room.replayed;
+    room.replayed = 0;
+    room.stale = false;
+    if (typeof offset === 'number' && typeof epoch === 'string') {
+      room.last = offset;
+      room.epoch = epoch;
+    } else {
+      room.last = room.epoch = undefined;
+    }
+    if (recovered === true && typeof offset === 'number' && typeof epoch === 'string') {
+      room.emit('recovered', { room: room.name, missed: replayed, offset, epoch });
+    } else if (p.resume === true || recovered === false) {
+      room.emit('gap', { room: room.name, reason: 'not_recovered', since: p.since, offset, epoch });
+    }
+  }
+
+  /** The ack of a join of a room already joined: it names the room's epoch (no replay). */
+  private rejoined(room: Room, ack: Extract<ServerFrame, { type: 'ack' }>): void {
+    const { offset, epoch } = ack;
+    if (typeof offset !== 'number' || typeof epoch !== 'string') return;
+    if (room.last === undefined) {
+      room.last = offset;
+    } else if (room.epoch !== undefined && !room.stale && epoch !== room.epoch && room.last > 0) {
+      // The stream changed with no message to tell yet: the new one's messages are to come.
+      const since = { offset: room.last, epoch: room.epoch };
+      room.last = 0;
+      room.epoch = epoch;
+      room.emit('gap', { room: room.name, reason: 'epoch', since, offset: 0, epoch });
+      return;
+    }
+    room.epoch = epoch;
+    room.stale = false;
+  }
+
   // ---- frames ------------------------------------------------------------------------
 
   private receive(frame: ServerFrame): void {
@@ -639,8 +861,10 @@ export class RoomwireClient extends Emitter<ClientEvents> {
         if (frame.type === 'join' && this.self === undefined && this.rooms.get(frame.room)?.joined === false && this.joining(frame.room)) {
           this.self = { user_id: frame.user_id, username: frame.username };
         }
+        const room = this.rooms.get(frame.room);
+        if (frame.type === 'message' && room !== undefined) this.follow(room, frame.offset);
         this.emit(frame.type as 'message', frame as never);
-        this.rooms.get(frame.room)?.emit(frame.type as 'message', frame as never);
+        room?.emit(frame.type as 'message', frame as never);
         return;
       }
       case 'user_list': {
@@ -653,7 +877,10 @@ export class RoomwireClient extends Emitter<ClientEvents> {
         if (p === undefined) return;
         if (p.frame.type === 'join') {
           const room = this.room(frame.room);
+          const fresh = !room.joined;
           room.joined = true;
+          if (fresh) this.joined(room, p, frame);
+          else this.rejoined(room, frame);
           const users = room.users;
           this.settle(p, undefined, users);
           // Every join() made meanwhile is answered by this one.

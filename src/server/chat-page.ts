@@ -1,6 +1,8 @@
 /**
  * The standalone server's `/` page: a small chat client on `roomwire/client` (the SDK is
- * inlined, minified, as one script), so the page reconnects and rejoins by itself.
+ * inlined, minified, as one script), so the page reconnects and rejoins by itself, and
+ * with history on (`WEBSOCKET_HISTORY_SIZE`) shows the messages sent while it was away,
+ * or a line saying that some could not be recovered.
  * Self-contained: no build step at run time, no CDN, no second request (the favicon is
  * inline too).
  */
@@ -49,6 +51,7 @@ export function chatPage(basePath: string, options: ChatPageOptions = {}): strin
   #log li { padding: .15rem 0; }
   #log .notice { color: #888; font-style: italic; }
   #log .error, .problem { color: #c33; }
+  #log .gap { color: #b60; font-style: italic; }
   #users { border-left: 1px solid #8884; padding: .6rem; overflow-y: auto; }
   #users ul { padding-left: 1.1rem; margin: .3rem 0; }
   input { padding: .35rem; }
@@ -152,6 +155,18 @@ export function chatPage(basePath: string, options: ChatPageOptions = {}): strin
     lobby.on('message', function (m) { line(m.username + ': ' + m.content); });
     lobby.on('join', function (m) { line(m.username + ' joined ' + m.room, 'notice'); refreshUsers(); });
     lobby.on('leave', function (m) { line(m.username + ' left ' + m.room, 'notice'); refreshUsers(); });
+    // With history on, the client asks for what it missed after every reconnect: the
+    // missed messages arrive as messages, then one of these.
+    lobby.on('recovered', function (r) {
+      if (r.missed > 0) line('recovered ' + r.missed + (r.missed === 1 ? ' message' : ' messages') + ' sent while you were away', 'notice');
+    });
+    // A gap 'epoch' (the room's numbering began again, while this page was connected: the
+    // room was quiet for longer than the history TTL) is not shown: the page saw every
+    // message, and its next recovery starts from the new epoch.
+    lobby.on('gap', function (g) {
+      if (g.reason === 'not_recovered') line('some messages sent while you were away could not be recovered', 'gap');
+      else if (g.reason === 'skipped') line('some messages were skipped by the server', 'gap');
+    });
     client.on('error', function (e) { line('error: ' + e.message + ' (' + e.code + ')', 'error'); });
     function join() {
       // Resolves on the join's ack; after a reconnect, on the ack of the client's own rejoin.

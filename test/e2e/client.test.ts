@@ -1,13 +1,14 @@
 /**
  * `roomwire/client` against real servers over real sockets (Node, with `ws` as the
  * WebSocket): requests and replies, errors, reconnects after a server is killed, token
- * refresh in-band and after a 1008, refusals that stop retrying, and calls made while
- * disconnected.
+ * refresh in-band and after a 1008, refusals that stop retrying, calls made while
+ * disconnected, and recovery (docs/recovery.md): the messages missed while away, `recovered`
+ * and `gap` events, `room.position` and `join(room, { since })`.
  */
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
-import { createClient, type ClientOptions, type MessageFrame, type RoomwireClient, type StateChange } from '../../src/client/index';
+import { createClient, type ClientOptions, type GapEvent, type MessageFrame, type RecoveredEvent, type RoomPosition, type RoomwireClient, type StateChange } from '../../src/client/index';
 import type { RoomwireError } from '../../src/core/errors';
 import { startServer, type RunningServer } from '../../src/server/standalone';
 import { SECRET, sign, sleep } from '../helpers/client';
@@ -410,5 +411,315 @@ describe('roomwire/client: identity', () => {
     await anon.join('r');
     expect(anon.user?.username).toMatch(/^guest-[0-9a-f]{8}$/);
     expect(s.hub.clients().map((x) => x.username)).toContain(anon.user!.username);
+  });
+});
+
+// ---- recovery (docs/recovery.md, contract section 9) ------------------------------------
+
+/**
+ * A deployment the recovery tests run on. `restart` kills the process that serves `url` and
+ * starts it again on the same port: in one process the room streams die with it (a new
+ * epoch); on Redis they live on (`streamsSurviveRestart`).
+ */
+interface Deployment {
+  readonly name: string;
+  start(env: Record<string, string>): Promise<{ readonly url: string | readonly string[]; restart(): Promise<void>; readonly streamsSurviveRestart: boolean }>;
+}
+
+// The Redis deployments (two processes on one Redis, the client's process killed and
+// started again) join this list once the room streams live in Redis.
+const DEPLOYMENTS: Deployment[] = [
+  {
+    name: 'one process',
+    async start(env) {
+      const p = await spawnServer(env);
+      return {
+        url: `${p.base}/ws`,
+        restart: async () => {
+          await p.kill();
+          await p.start();
+        },
+        streamsSurviveRestart: false,
+      };
+    },
+  },
+];
+
+const HISTORY = { WEBSOCKET_HISTORY_SIZE: '100' };
+
+/**
+ * `WebSocket` from ws, recording every frame the client sends; `cut()` ends the client's
+ * latest connection at once (no close frame: the network went away).
+ */
+function wire() {
+  const sent: Record<string, unknown>[] = [];
+  const sockets: WebSocket[] = [];
+  class Recording extends WebSocket {
+    constructor(address: string, protocols?: string | string[], options?: WebSocket.ClientOptions) {
+      super(address, protocols, options);
+      sockets.push(this);
+    }
+    override send(data: unknown, ...rest: unknown[]): void {
+      sent.push(JSON.parse(String(data)) as Record<string, unknown>);
+      (WebSocket.prototype.send as (...args: unknown[]) => void).call(this, data, ...rest);
+    }
+  }
+  return {
+    WebSocket: Recording as never,
+    sent,
+    joins: () => sent.filter((f) => f.type === 'join'),
+    cut: () => sockets.at(-1)!.terminate(),
+  };
+}
+
+/** A `getToken` (anonymous) that can hold the client's next connection until released. */
+function gate() {
+  let held: Promise<void> | undefined;
+  let open = (): void => {};
+  return {
+    getToken: () => held?.then(() => undefined),
+    hold: () => void (held = new Promise<void>((r) => (open = r))),
+    release: () => {
+      held = undefined;
+      open();
+    },
+  };
+}
+
+/** What a client sees of `room`, in order: `content@offset`, `recovered:missed@offset`, `gap:reason`. */
+function watch(c: RoomwireClient, room: string) {
+  const log: string[] = [];
+  const recovered: RecoveredEvent[] = [];
+  const gaps: GapEvent[] = [];
+  const r = c.room(room);
+  r.on('message', (m) => log.push(`${m.content}@${m.offset}`));
+  r.on('recovered', (e) => (recovered.push(e), log.push(`recovered:${e.missed}@${e.offset}`)));
+  r.on('gap', (e) => (gaps.push(e), log.push(`gap:${e.reason}`)));
+  return { log, recovered, gaps };
+}
+
+async function sendAll(c: RoomwireClient, room: string, contents: string[]): Promise<void> {
+  for (const content of contents) await c.send(room, content);
+}
+
+describe.each(DEPLOYMENTS)('roomwire/client: recovery ($name)', (deployment) => {
+  it('after a dropped connection, joins again with since and gets exactly the messages it missed, in order, then recovered, then live ones', async () => {
+    const d = await deployment.start(HISTORY);
+    const w = wire();
+    const g = gate();
+    const a = client({ url: d.url, WebSocket: w.WebSocket, getToken: g.getToken });
+    const b = client({ url: d.url });
+    const seen = watch(a, 'r');
+    const bSeen = watch(b, 'r');
+    await a.join('r');
+    await b.join('r');
+    await sendAll(b, 'r', ['m1', 'm2']);
+    await waitFor('a has m2', () => seen.log.length === 2, 3000);
+    const before = a.room('r').position as RoomPosition;
+    expect(before).toEqual({ offset: 2, epoch: expect.any(String) });
+
+    g.hold();
+    w.cut();
+    await waitFor('a is away', () => a.state !== 'connected', 3000);
+    await sendAll(b, 'r', ['m3', 'm4', 'm5', 'm6', 'm7']);
+    g.release();
+    await waitFor('a recovered', () => seen.recovered.length === 1, 10_000);
+    await sendAll(b, 'r', ['m8', 'm9']);
+    await waitFor('a has m9', () => seen.log.includes('m9@9'), 3000);
+    await sleep(100);
+
+    expect(seen.log).toEqual(['m1@1', 'm2@2', 'm3@3', 'm4@4', 'm5@5', 'm6@6', 'm7@7', 'recovered:5@7', 'm8@8', 'm9@9']);
+    expect(seen.recovered).toEqual([{ room: 'r', missed: 5, offset: 7, epoch: before.epoch }]);
+    expect(seen.gaps).toEqual([]);
+    // The first join asked for nothing; the one after the drop, for what came after m2.
+    expect(w.joins()).toEqual([
+      { type: 'join', room: 'r', id: expect.any(Number) },
+      { type: 'join', room: 'r', id: expect.any(Number), since: { offset: 2, epoch: before.epoch } },
+    ]);
+    expect(a.room('r').position).toEqual({ offset: 9, epoch: before.epoch });
+    // The member that stayed saw every message once, and no event.
+    expect(bSeen.log).toEqual(['m1@1', 'm2@2', 'm3@3', 'm4@4', 'm5@5', 'm6@6', 'm7@7', 'm8@8', 'm9@9']);
+  }, 30_000);
+
+  it('after the server restarts, tells what it can: a gap not_recovered when the stream died with the process (a new epoch)', async () => {
+    const d = await deployment.start(HISTORY);
+    const a = client({ url: d.url });
+    const b = client({ url: d.url });
+    const seen = watch(a, 'r');
+    await a.join('r');
+    await b.join('r');
+    await sendAll(b, 'r', ['m1', 'm2']);
+    await waitFor('a has m2', () => seen.log.length === 2, 3000);
+    const before = a.room('r').position as RoomPosition;
+
+    await d.restart();
+    await waitFor('a joined again', () => seen.gaps.length + seen.recovered.length === 1, 15_000);
+    if (d.streamsSurviveRestart) {
+      expect(seen.recovered).toEqual([{ room: 'r', missed: 0, offset: 2, epoch: before.epoch }]);
+      expect(seen.gaps).toEqual([]);
+    } else {
+      expect(seen.gaps).toEqual([{ room: 'r', reason: 'not_recovered', since: before, offset: 0, epoch: expect.any(String) }]);
+      expect(seen.gaps[0]!.epoch).not.toBe(before.epoch);
+      expect(a.room('r').position).toEqual({ offset: 0, epoch: seen.gaps[0]!.epoch });
+    }
+    // Live again, from the next offset, with no other event.
+    await b.join('r');
+    await b.send('r', 'm3');
+    const next = d.streamsSurviveRestart ? 3 : 1;
+    await waitFor('a has m3', () => seen.log.includes(`m3@${next}`), 3000);
+    await sleep(100);
+    expect(seen.log).toEqual(['m1@1', 'm2@2', d.streamsSurviveRestart ? 'recovered:0@2' : 'gap:not_recovered', `m3@${next}`]);
+  }, 30_000);
+
+  it('with history off: no since is sent, no event is emitted, no position is kept', async () => {
+    const d = await deployment.start({});
+    const w = wire();
+    const g = gate();
+    const a = client({ url: d.url, WebSocket: w.WebSocket, getToken: g.getToken });
+    const b = client({ url: d.url });
+    const seen = watch(a, 'r');
+    await a.join('r');
+    await b.join('r');
+    await b.send('r', 'm1');
+    await waitFor('a has m1', () => seen.log.length === 1, 3000);
+    expect(a.room('r').position).toBeUndefined();
+    g.hold();
+    w.cut();
+    await waitFor('a is away', () => a.state !== 'connected', 3000);
+    await b.send('r', 'missed');
+    g.release();
+    await connected(a);
+    await waitFor('a joined again', async () => (await b.users('r')).length === 2, 5000);
+    await b.send('r', 'm2');
+    await waitFor('a has m2', () => seen.log.length === 2, 3000);
+    await sleep(100);
+    // Without history a missed message stays missed, silently, as before.
+    expect(seen.log).toEqual(['m1@undefined', 'm2@undefined']);
+    expect(w.joins()).toEqual([
+      { type: 'join', room: 'r', id: expect.any(Number) },
+      { type: 'join', room: 'r', id: expect.any(Number) },
+    ]);
+    expect(a.room('r').position).toBeUndefined();
+  }, 30_000);
+
+  it('sees a new epoch live (the TTL passed in a quiet room): gap epoch, then learns the new epoch and recovers in it', async () => {
+    const d = await deployment.start({ ...HISTORY, WEBSOCKET_HISTORY_TTL: '1s' });
+    const w = wire();
+    const g = gate();
+    const a = client({ url: d.url, WebSocket: w.WebSocket, getToken: g.getToken });
+    const b = client({ url: d.url });
+    const seen = watch(a, 'r');
+    await a.join('r');
+    await b.join('r');
+    await sendAll(b, 'r', ['m1', 'm2']);
+    await waitFor('a has m2', () => seen.log.length === 2, 3000);
+    const first = a.room('r').position as RoomPosition;
+
+    await sleep(1300); // past the TTL: the stream is dropped; the next message starts a new one
+    await b.send('r', 'm3');
+    await waitFor('a has m3', () => seen.log.length === 4, 3000);
+    expect(seen.log).toEqual(['m1@1', 'm2@2', 'gap:epoch', 'm3@1']);
+    expect(seen.gaps).toEqual([{ room: 'r', reason: 'epoch', since: first, offset: 1, epoch: undefined }]);
+    // The client asks the server which epoch began (a join of the room it is in: no replay).
+    await waitFor('new epoch known', () => a.room('r').position !== undefined, 3000);
+    const second = a.room('r').position as RoomPosition;
+    expect(second).toEqual({ offset: 1, epoch: expect.any(String) });
+    expect(second.epoch).not.toBe(first.epoch);
+
+    // And recovers in the new epoch after a drop.
+    g.hold();
+    w.cut();
+    await waitFor('a is away', () => a.state !== 'connected', 3000);
+    await b.send('r', 'm4');
+    g.release();
+    await waitFor('a recovered', () => seen.recovered.length === 1, 10_000);
+    expect(seen.log).toEqual(['m1@1', 'm2@2', 'gap:epoch', 'm3@1', 'm4@2', 'recovered:1@2']);
+    expect(w.joins().at(-1)).toEqual({ type: 'join', room: 'r', id: expect.any(Number), since: { offset: 1, epoch: second.epoch } });
+  }, 30_000);
+
+  it('joins with a position the app stored (a page reload): recovers from it, or says gap when it cannot', async () => {
+    const d = await deployment.start(HISTORY);
+    const a = client({ url: d.url });
+    const b = client({ url: d.url });
+    const first = watch(a, 'r');
+    await a.join('r');
+    await b.join('r');
+    await sendAll(b, 'r', ['m1', 'm2', 'm3']);
+    await waitFor('a has m3', () => first.log.length === 3, 3000);
+    const stored = a.room('r').position as RoomPosition;
+    expect(stored).toEqual({ offset: 3, epoch: expect.any(String) });
+    a.close();
+    await sendAll(b, 'r', ['m4', 'm5', 'm6']);
+
+    // A new client (the page loaded again) starts from the stored position.
+    const w = wire();
+    const again = client({ url: d.url, WebSocket: w.WebSocket });
+    const seen = watch(again, 'r');
+    await again.join('r', { since: stored });
+    // Every event came before join() resolved.
+    expect(seen.log).toEqual(['m4@4', 'm5@5', 'm6@6', 'recovered:3@6']);
+    expect(w.joins()).toEqual([{ type: 'join', room: 'r', id: expect.any(Number), since: stored }]);
+    expect(again.room('r').position).toEqual({ offset: 6, epoch: stored.epoch });
+
+    // A position of another epoch (or older than the server keeps) cannot be recovered.
+    const stale = client({ url: d.url });
+    const staleSeen = watch(stale, 'r');
+    await stale.join('r', { since: { offset: 3, epoch: 'an-epoch-long-gone' } });
+    expect(staleSeen.log).toEqual(['gap:not_recovered']);
+    expect(staleSeen.gaps).toEqual([{ room: 'r', reason: 'not_recovered', since: { offset: 3, epoch: 'an-epoch-long-gone' }, offset: 6, epoch: stored.epoch }]);
+
+    // A first join without since emits nothing; a bad since is refused before anything is sent.
+    const fresh = client({ url: d.url });
+    const freshSeen = watch(fresh, 'r');
+    await fresh.join('r');
+    expect(freshSeen.log).toEqual([]);
+    expect(fresh.room('r').position).toEqual({ offset: 6, epoch: stored.epoch });
+    expect((await rejects(fresh.join('q', { since: { offset: -1, epoch: 'x' } }))).code).toBe('ERR_INVALID_ARGUMENT');
+    // Leaving forgets the position.
+    await fresh.leave('r');
+    expect(fresh.room('r').position).toBeUndefined();
+  }, 30_000);
+});
+
+describe('roomwire/client: gaps a correct hub never makes, against a scripted server', () => {
+  it('reports an offset beyond the next one as skipped, one not above the last as a new epoch, and asks for the new epoch', async () => {
+    const port = await freePort();
+    const wss = new WebSocketServer({ port, host: '127.0.0.1' });
+    const received: Record<string, unknown>[] = [];
+    let peer: WebSocket | undefined;
+    const message = (offset: number) => JSON.stringify({ type: 'message', room: 'r', content: `o${offset}`, user_id: 'u', username: 'u', timestamp: 1, offset });
+    wss.on('connection', (ws) => {
+      peer = ws;
+      ws.on('message', (data) => {
+        const f = JSON.parse(String(data)) as { type: string; id: number };
+        received.push(f);
+        if (f.type !== 'join') return;
+        ws.send(JSON.stringify({ type: 'user_list', room: 'r', data: ['u'], timestamp: 1 }));
+        // The first join starts epoch e1 at 0; the join the client sends after seeing offsets
+        // begin again is answered with the new epoch.
+        ws.send(JSON.stringify({ type: 'ack', id: f.id, room: 'r', offset: received.length === 1 ? 0 : 1, epoch: received.length === 1 ? 'e1' : 'e2', timestamp: 1 }));
+      });
+    });
+    try {
+      const c = client({ url: `ws://127.0.0.1:${port}/ws` });
+      const seen = watch(c, 'r');
+      await c.join('r');
+      expect(c.room('r').position).toEqual({ offset: 0, epoch: 'e1' });
+      for (const o of [1, 2, 4]) peer!.send(message(o));
+      await waitFor('o4', () => seen.log.includes('o4@4'), 2000);
+      expect(seen.gaps).toEqual([{ room: 'r', reason: 'skipped', since: { offset: 2, epoch: 'e1' }, offset: 4, epoch: 'e1' }]);
+      peer!.send(message(1));
+      await waitFor('the new epoch asked for and known', () => c.room('r').position?.epoch === 'e2', 2000);
+      expect(seen.log).toEqual(['o1@1', 'o2@2', 'gap:skipped', 'o4@4', 'gap:epoch', 'o1@1']);
+      expect(seen.gaps[1]).toEqual({ room: 'r', reason: 'epoch', since: { offset: 4, epoch: 'e1' }, offset: 1, epoch: undefined });
+      expect(received).toEqual([
+        { type: 'join', room: 'r', id: expect.any(Number) },
+        { type: 'join', room: 'r', id: expect.any(Number) },
+      ]);
+      expect(c.room('r').position).toEqual({ offset: 1, epoch: 'e2' });
+      c.close();
+    } finally {
+      await new Promise((r) => wss.close(r));
+    }
   });
 });
