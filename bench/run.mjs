@@ -101,6 +101,7 @@ const OPTIONS = /** @type {const} */ ([
   ['attack-reader-senders', 1, 'attack (e): connections flooding their room within the rate'],
   ['attack-rooms', 100000, 'attack (f): rooms that exist while /stats.json is requested'],
   ['attack-stats-loops', 4, 'attack (f): loops requesting /stats.json back to back'],
+  ['scaleout-targets', 'roomwire,roomwire-before,roomwire-ioredis,roomwire-cluster,roomwire-history,socketio,socketio-recovery', 'scaleout: the targets, each as two processes over Redis (roomwire-before only with --roomwire-before)'],
   ['roomwire-before', '', 'the root of another roomwire checkout (built with npx tsup): its standalone server joins the targets as roomwire-before, for before/after ratios in one run'],
   ['roomwire-env', '', 'extra roomwire environment, KEY=VALUE pairs separated by ; (overrides the benchmark settings)'],
   ['out', 'bench/results/latest.json', 'where to write the JSON results'],
@@ -168,6 +169,7 @@ const OPTIONS = /** @type {const} */ ([
  * @property {number} attackRooms
  * @property {number} attackStatsLoops
  * @property {string} roomwireEnv
+ * @property {string} scaleoutTargets
  * @property {string} roomwireBefore
  * @property {string} out
  */

@@ -23,6 +23,7 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
  *   through the path (roomwire: its `user_list`, sent after the own `join`); unset: the own
  *   `join` notice, the first frame
  * @property {boolean} [cluster] scale-out over a Redis Cluster of 3 masters instead of one redis-server
+ * @property {Record<string, string>} [env] extra environment of this target's server
  */
 
 /** @type {Target[]} */
@@ -33,6 +34,21 @@ export const TARGETS = [
   { name: 'ws-naive', kind: 'ws', script: 'bench/servers/ws-naive.mjs', describe: 'hand-written ws server, ws.send(string) per member' },
   { name: 'ws-preframed', kind: 'ws', script: 'bench/servers/ws-preframed.mjs', describe: 'hand-written ws server, one frame per broadcast written to every socket' },
   { name: 'socketio', kind: 'socketio', script: 'bench/servers/socketio.mjs', describe: 'Socket.IO 4, websocket transport only, no compression, io.to(room).emit' },
+  {
+    name: 'roomwire-history',
+    kind: 'ws',
+    script: 'dist/bin/roomwire.js',
+    describe: 'roomwire standalone server with history on (WEBSOCKET_HISTORY_SIZE=100: every message numbered and kept for recovery)',
+    joinDoneOn: '{"type":"user_list"',
+    env: { WEBSOCKET_HISTORY_SIZE: '100' },
+  },
+  {
+    name: 'socketio-recovery',
+    kind: 'socketio',
+    script: 'bench/servers/socketio.mjs',
+    describe: 'Socket.IO 4 with connection state recovery (over Redis: @socket.io/redis-streams-adapter, the adapter recovery needs)',
+    env: { BENCH_RECOVERY: '1' },
+  },
 ];
 
 /**
@@ -149,7 +165,7 @@ let heapRequests = 0;
  * @returns {Promise<RunningServer>}
  */
 export async function startServer(target, hb, jwtSecret, extraEnv = {}, opts = {}) {
-  const env = { ...(isRoomwire(target) ? roomwireEnv(hb, jwtSecret) : benchServerEnv(hb)), ...extraEnv };
+  const env = { ...(isRoomwire(target) ? roomwireEnv(hb, jwtSecret) : benchServerEnv(hb)), ...(target.env ?? {}), ...extraEnv };
   const probe = opts.heapProbe === true;
   const child = spawnNode([path.resolve(ROOT, target.script)], {
     env,

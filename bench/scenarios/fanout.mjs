@@ -27,7 +27,7 @@ export function runFanout(ctx) {
  * @param {import('../run.mjs').Context} ctx
  */
 export function runScaleout(ctx) {
-  const names = ['roomwire', 'roomwire-before', 'roomwire-ioredis', 'roomwire-cluster', 'socketio'];
+  const names = String(ctx.options.scaleoutTargets).split(',').map((n) => n.trim());
   const targets = ctx.allTargets.filter((t) => names.includes(t.name));
   return fanout(ctx, { scenario: 'scaleout', processes: 2, targets, baseline: 'socketio' });
 }

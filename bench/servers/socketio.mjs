@@ -44,7 +44,12 @@ const httpServer = http.createServer((req, res) => {
   res.end();
 });
 
+// BENCH_RECOVERY: Socket.IO's connection state recovery (it keeps every packet sent to a
+// room for two minutes, to replay it to a client that reconnects), over Redis with the
+// Redis streams adapter, the one of Socket.IO's Redis adapters that supports it.
+const recovery = env.BENCH_RECOVERY === '1';
 const io = new Server(httpServer, {
+  ...(recovery ? { connectionStateRecovery: { maxDisconnectionDuration: 2 * 60 * 1000, skipMiddlewares: true } } : {}),
   transports: ['websocket'],
   allowUpgrades: false,
   perMessageDeflate: false,
@@ -55,7 +60,13 @@ const io = new Server(httpServer, {
   maxHttpBufferSize: Number(env.BENCH_MAX_MESSAGE_SIZE || 512),
 });
 
-if (env.BENCH_REDIS_URL) {
+if (env.BENCH_REDIS_URL && recovery) {
+  const { createClient } = await import('redis');
+  const { createAdapter } = await import('@socket.io/redis-streams-adapter');
+  const client = createClient({ url: env.BENCH_REDIS_URL });
+  await client.connect();
+  io.adapter(createAdapter(client));
+} else if (env.BENCH_REDIS_URL) {
   const { createClient } = await import('redis');
   const { createAdapter } = await import('@socket.io/redis-adapter');
   const pubClient = createClient({ url: env.BENCH_REDIS_URL });
