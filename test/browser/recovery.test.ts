@@ -4,14 +4,16 @@
  * shows every message once, in order, after it is back; after the server process restarts
  * (a new epoch), the page says that some messages could not be recovered.
  *
- * Both run on one process; the Redis deployments (a killed process whose room streams
- * live on in Redis) join once history lives in Redis.
+ * The first two run on one process. On Redis, the room streams outlive a process: a page
+ * whose process was killed (SIGKILL) and started again on the same port gets back, by
+ * itself, what the other page said meanwhile through a second process.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
 import { connectionGate, hasBrowser, launchChromium } from '../helpers/browser';
 import { startServer, type RunningServer } from '../../src/server/standalone';
 import { ServerProcess } from '../helpers/process';
+import { RedisServer } from '../helpers/redis';
 
 const HISTORY = { WEBSOCKET_HISTORY_SIZE: '100', WEBSOCKET_MESSAGE_RATE: '100/s,100' };
 const GAP_LINE = 'some messages sent while you were away could not be recovered';
@@ -138,6 +140,74 @@ describe.runIf(hasBrowser)('chat page recovery in headless Chromium, across a se
       expect(log.indexOf(GAP_LINE)).toBeGreaterThan(log.findIndex((l) => l.startsWith('connection lost')));
       expect(log.indexOf(GAP_LINE)).toBeLessThan(log.findIndex((l) => l.endsWith(': after the restart')));
     }
+    await a.close();
+    await b.close();
+  }, 60_000);
+});
+
+describe.runIf(hasBrowser)('chat page recovery in headless Chromium, across a killed process on Redis', () => {
+  let browser: Browser;
+  let redis: RedisServer;
+  let one: ServerProcess;
+  let two: ServerProcess;
+
+  beforeAll(async () => {
+    browser = await launchChromium();
+    redis = await RedisServer.start();
+    one = await ServerProcess.start({ ...HISTORY, WEBSOCKET_REDIS_URL: redis.url });
+    two = await ServerProcess.start({ ...HISTORY, WEBSOCKET_REDIS_URL: redis.url });
+  }, 30_000);
+  afterAll(async () => {
+    await browser?.close();
+    await one?.kill();
+    await two?.kill();
+    await redis?.kill();
+  });
+
+  it('a page whose process was killed while the other page chatted through the other process shows every message once, in order, when its process is back', async () => {
+    const a = await chat(browser, `http://127.0.0.1:${one.port}`, 'killed');
+    const b = await chat(browser, `http://127.0.0.1:${two.port}`, 'killed');
+    for (const page of [a, b]) await page.waitForFunction(() => document.querySelectorAll('#userlist li').length === 2, undefined, { timeout: 10_000 });
+    const [nameA, nameB] = [await me(a), await me(b)];
+    await say(b, 'before 1');
+    await say(a, 'before 2');
+    for (const page of [a, b]) await page.waitForFunction(() => ['before 1', 'before 2'].every((t) => document.querySelector('#log')?.textContent?.includes(t)), undefined, { timeout: 5000 });
+
+    // SIGKILL a's process: a's connection drops without a close frame, and a retries by
+    // itself while b chats through the other process.
+    await one.kill();
+    await a.waitForSelector('#text[disabled]', { timeout: 5000 });
+    const away = ['while away 1', 'while away 2', 'while away 3', 'while away 4'];
+    for (const t of away) await say(b, t);
+    expect(await a.isDisabled('#text')).toBe(true);
+    await one.start(); // the same port: a's page reconnects to the URL it has
+    await a.waitForFunction(() => document.querySelector('#log')?.textContent?.includes('recovered 4 messages sent while you were away'), undefined, { timeout: 25_000 });
+    await a.waitForSelector('#text:not([disabled])', { timeout: 5000 });
+    await say(b, 'after');
+    await a.waitForFunction(() => document.querySelector('#log')?.textContent?.includes(': after'), undefined, { timeout: 5000 });
+    await new Promise((r) => setTimeout(r, 200));
+
+    const said = (l: string) => l.startsWith(`${nameA}: `) || l.startsWith(`${nameB}: `);
+    const messages = [`${nameB}: before 1`, `${nameA}: before 2`, ...away.map((t) => `${nameB}: ${t}`), `${nameB}: after`];
+    const log = await texts(a, '#log li');
+    // Every message once, in order; the missed ones, then the recovered line, then the live one.
+    expect(log.filter((l) => said(l) || l.startsWith('recovered') || l === GAP_LINE)).toEqual([
+      ...messages.slice(0, 6),
+      'recovered 4 messages sent while you were away',
+      messages[6],
+    ]);
+    expect(await texts(a, '#log li.gap')).toEqual([]);
+    // The connection was lost after what a saw and before what it missed.
+    const lost = log.findIndex((l) => l.startsWith('connection lost'));
+    expect(lost).toBeGreaterThan(log.indexOf(`${nameA}: before 2`));
+    expect(lost).toBeLessThan(log.indexOf(`${nameB}: while away 1`));
+    // The restarted process answered a's join with since: every missed message delivered.
+    const metrics = await (await fetch(`http://127.0.0.1:${one.port}/metrics`)).text();
+    expect(metrics.split('\n').filter((l) => l.startsWith('roomwire_recoveries_total{'))).toEqual(['roomwire_recoveries_total{result="recovered"} 1', 'roomwire_recoveries_total{result="missed"} 0']);
+    // The page that stayed saw the same messages, and neither line.
+    const bLog = await texts(b, '#log li');
+    expect(bLog.filter(said)).toEqual(messages);
+    expect(bLog.filter((l) => l.startsWith('recovered') || l === GAP_LINE)).toEqual([]);
     await a.close();
     await b.close();
   }, 60_000);

@@ -13,16 +13,18 @@ import type { RoomwireError } from '../../src/core/errors';
 import { startServer, type RunningServer } from '../../src/server/standalone';
 import { SECRET, sign, sleep } from '../helpers/client';
 import { ServerProcess, waitFor } from '../helpers/process';
-import { freePort } from '../helpers/redis';
+import { freePort, RedisServer } from '../helpers/redis';
 
 const clients: RoomwireClient[] = [];
 const servers: RunningServer[] = [];
 const processes: ServerProcess[] = [];
+const redises: RedisServer[] = [];
 
 afterEach(async () => {
   for (const c of clients.splice(0)) c.close();
   await Promise.all(servers.splice(0).map((s) => s.close()));
   await Promise.all(processes.splice(0).map((p) => p.kill()));
+  await Promise.all(redises.splice(0).map((r) => r.kill()));
 });
 
 const ENV = { WEBSOCKET_JWT_SECRET: SECRET, WEBSOCKET_MESSAGE_RATE: '10000/s,10000', WEBSOCKET_CONNECT_RATE: '100000/s,100000', WEBSOCKET_MAX_MESSAGE_SIZE: '65536' };
@@ -416,30 +418,89 @@ describe('roomwire/client: identity', () => {
 
 // ---- recovery (docs/recovery.md, contract section 9) ------------------------------------
 
+/** What the recovery tests run on, started. */
+interface Running {
+  /** Where the client under test connects: the process that `kill()` and `start()` act on. */
+  readonly url: string;
+  /** Where the other members connect: another process on the same history when there is one, else `url`. */
+  readonly other: string;
+  /** SIGKILL the process that serves `url`: its connections drop without a close frame. */
+  kill(): Promise<void>;
+  /** Start that process again, on the same port. */
+  start(): Promise<void>;
+  /** `kill()`, then `start()`. */
+  restart(): Promise<void>;
+  /** Whether the room streams outlive the process (in one process they die with it: a new epoch). */
+  readonly streamsSurviveRestart: boolean;
+  /** Restart Redis empty (every stream lost) and wait until each running process is connected to it again. */
+  emptyRedis?(): Promise<void>;
+}
+
 /**
- * A deployment the recovery tests run on. `restart` kills the process that serves `url` and
- * starts it again on the same port: in one process the room streams die with it (a new
- * epoch); on Redis they live on (`streamsSurviveRestart`).
+ * A deployment the recovery tests run on. `shared`: the room streams live outside the
+ * processes (in Redis), and `other` is a second process, which serves the room while the
+ * client's process is down.
  */
 interface Deployment {
   readonly name: string;
-  start(env: Record<string, string>): Promise<{ readonly url: string | readonly string[]; restart(): Promise<void>; readonly streamsSurviveRestart: boolean }>;
+  readonly shared: boolean;
+  start(env: Record<string, string>): Promise<Running>;
 }
 
-// The Redis deployments (two processes on one Redis, the client's process killed and
-// started again) join this list once the room streams live in Redis.
+/** Whether a process is connected to its Redis, as its /healthz says. */
+async function brokerConnected(p: ServerProcess): Promise<boolean> {
+  const health = (await (await fetch(`http://127.0.0.1:${p.port}/healthz`)).json()) as { broker: { connected: boolean } };
+  return health.broker.connected;
+}
+
 const DEPLOYMENTS: Deployment[] = [
   {
     name: 'one process',
+    shared: false,
     async start(env) {
       const p = await spawnServer(env);
+      const url = `${p.base}/ws`;
       return {
-        url: `${p.base}/ws`,
+        url,
+        other: url,
+        kill: () => p.kill(),
+        start: () => p.start(),
         restart: async () => {
           await p.kill();
           await p.start();
         },
         streamsSurviveRestart: false,
+      };
+    },
+  },
+  {
+    // A real redis-server and two roomwire processes on it; the client under test is on
+    // the first, the other members on the second.
+    name: 'two processes on Redis',
+    shared: true,
+    async start(env) {
+      const redis = await RedisServer.start();
+      redises.push(redis);
+      const withRedis = { ...env, WEBSOCKET_REDIS_URL: redis.url };
+      const one = await spawnServer(withRedis);
+      const two = await spawnServer(withRedis);
+      return {
+        url: `${one.base}/ws`,
+        other: `${two.base}/ws`,
+        kill: () => one.kill(),
+        start: () => one.start(),
+        restart: async () => {
+          await one.kill();
+          await one.start();
+        },
+        streamsSurviveRestart: true,
+        emptyRedis: async () => {
+          const running = [one, two].filter((p) => p.running);
+          await redis.kill();
+          await waitFor('the processes notice that Redis is gone', async () => !(await Promise.all(running.map(brokerConnected))).some(Boolean), 10_000);
+          await redis.restart(); // same port, empty
+          await waitFor('the processes are connected to Redis again', async () => (await Promise.all(running.map(brokerConnected))).every(Boolean), 15_000);
+        },
       };
     },
   },
@@ -508,7 +569,7 @@ describe.each(DEPLOYMENTS)('roomwire/client: recovery ($name)', (deployment) => 
     const w = wire();
     const g = gate();
     const a = client({ url: d.url, WebSocket: w.WebSocket, getToken: g.getToken });
-    const b = client({ url: d.url });
+    const b = client({ url: d.other });
     const seen = watch(a, 'r');
     const bSeen = watch(b, 'r');
     await a.join('r');
@@ -541,10 +602,10 @@ describe.each(DEPLOYMENTS)('roomwire/client: recovery ($name)', (deployment) => 
     expect(bSeen.log).toEqual(['m1@1', 'm2@2', 'm3@3', 'm4@4', 'm5@5', 'm6@6', 'm7@7', 'm8@8', 'm9@9']);
   }, 30_000);
 
-  it('after the server restarts, tells what it can: a gap not_recovered when the stream died with the process (a new epoch)', async () => {
+  it('after the server restarts, tells what it can: recovered when the stream outlives the process, a gap not_recovered when it died with it (a new epoch)', async () => {
     const d = await deployment.start(HISTORY);
     const a = client({ url: d.url });
-    const b = client({ url: d.url });
+    const b = client({ url: d.other });
     const seen = watch(a, 'r');
     await a.join('r');
     await b.join('r');
@@ -576,7 +637,7 @@ describe.each(DEPLOYMENTS)('roomwire/client: recovery ($name)', (deployment) => 
     const w = wire();
     const g = gate();
     const a = client({ url: d.url, WebSocket: w.WebSocket, getToken: g.getToken });
-    const b = client({ url: d.url });
+    const b = client({ url: d.other });
     const seen = watch(a, 'r');
     await a.join('r');
     await b.join('r');
@@ -607,7 +668,7 @@ describe.each(DEPLOYMENTS)('roomwire/client: recovery ($name)', (deployment) => 
     const w = wire();
     const g = gate();
     const a = client({ url: d.url, WebSocket: w.WebSocket, getToken: g.getToken });
-    const b = client({ url: d.url });
+    const b = client({ url: d.other });
     const seen = watch(a, 'r');
     await a.join('r');
     await b.join('r');
@@ -640,7 +701,7 @@ describe.each(DEPLOYMENTS)('roomwire/client: recovery ($name)', (deployment) => 
   it('joins with a position the app stored (a page reload): recovers from it, or says gap when it cannot', async () => {
     const d = await deployment.start(HISTORY);
     const a = client({ url: d.url });
-    const b = client({ url: d.url });
+    const b = client({ url: d.other });
     const first = watch(a, 'r');
     await a.join('r');
     await b.join('r');
@@ -679,6 +740,89 @@ describe.each(DEPLOYMENTS)('roomwire/client: recovery ($name)', (deployment) => 
     await fresh.leave('r');
     expect(fresh.room('r').position).toBeUndefined();
   }, 30_000);
+});
+
+describe.each(DEPLOYMENTS.filter((d) => d.shared))('roomwire/client: recovery across a killed process ($name)', (deployment) => {
+  it('its process killed (SIGKILL) and started again on the same port while another process carried on: reconnects by itself and gets exactly the messages it missed, in order, then recovered, then live ones', async () => {
+    const d = await deployment.start(HISTORY);
+    const w = wire();
+    const a = client({ url: d.url, WebSocket: w.WebSocket });
+    const b = client({ url: d.other });
+    const seen = watch(a, 'r');
+    const bSeen = watch(b, 'r');
+    const aStates = states(a);
+    await a.join('r');
+    await b.join('r');
+    await sendAll(b, 'r', ['m1', 'm2']);
+    await waitFor('a has m2', () => seen.log.length === 2, 3000);
+    const before = a.room('r').position as RoomPosition;
+    expect(before).toEqual({ offset: 2, epoch: expect.any(String) });
+
+    await d.kill();
+    await waitFor('a notices', () => a.state !== 'connected', 3000);
+    // Sent through the other process while a's process is down: kept in the Redis stream.
+    const missed = Array.from({ length: 8 }, (_, i) => `m${i + 3}`);
+    await sendAll(b, 'r', missed);
+    expect(a.state).not.toBe('connected');
+    await d.start();
+    await waitFor('a recovered', () => seen.recovered.length + seen.gaps.length === 1, 15_000);
+    await sendAll(b, 'r', ['m11', 'm12']);
+    await waitFor('a has m12', () => seen.log.includes('m12@12'), 3000);
+    await sleep(100);
+
+    const all = ['m1', 'm2', ...missed, 'm11', 'm12'];
+    expect(seen.log).toEqual([...all.slice(0, 10).map((m, i) => `${m}@${i + 1}`), 'recovered:8@10', 'm11@11', 'm12@12']);
+    expect(seen.recovered).toEqual([{ room: 'r', missed: 8, offset: 10, epoch: before.epoch }]);
+    expect(seen.gaps).toEqual([]);
+    expect(a.room('r').position).toEqual({ offset: 12, epoch: before.epoch });
+    // By itself: dropped (1006, no close frame), reconnected to the same URL, joined again with since.
+    expect(aStates.indexOf('disconnected:1006')).toBeGreaterThan(-1);
+    expect(aStates.at(-1)).toBe('connected');
+    expect(w.joins()).toEqual([
+      { type: 'join', room: 'r', id: expect.any(Number) },
+      { type: 'join', room: 'r', id: expect.any(Number), since: { offset: 2, epoch: before.epoch } },
+    ]);
+    // The member on the other process saw every message once, in order, and no event.
+    expect(bSeen.log).toEqual(all.map((m, i) => `${m}@${i + 1}`));
+  }, 45_000);
+
+  it('Redis restarted empty while its process was down: the stream is lost, so a gap not_recovered in the new epoch, then live ones', async () => {
+    const d = await deployment.start(HISTORY);
+    const w = wire();
+    const a = client({ url: d.url, WebSocket: w.WebSocket });
+    const b = client({ url: d.other });
+    const seen = watch(a, 'r');
+    const bSeen = watch(b, 'r');
+    await a.join('r');
+    await b.join('r');
+    await sendAll(b, 'r', ['m1', 'm2']);
+    await waitFor('a has m2', () => seen.log.length === 2, 3000);
+    const before = a.room('r').position as RoomPosition;
+
+    await d.kill();
+    await waitFor('a notices', () => a.state !== 'connected', 3000);
+    await d.emptyRedis!();
+    // The room's stream begins again (a new epoch, offsets from 1); a cannot get m3 back.
+    await b.send('r', 'm3');
+    await waitFor('b has m3', () => bSeen.log.includes('m3@1'), 3000);
+    await d.start();
+    await waitFor('a joined again', () => seen.recovered.length + seen.gaps.length === 1, 15_000);
+    expect(seen.recovered).toEqual([]);
+    expect(seen.gaps).toEqual([{ room: 'r', reason: 'not_recovered', since: before, offset: 1, epoch: expect.any(String) }]);
+    const epoch = seen.gaps[0]!.epoch!;
+    expect(epoch).not.toBe(before.epoch);
+    expect(a.room('r').position).toEqual({ offset: 1, epoch });
+    expect(w.joins().at(-1)).toEqual({ type: 'join', room: 'r', id: expect.any(Number), since: before });
+
+    await b.send('r', 'm4');
+    await waitFor('a has m4', () => seen.log.includes('m4@2'), 3000);
+    await sleep(100);
+    expect(seen.log).toEqual(['m1@1', 'm2@2', 'gap:not_recovered', 'm4@2']);
+    expect(a.room('r').position).toEqual({ offset: 2, epoch });
+    // b stayed connected and saw the numbering begin again, live.
+    expect(bSeen.log).toEqual(['m1@1', 'm2@2', 'gap:epoch', 'm3@1', 'm4@2']);
+    expect(b.room('r').position).toEqual({ offset: 2, epoch });
+  }, 60_000);
 });
 
 describe('roomwire/client: gaps a correct hub never makes, against a scripted server', () => {
