@@ -9,7 +9,7 @@ import type { Broker } from '../core/types';
 import { RedisBus, redisNames } from './bus';
 import { IoredisLink, isIoredis } from './ioredis';
 import type { RedisLink } from './link';
-import { createNodeRedisClient, isNodeRedis, isNodeRedisSentinel, NodeRedisLink } from './node-redis';
+import { createNodeRedisClient, isNodeRedis, isNodeRedisSentinel, NodeRedisLink, sentinelUnsupported } from './node-redis';
 import { parseRedisUrl } from './url';
 
 /** Options of {@link createRedisBroker}: a `client` or a `url`, and timings. */
@@ -17,9 +17,13 @@ export interface RedisBrokerOptions {
   /**
    * Your Redis client, which roomwire duplicates into a publisher and a subscriber (with
    * the offline queue off, so nothing is queued while Redis is down) and never closes:
-   * a node-redis v5 client (`createClient`) or cluster (`createCluster`), or an ioredis
-   * `Redis` or `Cluster` (ioredis 6 for a Cluster: it follows sharded subscriptions
-   * through failovers). It need not be connected.
+   * a node-redis v5 client (`createClient`), cluster (`createCluster`) or sentinel client
+   * (`createSentinel`), or an ioredis `Redis` (with `sentinels` too) or `Cluster` (ioredis 6
+   * for a Cluster: it follows sharded subscriptions through failovers). It need not be
+   * connected. A node-redis sentinel client has no `duplicate()`: roomwire duplicates its
+   * connection to the master instead, and follows where it points through failovers; it
+   * connects the client if it is not open when the hub starts (connect it first if you use
+   * it yourself).
    */
   readonly client?: object;
   /**
@@ -54,15 +58,17 @@ function linkFor(client: object): RedisLink {
   if (isIoredis(client)) return new IoredisLink(client as ConstructorParameters<typeof IoredisLink>[0]);
   if (isNodeRedis(client)) return new NodeRedisLink(client as ConstructorParameters<typeof NodeRedisLink>[0]);
   if (isNodeRedisSentinel(client)) {
-    throw new RoomwireError('ERR_INVALID_ARGUMENT', 'client: a node-redis sentinel client cannot be duplicated into a publisher and a subscriber; pass an ioredis client with sentinels, or the URL settings');
+    const why = sentinelUnsupported(client);
+    if (why !== undefined) throw new RoomwireError('ERR_INVALID_ARGUMENT', `client: ${why}`);
+    return new NodeRedisLink(client as ConstructorParameters<typeof NodeRedisLink>[0]);
   }
-  throw new RoomwireError('ERR_INVALID_ARGUMENT', 'client must be a node-redis v5 client or cluster, or an ioredis Redis or Cluster');
+  throw new RoomwireError('ERR_INVALID_ARGUMENT', 'client must be a node-redis v5 client, cluster or sentinel client, or an ioredis Redis or Cluster');
 }
 
 /**
  * Create a {@link roomwire!Broker} that spreads one hub over every process using the same Redis
  * (and `prefix`). Pass your own client (node-redis or ioredis: a single node, a Cluster,
- * TLS, Sentinel through ioredis), or a `url`. {@link roomwire/redis!redisBrokerFromEnv}
+ * TLS, Sentinel), or a `url`. {@link roomwire/redis!redisBrokerFromEnv}
  * creates one from the `WEBSOCKET_REDIS_*` variables. Throws an `ERR_INVALID_ARGUMENT`
  * {@link roomwire!RoomwireError} for a bad URL, client or timing, or when `url` is given and the
  * `redis` package is not installed.
@@ -90,7 +96,7 @@ export function createRedisBroker(options: RedisBrokerOptions): Broker {
     }
     client = createNodeRedisClient({ urls: [String(options.url)], mode: 'single', sentinelName: undefined, tlsCa: undefined, tlsCert: undefined, tlsKey: undefined });
   } else if (typeof client !== 'object' || client === null) {
-    throw new RoomwireError('ERR_INVALID_ARGUMENT', 'client must be a node-redis v5 client or cluster, or an ioredis Redis or Cluster');
+    throw new RoomwireError('ERR_INVALID_ARGUMENT', 'client must be a node-redis v5 client, cluster or sentinel client, or an ioredis Redis or Cluster');
   }
   const prefix = options.prefix ?? 'roomwire';
   if (!/^[\w.:-]{1,64}$/.test(prefix)) throw new RoomwireError('ERR_INVALID_ARGUMENT', `prefix must be 1 to 64 letters, digits or . _ : -, not "${prefix}"`);

@@ -1,7 +1,8 @@
 /**
  * The {@link RedisLink} on node-redis v5 (`redis`): a client (`createClient`), a cluster
- * (`createCluster`) or a Sentinel set (`createSentinel`, made from the settings), each side
- * (publisher, subscriber) its own copy with the offline queue off.
+ * (`createCluster`), a Sentinel set (`createSentinel`, made from the settings) or the user's
+ * own sentinel client, each side (publisher, subscriber) its own connection with the offline
+ * queue off.
  *
  * A client reconnects by itself. A cluster does not follow every change of the deployment
  * (node-redis 5.12 keeps reconnecting to a dead master, and its sharded subscriptions are
@@ -9,7 +10,9 @@
  * dropped and made anew from the settings, and the bus subscribes everything again. A
  * sentinel client follows a new master by itself; the link reports that side down until the
  * new master answers (what was published meanwhile is missed), and makes it anew when its
- * connection to the master fails otherwise.
+ * connection to the master fails otherwise. With the user's sentinel client, each side is a
+ * plain client of the master that sentinel client points to, made anew when it points
+ * elsewhere or the connection fails (see {@link NodeRedisLink}).
  */
 import { readFileSync } from 'node:fs';
 import type { RedisSettings } from './env';
@@ -40,16 +43,44 @@ interface NodeRedisLike {
   readonly masters?: { pubSub?: { client?: NodeRedisLike } }[];
 }
 
+/** A master's address, as a node-redis sentinel client gives it. */
+interface NodeAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** The parts of a user's node-redis v5 sentinel client (`createSentinel`) that roomwire uses. */
+interface NodeRedisSentinelLike {
+  readonly isOpen: boolean;
+  readonly isReady: boolean;
+  connect(): Promise<unknown>;
+  /** Where its connection to the master goes, while that connection is ready. */
+  getMasterNode(): NodeAddress | undefined;
+  /** Runs `fn` with its connection to the master (after any rediscovery under way). */
+  _execute<T>(isReadonly: boolean, fn: (client: NodeRedisLike) => Promise<T>): Promise<T>;
+}
+
 /** Whether `client` is a node-redis v5 client or cluster (or a sentinel client made from settings). @internal */
 export function isNodeRedis(client: object): boolean {
   const c = client as Partial<NodeRedisLike>;
   return typeof c.sSubscribe === 'function' && typeof c.duplicate === 'function' && typeof c.sendCommand === 'function' && typeof c.isOpen === 'boolean';
 }
 
-/** Whether `client` is a node-redis v5 sentinel client (a user's cannot be duplicated). @internal */
+/** Whether `client` is a node-redis v5 sentinel client (`createSentinel`). @internal */
 export function isNodeRedisSentinel(client: object): boolean {
   const c = client as { getMasterNode?: unknown; acquire?: unknown };
   return typeof c.getMasterNode === 'function' && typeof c.acquire === 'function';
+}
+
+/**
+ * Why roomwire cannot follow the user's node-redis sentinel client `client`, or undefined
+ * when it can (it needs `_execute`, through which node-redis runs every sentinel command).
+ *
+ * @internal
+ */
+export function sentinelUnsupported(client: object): string | undefined {
+  if (typeof (client as Partial<NodeRedisSentinelLike>)._execute === 'function') return undefined;
+  return 'this node-redis sentinel client has no _execute(), through which roomwire reaches its master; pass an ioredis client with sentinels, or the URL settings';
 }
 
 /** Never give up; retry at once, then back off to once a second. */
@@ -77,8 +108,11 @@ function describe(options: Record<string, unknown> | undefined): string {
   return `${socket?.host ?? '127.0.0.1'}:${socket?.port ?? 6379}`;
 }
 
-/** What the link holds: a client the library reconnects, or a cluster or sentinel client it remakes. */
-type Kind = 'client' | 'cluster' | 'sentinel';
+/**
+ * What the link holds: a client the library reconnects, a cluster or sentinel client it
+ * remakes, or (`master`) plain clients of the master a user's sentinel client points to.
+ */
+type Kind = 'client' | 'cluster' | 'sentinel' | 'master';
 
 /** One side's connection and a switch that stops the reconnecting of every socket it made. */
 interface Made {
@@ -89,14 +123,53 @@ interface Made {
 /** A Sentinel set's settings, kept on the sentinel client `createNodeRedisClient` makes. */
 const SENTINEL_OPTIONS = Symbol.for('roomwire.sentinelOptions');
 
-/** @internal */
+/** How often the link compares its connections with the master a user's sentinel client points to. */
+const MASTER_CHECK_MS = 100;
+
+/**
+ * The link of one node-redis client, cluster or sentinel client.
+ *
+ * A user's sentinel client (`createSentinel`) cannot be copied: node-redis keeps its
+ * settings in private fields (`#options`: the master set's name, the sentinels, their client
+ * options) and gives it no `duplicate()`, so a second sentinel client cannot be made from it.
+ * Nor is its own publishing sound for the bus: each command takes a lease of its master
+ * pool, and a command that waits for the lease is sent after later ones (publishes reordered,
+ * unless it was made with `reserveClient`, which cannot be read back); while no master
+ * answers it holds commands and resends them to the next master (queued while Redis is down,
+ * a message delivered late or twice); `acquire()` would take a pool slot from the user's own
+ * commands; and its pub/sub connection reports a loss only as an `error` that could as well be
+ * about a sentinel. (Listening to its `topology-change` events is no better: once the last
+ * listener is removed from the object `createSentinel` returns, node-redis 5.12 no longer
+ * delivers any event added after, the user's `error` listener included.)
+ *
+ * So the link uses the user's sentinel client for what it does well, finding the master, and
+ * nothing else: each side is a plain client duplicated (`duplicate()`) from the sentinel
+ * client's own connection to the master, which `_execute()` hands over (the one method every
+ * node-redis sentinel command goes through, typed in its public declarations): same address
+ * (after `nodeAddressMap`), login, TLS and database, with the offline queue off and no
+ * reconnecting of its own. Every {@link MASTER_CHECK_MS} ms the link compares its
+ * connections with `getMasterNode()`; when the sentinel client points elsewhere (a failover),
+ * or a connection fails, that side is reported down and made anew from the sentinel client,
+ * which waits for its own rediscovery first. (node-redis 5.12 subscribes to the pattern
+ * `switch-master`, which matches none of the sentinels' channels (`+switch-master`), so it
+ * learns of a failover from a later event such as `+slave`, or from a failed command: the hub
+ * follows when the user's client does.)
+ * The user's client is connected if it is not open when the hub starts (once closed, it
+ * stays closed); roomwire never closes it and adds no listener to it.
+ *
+ * @internal
+ */
 export class NodeRedisLink implements RedisLink {
   readonly sharded: boolean;
   readonly name: string;
-  readonly address: string;
   private readonly kind: Kind;
+  /** Where it connects, for messages. */
+  private readonly where: () => string;
   /** A new copy of the user's client with the offline queue off, for one side. */
-  private readonly make: () => Made;
+  private readonly make: () => Made | Promise<Made>;
+  /** The user's sentinel client, for the `master` kind. */
+  private readonly sentinel: NodeRedisSentinelLike | undefined;
+  private watchTimer: NodeJS.Timeout | undefined;
   private readonly made: Record<LinkSide, Made | undefined> = { pub: undefined, sub: undefined };
   private readonly ready = { pub: false, sub: false };
   private readonly attempts = { pub: 0, sub: 0 };
@@ -110,40 +183,82 @@ export class NodeRedisLink implements RedisLink {
   /** Sharded subscribers whose moved channels are watched. */
   private readonly watched = new WeakSet<object>();
   private readonly listener: Listener = (message, channel) => this.events?.message(channel, message);
+  /** Publishes and commands not answered yet, which {@link NodeRedisLink.close} lets finish. */
+  private readonly pending = new Set<Promise<unknown>>();
 
-  constructor(client: NodeRedisLike) {
+  constructor(client: NodeRedisLike | NodeRedisSentinelLike) {
     const sentinel = (client as { [SENTINEL_OPTIONS]?: Record<string, unknown> })[SENTINEL_OPTIONS];
-    this.kind = sentinel !== undefined ? 'sentinel' : Array.isArray(client.masters) ? 'cluster' : 'client';
+    if (sentinel === undefined && isNodeRedisSentinel(client)) {
+      this.kind = 'master';
+      this.sharded = false;
+      this.name = 'node-redis sentinel';
+      const users = client as NodeRedisSentinelLike;
+      this.sentinel = users;
+      this.where = () => {
+        const master = users.getMasterNode();
+        return `the master of a node-redis sentinel client${master === undefined ? '' : ` (${master.host}:${master.port})`}`;
+      };
+      let first = true;
+      this.make = async () => {
+        const connect = first;
+        first = false;
+        if (!users.isOpen) {
+          // Connected if it was not open when the hub started; once closed, it is the user's.
+          if (!connect) throw new Error('the node-redis sentinel client is closed');
+          await users.connect();
+        }
+        if (!users.isReady) throw new Error('the node-redis sentinel client has not found its master yet');
+        const c = await users._execute(false, async (master) => {
+          const socket = (master.options?.socket ?? {}) as Record<string, unknown>;
+          // Its own connection to the master, with the user's login, TLS and database; no
+          // client-side cache of the user's (a pub/sub side has no use for it).
+          return master.duplicate({ disableOfflineQueue: true, clientSideCache: undefined, socket: { ...socket, reconnectStrategy: false } });
+        });
+        return { client: c, retire: () => {} };
+      };
+      return; // made when opened: the sentinel client may not be connected yet
+    }
+    const c = client as NodeRedisLike;
+    this.sentinel = undefined;
+    this.kind = sentinel !== undefined ? 'sentinel' : Array.isArray(c.masters) ? 'cluster' : 'client';
     this.sharded = this.kind === 'cluster';
     this.name = this.kind === 'client' ? 'node-redis' : `node-redis ${this.kind}`;
     if (this.kind === 'cluster') {
-      const options = client._options ?? {};
+      const options = c._options ?? {};
       const defaults = (options.defaults ?? {}) as Record<string, unknown>;
       const socket = (defaults.socket ?? {}) as Record<string, unknown>;
-      this.address = describe(options);
+      const address = describe(options);
+      this.where = () => address;
       this.make = () => {
         let gone = false;
         const strategy = (retries: number): number | Error => (gone ? new Error('replaced') : reconnectStrategy(retries));
-        const c = client.duplicate({ defaults: { ...defaults, disableOfflineQueue: true, socket: { ...socket, reconnectStrategy: strategy } } });
-        return { client: c, retire: () => (gone = true) };
+        const made = c.duplicate({ defaults: { ...defaults, disableOfflineQueue: true, socket: { ...socket, reconnectStrategy: strategy } } });
+        return { client: made, retire: () => (gone = true) };
       };
     } else if (this.kind === 'sentinel') {
-      this.address = describe(sentinel);
+      const address = describe(sentinel);
+      this.where = () => address;
       this.make = () => {
         let gone = false;
         const strategy = (retries: number): number | Error => (gone ? new Error('replaced') : reconnectStrategy(retries));
-        const c = client.duplicate({ disableOfflineQueue: true, socket: { reconnectStrategy: strategy } });
-        return { client: c, retire: () => (gone = true) };
+        const made = c.duplicate({ disableOfflineQueue: true, socket: { reconnectStrategy: strategy } });
+        return { client: made, retire: () => (gone = true) };
       };
     } else {
-      const options = client.options ?? {};
+      const options = c.options ?? {};
       const socket = (options.socket ?? {}) as Record<string, unknown>;
-      this.address = describe(options);
-      this.make = () => ({ client: client.duplicate({ disableOfflineQueue: true, socket: { ...socket, reconnectStrategy } }), retire: () => {} });
+      const address = describe(options);
+      this.where = () => address;
+      this.make = () => ({ client: c.duplicate({ disableOfflineQueue: true, socket: { ...socket, reconnectStrategy } }), retire: () => {} });
     }
     // Made now, so that bad options fail createRedisBroker rather than the first connect.
-    this.made.pub = this.make();
-    this.made.sub = this.make();
+    this.made.pub = this.make() as Made;
+    this.made.sub = this.make() as Made;
+  }
+
+  /** Where it connects, without passwords, for messages. */
+  get address(): string {
+    return this.where();
   }
 
   isReady(side: LinkSide): boolean {
@@ -152,9 +267,28 @@ export class NodeRedisLink implements RedisLink {
 
   open(events: LinkEvents): void {
     this.events = events;
+    if (this.kind === 'master') {
+      this.watchTimer = setInterval(() => this.followMaster(), MASTER_CHECK_MS);
+      this.watchTimer.unref();
+    }
     for (const side of ['pub', 'sub'] as const) {
       if (this.kind === 'client') this.openClient(side, this.made[side]!.client);
+      else if (this.kind === 'master') this.makeSide(side);
       else this.start(side, this.made[side]!);
+    }
+  }
+
+  /** `master` kind: drop each side connected elsewhere than the user's sentinel client's master now. */
+  private followMaster(): void {
+    if (this.closed) return;
+    const master = this.sentinel!.getMasterNode();
+    if (master === undefined) return; // no ready connection to it: rediscovering, or down
+    for (const side of ['pub', 'sub'] as const) {
+      const made = this.made[side];
+      const socket = made?.client.options?.socket as { host?: unknown; port?: unknown } | undefined;
+      if (made === undefined || (socket?.host === master.host && socket?.port === master.port)) continue;
+      this.attempts[side] = 0; // a failover, not a failing node: make it anew at once
+      this.fail(side, made, new Error(`the master moved to ${master.host}:${master.port}`));
     }
   }
 
@@ -227,12 +361,15 @@ export class NodeRedisLink implements RedisLink {
         // Why this attempt is not up yet (a cluster's discovery, a sentinel not answering).
         this.lastError[side] = why;
         this.events?.down(side, why);
-      } else if (this.kind === 'sentinel' && side === 'sub' && !isRedisReply(err)) {
-        // The subscriber's connection to the master failed: what it missed is unknown.
+      } else if ((this.kind === 'master' || (this.kind === 'sentinel' && side === 'sub')) && !isRedisReply(err)) {
+        // The subscriber's connection to the master failed: what it missed is unknown. A
+        // `master` side never reconnects by itself: the master may be elsewhere now.
         this.fail(side, made, why);
       }
     });
-    if (this.kind === 'cluster') {
+    if (this.kind === 'master') {
+      // A plain client: no topology events; followMaster() and its errors say when to move.
+    } else if (this.kind === 'cluster') {
       c.on('node-error', (err: Error) => {
         if (!mine()) return;
         const why = this.problems.seen(err);
@@ -292,17 +429,36 @@ export class NodeRedisLink implements RedisLink {
   private remake(side: LinkSide): void {
     this.timers[side] = setTimeout(() => {
       this.timers[side] = undefined;
-      if (this.closed) return;
-      let next: Made;
-      try {
-        next = this.make();
-      } catch (err) {
-        this.events?.down(side, err as Error);
-        this.remake(side);
-        return;
-      }
-      this.start(side, next);
+      if (!this.closed) this.makeSide(side);
     }, rebuildDelay(this.attempts[side]++));
+  }
+
+  /** Make that side now and start it; on failure, report it down and try again after a backoff. */
+  private makeSide(side: LinkSide): void {
+    let next: Made | Promise<Made>;
+    try {
+      next = this.make();
+    } catch (err) {
+      this.events?.down(side, err as Error);
+      this.remake(side);
+      return;
+    }
+    if (!(next instanceof Promise)) {
+      this.start(side, next);
+      return;
+    }
+    // A user's sentinel client: connecting it, or waiting for it to find the master.
+    next.then(
+      (made) => {
+        if (this.closed) this.dispose(made);
+        else this.start(side, made);
+      },
+      (err: unknown) => {
+        if (this.closed) return;
+        this.events?.down(side, this.problems.seen(err instanceof Error ? err : new Error(String(err))));
+        this.remake(side);
+      },
+    );
   }
 
   private dispose(made: Made): void {
@@ -331,10 +487,18 @@ export class NodeRedisLink implements RedisLink {
     return this.made[side]?.client;
   }
 
+  /** `sent`, kept in {@link NodeRedisLink.pending} until it settles. */
+  private track(sent: Promise<unknown>): Promise<unknown> {
+    this.pending.add(sent);
+    const settled = (): void => void this.pending.delete(sent);
+    sent.then(settled, settled);
+    return sent;
+  }
+
   publish(channel: string, payload: string): Promise<unknown> {
     const c = this.side('pub');
     if (c === undefined) return Promise.reject(new Error('not connected'));
-    return this.sharded ? c.sPublish(channel, payload) : c.publish(channel, payload);
+    return this.track(this.sharded ? c.sPublish(channel, payload) : c.publish(channel, payload));
   }
 
   subscribe(channels: readonly string[]): Promise<unknown> {
@@ -355,9 +519,9 @@ export class NodeRedisLink implements RedisLink {
   command(key: string, args: readonly string[]): Promise<unknown> {
     const c = this.side('pub');
     if (c === undefined) return Promise.reject(new Error('not connected'));
-    if (this.kind === 'cluster') return c.sendCommand(key, false, [...args]);
-    if (this.kind === 'sentinel') return c.sendCommand(false, [...args]);
-    return c.sendCommand([...args]);
+    if (this.kind === 'cluster') return this.track(c.sendCommand(key, false, [...args]));
+    if (this.kind === 'sentinel') return this.track(c.sendCommand(false, [...args]));
+    return this.track(c.sendCommand([...args]));
   }
 
   isReplyError(err: unknown): boolean {
@@ -385,18 +549,22 @@ export class NodeRedisLink implements RedisLink {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    clearInterval(this.watchTimer);
     for (const side of ['pub', 'sub'] as const) clearTimeout(this.timers[side]);
+    // A frozen server never answers: give it a second in all.
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, 1000)));
+    // The last commands (the process's goodbye, its entry leaving the registry) go out before
+    // the connections close: a cluster sends a command only a turn or more after it is issued
+    // (node-redis finds the slot's node asynchronously), and closing at once would drop them.
+    await Promise.race([Promise.allSettled([...this.pending]), late]);
     await Promise.all(
       [this.made.pub, this.made.sub].map(async (made) => {
         if (made === undefined) return;
         made.retire();
         const client = made.client;
         if (!client.isOpen) return;
-        // A frozen server never answers QUIT: give it a second.
-        let timer: NodeJS.Timeout | undefined;
-        const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, 1000)));
         await Promise.race([client.close().catch(() => {}), late]);
-        clearTimeout(timer);
         try {
           if (client.isOpen) {
             const done = client.destroy();
@@ -407,6 +575,7 @@ export class NodeRedisLink implements RedisLink {
         }
       }),
     );
+    clearTimeout(timer);
   }
 }
 

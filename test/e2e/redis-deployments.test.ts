@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { Cluster, Redis } from 'ioredis';
-import { createClient, createCluster } from 'redis';
+import { createClient, createCluster, createSentinel } from 'redis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { RoomwireError } from '../../src/core/errors';
 import { createHub } from '../../src/core/hub';
@@ -20,6 +20,7 @@ import { Peer, sleep, type Frame } from '../helpers/client';
 import {
   redisQuery,
   runningTopologyPids,
+  type RespReply,
   startRedisCluster,
   startSentinel,
   startTlsRedis,
@@ -346,10 +347,87 @@ for (const library of LIBRARIES) {
   });
 }
 
+// ---- Cluster over TLS ----------------------------------------------------------------------
+
+for (const library of LIBRARIES) {
+  describe(`Redis Cluster over TLS only (3 masters, 3 replicas, --tls-cluster, --tls-replication) with ${title(library)}`, () => {
+    let cluster: RedisCluster | undefined;
+    beforeAll(async () => {
+      cluster = await startRedisCluster({ tls: true });
+    }, 60_000);
+    afterAll(async () => {
+      await cluster?.stop();
+    });
+
+    /** The application's cluster client: `rediss://` root nodes trusting the cluster's CA. */
+    const tlsClusterClient = (c: RedisCluster): object => {
+      const ca = readFileSync(c.tls!.ca);
+      return library === 'ioredis'
+        ? new Cluster(c.seeds.map((url) => ({ host: '127.0.0.1', port: Number(new URL(url).port) })), { lazyConnect: true, redisOptions: { tls: { ca } } })
+        : createCluster({ rootNodes: c.seeds.map((url) => ({ url })), defaults: { socket: { tls: true, ca } } });
+    };
+
+    /** One room per master: rooms whose channels three different shards serve. */
+    async function roomPerMaster(c: RedisCluster): Promise<{ room: string; master: number }[]> {
+      const out: { room: string; master: number }[] = [];
+      for (let i = 0; i < 1000 && out.length < 3; i++) {
+        const room = `${library}-tls-${i}`;
+        const master = await c.masterFor(`roomwire:room:{${room}}`);
+        if (!out.some((o) => o.master === master)) out.push({ room, master });
+      }
+      expect(out.map((o) => o.master).sort()).toEqual(c.nodes.filter((n) => n.role === 'master').map((n) => n.port).sort());
+      return out;
+    }
+
+    it('delivers exactly once, in order, across two hubs in rooms on every shard; a hub that closes leaves the registry', async () => {
+      const c = cluster!;
+      expect(c.seeds).toHaveLength(3);
+      for (const url of c.seeds) expect(url).toMatch(/^rediss:\/\/127\.0\.0\.1:\d+$/);
+      const hubs = [await serve(createRedisBroker({ client: tlsClusterClient(c) })), await serve(createRedisBroker({ client: tlsClusterClient(c) }))];
+      for (const s of hubs) expect(s.hub.stats().broker).toEqual({ kind: 'redis', connected: true, processes: 2 });
+
+      const rooms = await roomPerMaster(c);
+      const groups: Member[][] = [];
+      for (const { room } of rooms) groups.push(await members(hubs, room));
+      // Each room's channel is subscribed on its own shard, once per hub.
+      for (const { room, master } of rooms) {
+        const channel = `roomwire:room:{${room}}`;
+        expect(await c.query(master, ['PUBSUB', 'SHARDNUMSUB', channel])).toEqual([channel, 2]);
+      }
+      await Promise.all(rooms.map(({ room }, i) => exchange(room, groups[i]!, 30, 'tls')));
+      for (const [i, { room }] of rooms.entries()) await everyoneListed(room, groups[i]!);
+      for (const s of hubs) expect(s.hub.stats().broker).toEqual({ kind: 'redis', connected: true, processes: 2 });
+
+      // Hub A closes: what it sends last still goes out before its connections close (its
+      // entry leaves the process registry, which keeps hub B's alone).
+      const registry = async () => c.query(await c.masterFor('{roomwire}:processes'), ['HGETALL', '{roomwire}:processes']);
+      expect(await registry()).toHaveLength(4);
+      const hubA = hubs[0]!;
+      servers.splice(servers.indexOf(hubA), 1);
+      await hubA.close();
+      expect(await registry()).toHaveLength(2);
+    }, 45_000);
+
+    const client = library === 'ioredis' ? 'ioredis' : 'redis';
+
+    it(`connects from the environment: WEBSOCKET_REDIS_CLIENT=${client}, WEBSOCKET_REDIS_MODE=cluster, rediss:// seed nodes and WEBSOCKET_REDIS_TLS_CA`, async () => {
+      const c = cluster!;
+      const env = { WEBSOCKET_REDIS_CLIENT: client, WEBSOCKET_REDIS_MODE: 'cluster', WEBSOCKET_REDIS_URL: c.seeds.join(','), WEBSOCKET_REDIS_TLS_CA: c.tls!.ca };
+      // One hub as the standalone server builds it from its environment, one from redisBrokerFromEnv.
+      const hubs = [await serve(undefined, env), await serve(redisBrokerFromEnv(env))];
+      for (const s of hubs) expect(s.hub.stats().broker).toEqual({ kind: 'redis', connected: true, processes: 2 });
+      const rooms = await roomPerMaster(c);
+      const groups: Member[][] = [];
+      for (const { room } of rooms) groups.push(await members(hubs, `env-${room}`));
+      await Promise.all(rooms.map(({ room }, i) => exchange(`env-${room}`, groups[i]!, 20, 'env')));
+    }, 45_000);
+  });
+}
+
 // ---- Sentinel ----------------------------------------------------------------------------
 
 for (const library of LIBRARIES) {
-  const how = library === 'ioredis' ? 'new Redis({ sentinels, name }) and WEBSOCKET_REDIS_CLIENT=ioredis' : 'WEBSOCKET_REDIS_MODE=sentinel';
+  const how = library === 'ioredis' ? 'new Redis({ sentinels, name }) and WEBSOCKET_REDIS_CLIENT=ioredis' : 'WEBSOCKET_REDIS_MODE=sentinel, and createSentinel clients';
   describe(`Sentinel (1 master, 1 replica, 3 sentinels) with ${title(library)} (${how})`, () => {
     let sentinel: SentinelSetup | undefined;
     beforeAll(async () => {
@@ -371,13 +449,16 @@ for (const library of LIBRARIES) {
       return [await serve(undefined, env(st)), await serve(redisBrokerFromEnv(env(st)))];
     }
 
-    it('follows a failover under traffic: cross-process delivery back within 15 s, local delivery never interrupted', async () => {
-      const st = sentinel!;
-      const [hubA, hubB] = await twoHubs(st);
-      for (const s of [hubA!, hubB!]) expect(s.hub.stats().broker).toMatchObject({ kind: 'redis', connected: true, processes: 2 });
+    /**
+     * `SENTINEL FAILOVER` while a member of hub A sends a message every 50 ms: the other member
+     * of hub A gets every one in order throughout, and the member of hub B hears one sent after
+     * the failover within 15 s, in order and never twice; then both hubs deliver as before.
+     */
+    async function failoverUnderTraffic(st: SentinelSetup, hubA: RunningServer, hubB: RunningServer, label: string): Promise<void> {
+      for (const s of [hubA, hubB]) expect(s.hub.stats().broker).toMatchObject({ kind: 'redis', connected: true, processes: 2 });
       const room = 'lobby';
-      const [a1, b1] = await members([hubA!, hubB!], room);
-      const a2 = await enter(hubA!, room);
+      const [a1, b1] = await members([hubA, hubB], room);
+      const a2 = await enter(hubA, room);
       for (const m of [a1!, b1!]) expect(await m.peer.next()).toMatchObject({ type: 'join', user_id: a2.id });
       await exchange(room, [a1!, a2, b1!], 20, 'before');
 
@@ -388,18 +469,40 @@ for (const library of LIBRARIES) {
         a1!.peer.send({ type: 'message', room, content: `seq ${sentAt.length - 1}` });
       }, 50);
       const seq = (m: Member) => m.peer.frames.filter((f: Frame) => f.type === 'message' && String(f.content).startsWith('seq ')).map((f) => Number(String(f.content).slice(4)));
-      let failedOver = 0;
-      let startedAt = 0;
+      /** Subscribers of the room's channel and of the control channel on the data node at `port`. */
+      const subscribers = async (port: number) => {
+        const reply = await redisQuery(port, ['PUBSUB', 'NUMSUB', 'roomwire:room:{lobby}', '{roomwire}:control']);
+        return [Number((reply as RespReply[])[1]), Number((reply as RespReply[])[3])];
+      };
       try {
         await sleep(1000);
         const before = await st.masterPort();
-        startedAt = Date.now();
+        expect(await subscribers(before)).toEqual([2, 2]);
+        const startedAt = Date.now();
         const after = await st.failover();
-        failedOver = Date.now();
+        const failedOver = Date.now();
         expect(after).not.toBe(before);
         const firstAfter = sentAt.length;
         const back = await waitFor('b1 hears a message sent after the failover', () => seq(b1!).some((k) => k >= firstAfter), 15_000);
-        console.info(`${title(library)}: failover took ${failedOver - startedAt} ms; cross-process delivery back ${back} ms after it (${Date.now() - startedAt} ms after it started)`);
+        // Both hubs follow: their subscribers leave the old master for the new one, and a
+        // message published after that reaches hub B (through the new master: the old one's
+        // pub/sub reaches nobody now).
+        let where: number[] = [];
+        const moved = await waitFor(
+          'both hubs subscribed on the new master and none on the old one',
+          async () => {
+            where = [...(await subscribers(after)), ...(await subscribers(before))];
+            return where.join() === '2,2,0,0';
+          },
+          15_000,
+        ).catch((err: Error) => {
+          throw new Error(`${err.message} (new master, then old: ${where.join()})`);
+        });
+        const firstMoved = sentAt.length;
+        const movedBack = await waitFor('b1 hears a message sent after both hubs moved', () => seq(b1!).some((k) => k >= firstMoved), 5000);
+        console.info(
+          `${label}: failover took ${failedOver - startedAt} ms; cross-process delivery back ${back} ms after it; both hubs on the new master ${moved} ms after it (${Date.now() - startedAt} ms after it started), delivering through it ${movedBack} ms later`,
+        );
         await sleep(1000);
       } finally {
         clearInterval(ticker);
@@ -413,12 +516,50 @@ for (const library of LIBRARIES) {
       expect(got).toEqual([...new Set(got)].sort((x, y) => x - y));
       expect(got.at(-1)).toBe(sent - 1);
       const lost = sent - got.length;
-      console.info(`${title(library)}: ${lost} of ${sent} messages missed by the other hub during the failover`);
+      console.info(`${label}: ${lost} of ${sent} messages missed by the other hub during the failover`);
       for (const m of [a1!, a2, b1!]) m.peer.frames.splice(0);
 
-      await waitFor('both hubs linked', () => [hubA!, hubB!].every((s) => s.hub.stats().broker.connected), 10_000);
+      await waitFor('both hubs linked', () => [hubA, hubB].every((s) => s.hub.stats().broker.connected), 10_000);
       await exchange(room, [a1!, a2, b1!], 20, 'after');
       await everyoneListed(room, [a1!, a2, b1!]);
+    }
+
+    it('follows a failover under traffic: cross-process delivery back within 15 s, local delivery never interrupted', async () => {
+      const st = sentinel!;
+      const [hubA, hubB] = await twoHubs(st);
+      await failoverUnderTraffic(st, hubA!, hubB!, title(library));
     }, 60_000);
+
+    if (library === 'node-redis') {
+      it("follows a failover under traffic on the application's own createSentinel clients, and leaves them open and usable", async () => {
+        const st = sentinel!;
+        const errors: unknown[] = [];
+        const own = () => createSentinel({ name: st.name, sentinelRootNodes: st.sentinels.map((s) => ({ ...s })) }).on('error', (err: unknown) => errors.push(err));
+        // Hub A's client connected by the application first; hub B's connected by roomwire.
+        const clients = [await own().connect(), own()] as const;
+        expect(clients.map((c) => c.isOpen)).toEqual([true, false]);
+        try {
+          const hubs = [await serve(createRedisBroker({ client: clients[0] })), await serve(createRedisBroker({ client: clients[1] }))];
+          await failoverUnderTraffic(st, hubs[0]!, hubs[1]!, `${title(library)} (createSentinel clients)`);
+
+          // The hubs close; the clients stay open, on the new master, with no listener of roomwire's.
+          servers.splice(0, servers.length, ...servers.filter((s) => !hubs.includes(s)));
+          await Promise.all(hubs.map((s) => s.close()));
+          const master = await st.masterPort();
+          for (const [i, c] of clients.entries()) {
+            expect([c.isOpen, c.isReady]).toEqual([true, true]);
+            expect(c.getMasterNode()).toEqual({ host: '127.0.0.1', port: master });
+            expect(c.eventNames()).toEqual(['error']);
+            expect(c.listenerCount('error')).toBe(1);
+            await c.set(`own-client:${i}`, `still usable ${i}`);
+            expect(await c.get(`own-client:${i}`)).toBe(`still usable ${i}`);
+            expect(await c.publish('own-client', 'hello')).toBe(0);
+          }
+          expect(errors).toEqual([]);
+        } finally {
+          await Promise.all(clients.map((c) => (c.isOpen ? c.close() : undefined)));
+        }
+      }, 60_000);
+    }
   });
 }

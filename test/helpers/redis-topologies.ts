@@ -1,9 +1,10 @@
 /**
  * Real Redis topologies on free loopback ports, for the integration tests: a cluster (3 masters,
- * 3 replicas), a sentinel setup (1 master, 1 replica, 3 sentinels) and a TLS server with its own
- * CA. Every process is a `redis-server` (7.0 or later; sentinels are `redis-server --sentinel`)
- * in its own temp dir, nothing persisted; `stop()` kills the processes and removes the dirs.
- * Needs `redis-server`, `redis-cli` (cluster creation) and `openssl` (TLS certificates).
+ * 3 replicas; plain or TLS only), a sentinel setup (1 master, 1 replica, 3 sentinels) and a TLS
+ * server with its own CA. Every process is a `redis-server` (7.0 or later; sentinels are
+ * `redis-server --sentinel`) in its own temp dir, nothing persisted; `stop()` kills the
+ * processes and removes the dirs. Needs `redis-server`, `redis-cli` (cluster creation) and
+ * `openssl` (TLS certificates).
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
@@ -106,6 +107,17 @@ function sendCommand(socket: net.Socket, args: readonly (string | number)[], tim
  */
 export function redisQuery(port: number, args: readonly (string | number)[], timeoutMs = 2000): Promise<RespReply> {
   return sendCommand(net.connect(port, '127.0.0.1'), args, timeoutMs);
+}
+
+/** {@link redisQuery} or its TLS twin: one command to the node on 127.0.0.1:`port`. */
+export type RedisQuery = (port: number, args: readonly (string | number)[], timeoutMs?: number) => Promise<RespReply>;
+
+/**
+ * {@link redisQuery} over TLS, trusting `files.ca` and showing the client certificate (for
+ * servers with `--port 0`, which answer on their TLS port only).
+ */
+function tlsQuery(files: { ca: Buffer; cert: Buffer; key: Buffer }): RedisQuery {
+  return (port, args, timeoutMs = 2000) => sendCommand(tls.connect({ host: '127.0.0.1', port, ...files }), args, timeoutMs);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -339,16 +351,16 @@ function infoFields(reply: RespReply): Map<string, string> {
 }
 
 /** A replica's INFO replication says its link to the master is up. */
-async function replicaLinkUp(port: number): Promise<void> {
-  const info = infoFields(await redisQuery(port, ['INFO', 'replication']));
+async function replicaLinkUp(port: number, query: RedisQuery = redisQuery): Promise<void> {
+  const info = infoFields(await query(port, ['INFO', 'replication']));
   if (info.get('role') !== 'slave' || info.get('master_link_status') !== 'up') {
     throw new Error(`port ${port}: role:${info.get('role') ?? '?'} master_link_status:${info.get('master_link_status') ?? '?'}`);
   }
 }
 
 /** The first element of ROLE: 'master', 'slave' or 'sentinel'. */
-async function roleOf(port: number): Promise<string> {
-  const reply = await redisQuery(port, ['ROLE']);
+async function roleOf(port: number, query: RedisQuery = redisQuery): Promise<string> {
+  const reply = await query(port, ['ROLE']);
   return Array.isArray(reply) ? String(reply[0]) : String(reply);
 }
 
@@ -365,8 +377,12 @@ export interface ClusterNode {
 export interface RedisCluster {
   /** Every node with its role when the cluster was created (a snapshot: failovers do not change it). */
   readonly nodes: readonly ClusterNode[];
-  /** `redis://127.0.0.1:PORT` of the masters at creation, as root nodes for a cluster client. */
+  /** `redis://127.0.0.1:PORT` (`rediss://` with TLS) of the masters at creation, as root nodes for a cluster client. */
   readonly seeds: readonly string[];
+  /** With `tls`: the CA that signed every node's certificate, and a client certificate (not required). */
+  readonly tls: TlsFiles | undefined;
+  /** One command to the node on `port`, over TLS for a TLS cluster. */
+  query: RedisQuery;
   /** The port of the master serving `key`'s slot now (CLUSTER KEYSLOT + CLUSTER SLOTS on a live node). */
   masterFor(key: string): Promise<number>;
   /** SIGKILL the node on `port` (no goodbye to the cluster) and wait until the process is gone. */
@@ -398,13 +414,13 @@ function parseClusterNodes(reply: RespReply): NodeLine[] {
 const BAD_NODE_FLAGS = ['fail', 'fail?', 'handshake', 'noaddr'];
 
 /** One node's view is the whole healthy cluster: state ok, all slots, 3 + 3 nodes, replica linked. */
-async function clusterNodeReady(port: number): Promise<void> {
-  const info = infoFields(await redisQuery(port, ['CLUSTER', 'INFO']));
+async function clusterNodeReady(port: number, query: RedisQuery): Promise<void> {
+  const info = infoFields(await query(port, ['CLUSTER', 'INFO']));
   const state = ['cluster_state', 'cluster_slots_assigned', 'cluster_slots_ok', 'cluster_known_nodes'].map((k) => `${k}:${info.get(k) ?? '?'}`);
   if (state.join(' ') !== 'cluster_state:ok cluster_slots_assigned:16384 cluster_slots_ok:16384 cluster_known_nodes:6') {
     throw new Error(`port ${port}: ${state.join(' ')}`);
   }
-  const nodes = parseClusterNodes(await redisQuery(port, ['CLUSTER', 'NODES']));
+  const nodes = parseClusterNodes(await query(port, ['CLUSTER', 'NODES']));
   const masters = nodes.filter((n) => n.flags.has('master'));
   const replicas = nodes.filter((n) => n.flags.has('slave'));
   const unhealthy = nodes.filter((n) => BAD_NODE_FLAGS.some((f) => n.flags.has(f)));
@@ -412,7 +428,7 @@ async function clusterNodeReady(port: number): Promise<void> {
   if (nodes.length !== 6 || masters.length !== 3 || replicas.length !== 3 || unhealthy.length > 0 || orphans.length > 0) {
     throw new Error(`port ${port}: CLUSTER NODES is\n${nodes.map((n) => n.line).join('\n')}`);
   }
-  if (nodes.find((n) => n.flags.has('myself'))?.flags.has('slave') === true) await replicaLinkUp(port);
+  if (nodes.find((n) => n.flags.has('myself'))?.flags.has('slave') === true) await replicaLinkUp(port, query);
 }
 
 /**
@@ -421,36 +437,84 @@ async function clusterNodeReady(port: number): Promise<void> {
  * and wait (20 s at most) until every node reports `cluster_state:ok` with all 16384 slots, knows
  * all 6 nodes, and every replica's link to its master is up (a replica that never synced would
  * refuse to fail over). Everything started is stopped again if this fails.
+ *
+ * With `tls` (default false), the nodes speak TLS only, with certificates of a CA made here
+ * (see {@link TlsFiles}): `--port 0 --tls-port PORT`, and TLS on the cluster bus and for
+ * replication too (`--tls-cluster yes --tls-replication yes`); client certificates are not
+ * required. The cluster is created with `redis-cli --tls --cacert`, and every helper query
+ * goes over TLS.
  */
-export async function startRedisCluster(): Promise<RedisCluster> {
-  const procs = await launchAll(
-    Array.from({ length: 6 }, (_, i) => () =>
-      launch(`cluster node ${i + 1}`, async (port, dir) => [
-        ...dataArgs(port, dir),
-        '--cluster-enabled', 'yes',
-        '--cluster-config-file', path.join(dir, 'nodes.conf'),
-        '--cluster-node-timeout', '2000',
-        '--cluster-port', String(await uniquePort()),
-        '--cluster-announce-ip', '127.0.0.1',
-      ]),
-    ),
-  );
+export async function startRedisCluster(options: { tls?: boolean } = {}): Promise<RedisCluster> {
+  let files: TlsFiles | undefined;
+  let query: RedisQuery = redisQuery;
+  let certDir: string | undefined;
+  if (options.tls === true) {
+    certDir = await makeTempDir('roomwire-tls-');
+    try {
+      files = await makeCertificates(certDir);
+      const [ca, cert, key] = await Promise.all([readFile(files.ca), readFile(files.clientCert), readFile(files.clientKey)]);
+      query = tlsQuery({ ca, cert, key });
+    } catch (err) {
+      await removeTempDir(certDir);
+      throw err;
+    }
+  }
+  const tlsArgs = (port: number): string[] =>
+    files === undefined
+      ? []
+      : [
+          '--tls-port', String(port),
+          '--tls-cert-file', files.cert,
+          '--tls-key-file', files.key,
+          '--tls-ca-cert-file', files.ca,
+          '--tls-auth-clients', 'no',
+          '--tls-cluster', 'yes',
+          '--tls-replication', 'yes',
+        ];
+  let procs: RedisProcess[];
+  try {
+    procs = await launchAll(
+      Array.from({ length: 6 }, (_, i) => () =>
+        launch(
+          `cluster node ${i + 1}${files === undefined ? '' : ' (TLS)'}`,
+          async (port, dir) => [
+            ...dataArgs(files === undefined ? port : 0, dir),
+            ...tlsArgs(port),
+            '--cluster-enabled', 'yes',
+            '--cluster-config-file', path.join(dir, 'nodes.conf'),
+            '--cluster-node-timeout', '2000',
+            '--cluster-port', String(await uniquePort()),
+            '--cluster-announce-ip', '127.0.0.1',
+          ],
+          async (port) => {
+            const reply = await query(port, ['PING']);
+            if (reply !== 'PONG') throw new Error(`PING answered ${JSON.stringify(reply)}`);
+          },
+        ),
+      ),
+    );
+  } catch (err) {
+    if (certDir !== undefined) await removeTempDir(certDir);
+    throw err;
+  }
   const killed = new Set<number>();
   const stop = async () => {
     await Promise.all(procs.map((p) => p.stop()));
+    if (certDir !== undefined) await removeTempDir(certDir);
   };
   try {
-    const cli = await run('redis-cli', ['--cluster', 'create', ...procs.map((p) => `127.0.0.1:${p.port}`), '--cluster-replicas', '1', '--cluster-yes'], {
+    const cliTls = files === undefined ? [] : ['--tls', '--cacert', files.ca];
+    const cli = await run('redis-cli', [...cliTls, '--cluster', 'create', ...procs.map((p) => `127.0.0.1:${p.port}`), '--cluster-replicas', '1', '--cluster-yes'], {
       timeoutMs: 20_000,
     }).catch((err: Error) => {
       throw new Error(`${err.message}\n${outputs(procs)}`);
     });
     await waitFor('cluster did not become ok', 20_000, procs, async () => {
-      await Promise.all(procs.map((p) => clusterNodeReady(p.port)));
+      await Promise.all(procs.map((p) => clusterNodeReady(p.port, query)));
     }).catch((err: Error) => {
       throw new Error(`${err.message}\n--- redis-cli --cluster create ---\n${cli}`);
     });
-    const view = parseClusterNodes(await redisQuery(procs[0]!.port, ['CLUSTER', 'NODES']));
+    const view = parseClusterNodes(await query(procs[0]!.port, ['CLUSTER', 'NODES']));
     const idOf = new Map(view.map((n) => [n.port, n.id]));
     const nodes: ClusterNode[] = procs.map((p) => ({ port: p.port, role: view.find((n) => n.port === p.port)?.flags.has('master') === true ? 'master' : 'replica' }));
     /** The master port each replica followed at creation (and after promotions, the new one). */
@@ -466,7 +530,7 @@ export async function startRedisCluster(): Promise<RedisCluster> {
       let last: unknown = new Error('no live cluster node');
       for (const p of live()) {
         try {
-          return await redisQuery(p.port, args);
+          return await query(p.port, args);
         } catch (err) {
           last = err;
         }
@@ -476,7 +540,9 @@ export async function startRedisCluster(): Promise<RedisCluster> {
 
     return {
       nodes,
-      seeds: nodes.filter((n) => n.role === 'master').map((n) => `redis://127.0.0.1:${n.port}`),
+      seeds: nodes.filter((n) => n.role === 'master').map((n) => `${files === undefined ? 'redis' : 'rediss'}://127.0.0.1:${n.port}`),
+      tls: files,
+      query,
 
       async masterFor(key) {
         const slot = Number(await ask(['CLUSTER', 'KEYSLOT', key]));
@@ -501,17 +567,17 @@ export async function startRedisCluster(): Promise<RedisCluster> {
         const killedId = idOf.get(killedPort);
         const survivors = live();
         const promoted = await waitFor(`no replica of ${killedPort} promoted`, 20_000, survivors, async () => {
-          const views = await Promise.all(survivors.map(async (p) => ({ port: p.port, nodes: parseClusterNodes(await redisQuery(p.port, ['CLUSTER', 'NODES'])) })));
+          const views = await Promise.all(survivors.map(async (p) => ({ port: p.port, nodes: parseClusterNodes(await query(p.port, ['CLUSTER', 'NODES'])) })));
           const winner = candidates.find((c) => views.every((v) => v.nodes.find((n) => n.port === c)?.flags.has('master') === true));
           if (winner === undefined) {
             throw new Error(`replicas ${candidates.join(', ')} not master in every view:\n${views.map((v) => `port ${v.port}:\n${v.nodes.map((n) => n.line).join('\n')}`).join('\n')}`);
           }
-          const role = await roleOf(winner);
+          const role = await roleOf(winner, query);
           if (role !== 'master') throw new Error(`${winner} answers ROLE ${role}`);
           const staleView = views.find((v) => !(v.nodes.find((n) => n.id === killedId)?.flags.has('fail') ?? true));
           if (staleView !== undefined) throw new Error(`port ${staleView.port} does not see ${killedPort} as failed yet`);
           for (const p of survivors) {
-            const state = infoFields(await redisQuery(p.port, ['CLUSTER', 'INFO'])).get('cluster_state');
+            const state = infoFields(await query(p.port, ['CLUSTER', 'INFO'])).get('cluster_state');
             if (state !== 'ok') throw new Error(`port ${p.port}: cluster_state:${state ?? '?'}`);
           }
           return winner;
