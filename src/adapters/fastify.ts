@@ -1,7 +1,7 @@
 /**
  * `roomwire/fastify`: a Fastify plugin. It attaches a hub to `fastify.server`,
  * decorates the instance with `fastify.roomwire` (the hub), and closes the hub (1001 to
- * every client) when Fastify closes. It coexists with `@fastify/websocket` on other
+ * every client, spread over the hub's `drainWindow` when set) when Fastify closes. It coexists with `@fastify/websocket` on other
  * paths: upgrades under the hub's base path are claimed before Fastify routes them.
  *
  * @packageDocumentation
@@ -31,7 +31,9 @@ export type RoomwirePluginOptions = { hub: Hub } | (HubOptions & { hub?: undefin
  *
  * Upgrade requests under the hub's base path go to the hub; other paths are left to
  * Fastify and its plugins (`@fastify/websocket` included). `fastify.close()` closes the
- * hub first (every client gets 1001), then the server.
+ * hub first (every client gets 1001), then the server. With a `drainWindow`
+ * (`WEBSOCKET_DRAIN_WINDOW`) the hub drains (docs/protocol.md section 4): the server keeps
+ * listening, answering upgrades 503, until the last client is closed.
  *
  * @example
  * ```ts
@@ -75,6 +77,7 @@ export const roomwire: FastifyPluginCallback<RoomwirePluginOptions> = (fastify: 
 
   fastify.decorate('roomwire', hub);
   fastify.addHook('preClose', (next) => {
+    // With the hub's drainWindow, a drain: Fastify stops listening once it is over.
     hub.close().then(() => next(), next);
   });
   fastify.addHook('onClose', (_instance, next) => {

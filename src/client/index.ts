@@ -906,7 +906,7 @@ export class RoomwireClient extends Emitter<ClientEvents> {
       }
       default: {
         const other = frame as { type?: unknown; data?: { delay_ms?: unknown } };
-        // the `reconnect` frame (contract section 10, not yet in docs/protocol.md): wait this long before reconnecting after the coming close
+        // a draining server's `reconnect` frame (docs/protocol.md section 4): wait this long before reconnecting after the coming close
         if (other.type === 'reconnect' && typeof other.data?.delay_ms === 'number') this.serverDelay = Math.max(0, other.data.delay_ms);
       }
     }

@@ -4,8 +4,9 @@ import { startServer, type RunningServer } from './standalone';
 
 /**
  * Run the standalone server as a process: start it, and on SIGTERM or SIGINT close
- * every client with 1001 and exit 0. A bad configuration prints every bad variable and
- * exits with status 2 before listening.
+ * every client with 1001 (spread over `WEBSOCKET_DRAIN_WINDOW` when it is set) and exit 0
+ * once the last is closed. A bad configuration prints every bad variable and exits with
+ * status 2 before listening.
  */
 export async function main(env: Record<string, string | undefined> = process.env): Promise<void> {
   // Handlers go in before listening so a signal that arrives right after the
@@ -16,7 +17,9 @@ export async function main(env: Record<string, string | undefined> = process.env
     if (stopping !== undefined) return;
     stopping = signal;
     if (running === undefined) return; // startServer resolves, then stops at once
-    process.stdout.write(`${JSON.stringify({ level: 'info', time: Date.now(), msg: `${signal} received, closing connections`, connections: running.hub.size })}\n`);
+    const drain = running.hub.config.drainWindow;
+    const msg = `${signal} received, ${drain > 0 ? `draining connections over ${drain} ms` : 'closing connections'}`;
+    process.stdout.write(`${JSON.stringify({ level: 'info', time: Date.now(), msg, connections: running.hub.size })}\n`);
     running.close().then(
       () => process.exit(0),
       (err: unknown) => {

@@ -14,7 +14,7 @@ import { answerAsRequest } from '../adapters/http';
 import { createUpgradeHandler } from '../adapters/node';
 import { limitUnfinishedRequests } from '../adapters/unfinished';
 import { brokerFromSettings, readRedisSettings, REDIS_PREFIX, type RedisSettings } from '../redis/env';
-import type { Hub, HubOptions } from '../core/api';
+import type { CloseOptions, Hub, HubOptions } from '../core/api';
 import { PARSERS, configFromEnv, type ConfigField, type HubConfig } from '../core/config';
 import { configError, type ConfigIssue, type RoomwireError } from '../core/errors';
 import { createHub } from '../core/hub';
@@ -53,8 +53,11 @@ export interface RunningServer {
   readonly internalUrl: string | undefined;
   readonly hub: Hub;
   readonly server: http.Server;
-  /** Graceful shutdown: 1001 to every client, then stop listening. */
-  close(): Promise<void>;
+  /**
+   * Graceful shutdown: 1001 to every client (spread over `WEBSOCKET_DRAIN_WINDOW`, or
+   * `options.drain`, while `/healthz` answers 503 `draining`), then stop listening.
+   */
+  close(options?: CloseOptions): Promise<void>;
 }
 
 function listenPort(raw: unknown): number {
@@ -200,7 +203,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   const health = (): string => {
     const st = hub.stats();
     return JSON.stringify({
-      status: hub.closing ? 'shutting_down' : 'ok',
+      status: hub.draining ? 'draining' : hub.closing ? 'shutting_down' : 'ok',
       websocket: { enabled: config.enabled, path: config.path },
       connections: st.connections,
       rooms: st.rooms,
@@ -242,7 +245,8 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       } else if (req.method !== 'GET' && req.method !== 'HEAD') {
         respond(res, 405, 'text/plain; charset=utf-8', 'method not allowed\n', { Allow: 'GET, HEAD' });
       } else if (path === '/healthz') {
-        respond(res, 200, 'application/json', health(), { 'Cache-Control': 'no-store' });
+        // 503 while draining, so a load balancer sends new clients elsewhere.
+        respond(res, hub.draining ? 503 : 200, 'application/json', health(), { 'Cache-Control': 'no-store' });
       } else if (chat && path === '/') {
         respond(res, 200, 'text/html; charset=utf-8', page, { 'Cache-Control': 'no-cache' });
       } else {
@@ -317,10 +321,11 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     internalUrl,
     hub,
     server,
-    close() {
+    close(closeOptions?: CloseOptions) {
       closing ??= (async () => {
+        // Listening on while the hub drains: upgrades get 503, /healthz answers draining.
+        await hub.close(closeOptions);
         sampler.stop();
-        await hub.close();
         server.off('upgrade', onUpgrade);
         for (const u of unguard) u();
         await Promise.all([stopListening(server), internalServer === undefined ? undefined : stopListening(internalServer)]);

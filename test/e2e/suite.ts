@@ -572,6 +572,30 @@ export function hubSuite(name: string, start: Start): void {
         await closing;
         expect((await s.upgrade('/ws')).status).toBe(503);
       });
+
+      it('drains over WEBSOCKET_DRAIN_WINDOW when the server closes: reconnect then 1001, spread over the window, upgrades refused with 503', async () => {
+        const s = await serve({ WEBSOCKET_DRAIN_WINDOW: '600ms' });
+        const peers = [await s.open('/ws/r'), await s.open('/ws/r'), await s.open('/ws')];
+        const start = Date.now();
+        const closedAfter = peers.map((p) => p.closed.then((c) => ({ ...c, ms: Date.now() - start })));
+        const closing = s.close(); // the server's own way: hub.close(), fastify.close(), ...
+        for (let i = 0; !s.hub.draining && i < 100; i++) await sleep(5); // fastify.close() gets there in a moment
+        expect(s.hub.draining).toBe(true);
+        expect((await s.upgrade('/ws')).status).toBe(503);
+        const closed = await Promise.all(closedAfter);
+        await closing;
+        for (const [i, c] of closed.entries()) {
+          expect(c).toMatchObject({ code: 1001, reason: 'server shutting down' });
+          const last = peers[i]!.frames.at(-1);
+          expect(last).toEqual({ type: 'reconnect', data: { delay_ms: expect.any(Number) }, timestamp: expect.any(Number) });
+          expect((last!.data as { delay_ms: number }).delay_ms).toBeLessThanOrEqual(600);
+        }
+        // Scheduled at 0, 200 and 400 ms.
+        const ms = closed.map((c) => c.ms).sort((a, b) => a - b);
+        expect(ms[0]).toBeLessThan(150);
+        expect(ms[2]).toBeGreaterThanOrEqual(300);
+        expect(ms[2]).toBeLessThan(1500);
+      });
     });
   });
 }

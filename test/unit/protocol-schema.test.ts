@@ -10,7 +10,7 @@ import Ajv2020 from 'ajv/dist/2020';
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { CLIENT_MESSAGE_TYPES, ServerFrameSchemas, frameJsonSchemas, protocolJsonSchema } from '../../src/index';
-import { encodeAck, encodeAuth, encodeError, encodeMembership, encodeMessage, encodePong, encodeUserList, identityFragment } from '../../src/core/protocol';
+import { encodeAck, encodeAuth, encodeError, encodeMembership, encodeMessage, encodePong, encodeReconnect, encodeUserList, identityFragment } from '../../src/core/protocol';
 // @ts-expect-error plain JavaScript module of the build
 import { asyncApiDocument } from '../../scripts/asyncapi.mjs';
 
@@ -47,6 +47,8 @@ describe('the JSON Schema of the protocol', () => {
       encodeAck(2 ** 53 - 1, 'lobby', T),
       encodeError('rate_limited', undefined, T),
       encodeError('invalid_room', 'bad room!', T, 'x'),
+      encodeReconnect(0, T),
+      encodeReconnect(30_000, T),
     ].map((t) => JSON.parse(t) as unknown);
     for (const f of frames) {
       expect({ f, ok: serverOnly(f), errors: serverOnly.errors ?? null }).toEqual({ f, ok: true, errors: null });
@@ -60,7 +62,10 @@ describe('the JSON Schema of the protocol', () => {
       { type: 'error', content: 'x', data: { code: 'nope' }, timestamp: T },
       { type: 'pong', timestamp: -1 },
       { type: 'user_list', room: 'bad room', data: [], timestamp: T },
-      { type: 'reconnect', data: { delay_ms: 5 }, timestamp: T },
+      { type: 'reconnect', data: { delay_ms: 5 } }, // no timestamp
+      { type: 'reconnect', data: { delay_ms: -1 }, timestamp: T },
+      { type: 'reconnect', data: { delay_ms: 1.5 }, timestamp: T },
+      { type: 'reconnect', data: { delay_ms: 5, why: 'deploy' }, timestamp: T },
     ];
     for (const f of notServerFrames) expect({ f, ok: serverOnly(f) }).toEqual({ f, ok: false });
   });
