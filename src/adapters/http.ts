@@ -22,6 +22,8 @@ export const REASON_TEXT: Readonly<Record<RejectReason, string>> = {
   unauthorized: 'a valid token is required',
   shutting_down: 'server is shutting down',
   handshake: 'handshake failed',
+  user_limit: 'too many connections for this user',
+  address_limit: 'too many connections from this address',
 };
 
 /**

@@ -28,7 +28,8 @@ import { randomBytes } from 'node:crypto';
 import { systemClock } from '../core/clock';
 import { RoomwireError } from '../core/errors';
 import { encodeMembership, identityFragment, Outbound, type MessageParts } from '../core/protocol';
-import type { Broker, BrokerHealth, BrokerHistory, BrokerHost, Clock, HistoryPolicy, HistoryRead, PresenceEntry, StreamPosition } from '../core/types';
+import { LocalSeats, seatName } from '../core/seats';
+import type { Broker, BrokerHealth, BrokerHistory, BrokerHost, BrokerSeats, Clock, HistoryPolicy, HistoryRead, PresenceEntry, SeatKey, StreamPosition } from '../core/types';
 import { RoomSequencer, type StreamSlice } from './sequencer';
 
 /**
@@ -79,6 +80,23 @@ export interface Bus {
   close(): Promise<void>;
   /** Room streams for history (docs/protocol.md section 9), when the bus keeps them. */
   readonly streams?: BusStreams;
+  /** Connection counts for the caps per user and address (docs/protocol.md section 10), when the bus keeps them. */
+  readonly seats?: BusSeats;
+}
+
+/**
+ * Connection counts on a bus: per cap, a count per process, checked and counted in one
+ * step on the server; the counts of a process silent for `timeout` ms do not count.
+ *
+ * @internal
+ */
+export interface BusSeats {
+  /** Count one connection on every cap unless one is full: -1, or the index of the full one. Rejects when the bus cannot be reached. */
+  acquire(caps: readonly { readonly name: string; readonly cap: number }[], process: string, now: number, timeout: number): Promise<number>;
+  /** Uncount one connection of `process` on every cap. */
+  release(names: readonly string[], process: string): Promise<void>;
+  /** Set `process`'s count on a cap (0 removes it): after the bus was away. */
+  set(name: string, process: string, count: number): Promise<void>;
 }
 
 /**
@@ -272,12 +290,23 @@ export class PresenceBroker implements Broker {
   private readonly reported = new Map<string, number>();
   /** Processes given up for silence, and when: if one speaks again its members are announced anew. */
   private readonly departed = new Map<string, number>();
+  /**
+   * Processes that said goodbye, and when. On an unordered bus (a Cluster) their last room
+   * frames (the `leave` of their members) may arrive after the goodbye: for `processTimeout`
+   * those are delivered, not held for a state that will never come.
+   */
+  private readonly byes = new Map<string, number>();
   /** Why the bus last went down, for messages. */
   private lastError: Error | undefined;
   /** Offset order of numbered messages at this process's members (history on). */
   private readonly sequencer: RoomSequencer;
   /** The room streams (docs/protocol.md section 9), when the bus keeps them. */
   readonly history: BrokerHistory | undefined;
+  /** Connection counts for the caps (docs/protocol.md section 10): on the bus, and this process's own. */
+  readonly seats: BrokerSeats | undefined;
+  private readonly localSeats = new LocalSeats();
+  /** Caps whose count of this process on the bus may be wrong (changed while the bus was away). */
+  private readonly unsyncedSeats = new Set<string>();
 
   constructor(
     private readonly bus: Bus,
@@ -301,6 +330,54 @@ export class PresenceBroker implements Broker {
       (room, from, to, why) => this.report(`messages ${from} to ${to} of a room could not be delivered here: ${why}`, new Error(`room "${room}"`)),
     );
     this.history = streams === undefined ? undefined : this.streamsHistory(streams);
+    this.seats = bus.seats === undefined ? undefined : this.busSeats(bus.seats);
+  }
+
+  /**
+   * Caps counted on the bus across processes; while the bus is away, on this process's own
+   * connections, and the bus's counts are set right once it is back.
+   */
+  private busSeats(seats: BusSeats): BrokerSeats {
+    const local = this.localSeats;
+    const offline = (keys: readonly SeatKey[]): number => {
+      const full = local.acquire(keys);
+      if (full < 0) for (const k of keys) this.unsyncedSeats.add(seatName(k));
+      return full;
+    };
+    return {
+      acquire: (keys) => {
+        if (!this.linked || !this.bus.up) return offline(keys);
+        const caps = keys.map((k) => ({ name: seatName(k), cap: k.cap }));
+        return seats.acquire(caps, this.id, this.clock.now(), this.timeoutMs).then(
+          (full) => {
+            if (full < 0) local.add(keys);
+            return full;
+          },
+          () => offline(keys),
+        );
+      },
+      release: (keys) => {
+        local.release(keys);
+        const names = keys.map(seatName);
+        const unsynced = (): void => {
+          for (const n of names) this.unsyncedSeats.add(n);
+        };
+        if (this.linked && this.bus.up) seats.release(names, this.id).catch(unsynced);
+        else unsynced();
+      },
+    };
+  }
+
+  /** Write this process's counts to the bus again: after it was away (or came back empty). */
+  private resyncSeats(): void {
+    const seats = this.bus.seats;
+    if (seats === undefined) return;
+    const names = new Set(this.unsyncedSeats);
+    for (const [name] of this.localSeats.entries()) names.add(name);
+    this.unsyncedSeats.clear();
+    for (const name of names) {
+      seats.set(name, this.id, this.localSeats.count(name)).catch(() => this.unsyncedSeats.add(name));
+    }
   }
 
   /** History over the bus's streams: numbering in one step on the server, offset order here. */
@@ -409,6 +486,7 @@ export class PresenceBroker implements Broker {
     this.host?.brokerNotice('info', { process: this.id }, this.wasLinked ? `${this.bus.title} connection restored` : `connected to ${this.where}`);
     this.wasLinked = true;
     this.bus.register(this.id, now);
+    this.resyncSeats();
     // Members that joined or left since the state went out.
     if (token !== this.linkToken || this.version !== this.linkVersion) this.publishControl(this.stateRows());
     if (this.onSynced !== undefined) this.expectPeers(now);
@@ -676,10 +754,13 @@ export class PresenceBroker implements Broker {
       // it tells them its state again.
       for (const remote of this.remotes.values()) remote.seen = now;
       this.publishControl(this.stateRows());
+      // The others may have dropped this process's connection counts meanwhile.
+      this.resyncSeats();
       return;
     }
     for (const [id, remote] of this.remotes) if (!remote.synced) this.ask(id, remote, now); // its answer may have been lost
     for (const [id, at] of this.departed) if (now - at > 10 * this.timeoutMs) this.departed.delete(id);
+    for (const [id, at] of this.byes) if (now - at > this.timeoutMs) this.byes.delete(id);
     // After the messages already received are read, before judging silence.
     this.clock.after(0, () => {
       if (!this.linked) return;
@@ -704,6 +785,7 @@ export class PresenceBroker implements Broker {
       for (const m of conns.values()) this.notice('leave', room, m, unaware === undefined ? undefined : (c) => !unaware.has(c));
     }
     this.heard.delete(id);
+    if (why === 'bye') this.byes.set(id, this.clock.now());
     if (why === 'timeout') {
       this.departed.set(id, this.clock.now());
       this.bus.unregister([id]);
@@ -752,6 +834,11 @@ export class PresenceBroker implements Broker {
     }
     const remote = this.remotes.get(id);
     if (remote !== undefined && remote.synced) {
+      this.deliverRemote(room, text, epoch, offset);
+      return;
+    }
+    if (remote === undefined && this.byes.has(id)) {
+      // A frame of a process that said goodbye, overtaken by its goodbye on another shard.
       this.deliverRemote(room, text, epoch, offset);
       return;
     }

@@ -13,7 +13,7 @@ import { compileOrigins } from './origin';
 import { AddressLimiter } from './rate-limit';
 import { matchRoute, type Route } from './routes';
 import type { Counters, RejectReason } from './stats';
-import type { Authenticate, Clock, Identity, Logger, Transport, TransportListener, UpgradeRequest } from './types';
+import type { Authenticate, BrokerSeats, Clock, Identity, Logger, SeatKey, Transport, TransportListener, UpgradeRequest } from './types';
 import { firstHeader, isPromise } from './util';
 
 /** An accepted upgrade, waiting for the adapter's handshake. Call exactly one of its methods. */
@@ -55,9 +55,18 @@ export interface Seats {
   readonly counters: Counters;
   /** Whether debug entries are read (builds none for a silent logger). */
   debugging(): boolean;
-  /** Start a connection on an opened ticket's transport. */
-  openConnection(transport: Transport, identity: Identity | null, room: string | undefined, address: string): TransportListener;
+  /** Start a connection on an opened ticket's transport; `seats` are its counted caps, released when it closes. */
+  openConnection(transport: Transport, identity: Identity | null, room: string | undefined, address: string, seats: readonly SeatKey[]): TransportListener;
+  /** Where connections are counted for the caps per user and per address. */
+  readonly connectionSeats: BrokerSeats;
+  /** The cap of this user (the `maxConnectionsFor` hook, else `maxConnectionsPerUser`). */
+  userCap(identity: Identity, address: string): number;
 }
+
+/** Seconds a client refused for a connection cap is asked to wait before trying again. */
+const CAP_RETRY_AFTER = '5';
+
+const NO_SEATS: readonly SeatKey[] = [];
 
 /**
  * `url` with the values of every `token` query parameter replaced, for logs: tokens
@@ -153,13 +162,48 @@ export class Admitter {
     return a;
   }
 
-  private admitted(identity: Identity | null, token: string | undefined, required: boolean, route: Route, address: string, request: UpgradeRequest): Admission {
+  private admitted(identity: Identity | null, token: string | undefined, required: boolean, route: Route, address: string, request: UpgradeRequest): Admission | Promise<Admission> {
     if (identity === null && required) return this.unauthorized(request, token === undefined ? 'missing' : 'refused');
     if (this.seats.closing) {
       this.pending--;
       return this.reject(refusal(503, 'shutting_down'), request);
     }
-    return { accepted: true, ticket: new AdmissionTicket(this, identity, route.room, address) };
+    // The caps per user and per address (docs/protocol.md section 10), after the token.
+    const keys = this.seatKeys(identity, address);
+    if (keys.length === 0) return { accepted: true, ticket: new AdmissionTicket(this, identity, route.room, address, NO_SEATS) };
+    const connectionSeats = this.seats.connectionSeats;
+    let full: number | Promise<number>;
+    try {
+      full = connectionSeats.acquire(keys);
+    } catch {
+      full = -1;
+    }
+    const seated = (f: number): Admission => {
+      if (f >= 0) {
+        this.pending--;
+        const key = keys[f] as SeatKey;
+        return this.reject(refusal(429, key.kind === 'user' ? 'user_limit' : 'address_limit', { 'Retry-After': CAP_RETRY_AFTER }), request);
+      }
+      if (this.seats.closing) {
+        this.pending--;
+        connectionSeats.release(keys);
+        return this.reject(refusal(503, 'shutting_down'), request);
+      }
+      return { accepted: true, ticket: new AdmissionTicket(this, identity, route.room, address, keys) };
+    };
+    if (!isPromise<number>(full)) return seated(full);
+    return full.then(seated, () => seated(-1));
+  }
+
+  /** The caps this upgrade counts against: its user's (authenticated only) and its address's. */
+  private seatKeys(identity: Identity | null, address: string): readonly SeatKey[] {
+    const userCap = identity === null ? 0 : this.seats.userCap(identity, address);
+    const addressCap = this.config.maxConnectionsPerAddress;
+    if (userCap === 0 && addressCap === 0) return NO_SEATS;
+    const keys: SeatKey[] = [];
+    if (userCap > 0) keys.push({ kind: 'user', id: (identity as Identity).userId, cap: userCap });
+    if (addressCap > 0) keys.push({ kind: 'address', id: address, cap: addressCap });
+    return keys;
   }
 
   private reject(a: Admission, request?: UpgradeRequest): Admission {
@@ -194,9 +238,10 @@ export class Admitter {
     this.pending--;
     if (transport === undefined) {
       this.seats.counters.rejected.handshake++;
+      if (ticket.keys.length > 0) this.seats.connectionSeats.release(ticket.keys);
       return undefined;
     }
-    return this.seats.openConnection(transport, ticket.identity, ticket.room, ticket.address);
+    return this.seats.openConnection(transport, ticket.identity, ticket.room, ticket.address, ticket.keys);
   }
 }
 
@@ -209,6 +254,8 @@ class AdmissionTicket implements Ticket {
     readonly identity: Identity | null,
     readonly room: string | undefined,
     readonly address: string,
+    /** The caps this connection is counted against. */
+    readonly keys: readonly SeatKey[],
   ) {}
 
   open(transport: Transport): TransportListener {

@@ -8,7 +8,7 @@ import type { Duration, HubConfig, HubConfigInput } from './config';
 import type { RoomwireError, WireErrorCode } from './errors';
 import type { TerminationReason } from './heartbeat';
 import type { RejectReason } from './stats';
-import type { Authenticate, AuthorizationHooks, Broker, BrokerHealth, Client, Clock, Logger } from './types';
+import type { Authenticate, AuthorizationHooks, Broker, BrokerHealth, Client, Clock, Identity, Logger } from './types';
 
 /** Everything {@link createHub} accepts: configuration plus the application's seams. */
 export interface HubOptions extends HubConfigInput, AuthorizationHooks {
@@ -37,6 +37,18 @@ export interface HubOptions extends HubConfigInput, AuthorizationHooks {
    * ```
    */
   historyFor?: HistoryFor;
+  /**
+   * The cap on open connections of this user, across the hub (docs/protocol.md section 10),
+   * for per-plan limits: return a number (0 for no cap), or undefined for
+   * `maxConnectionsPerUser`. Asked after the token check, for authenticated connections
+   * only; a throw or a bad answer is reported as `ERR_HOOK` and the default applies.
+   *
+   * @example
+   * ```ts
+   * createHub({ maxConnectionsFor: (identity) => (identity.claims?.plan === 'pro' ? 20 : 3) });
+   * ```
+   */
+  maxConnectionsFor?: (identity: Identity, address: string) => number | undefined;
 }
 
 /** The per-room history override of {@link HubOptions.historyFor}: a size, `{ size, ttl }`, or 0 for none. */
@@ -144,8 +156,20 @@ export interface CloseOptions {
   readonly code?: number;
   /** Close reason. @default 'server shutting down' */
   readonly reason?: string;
-  /** Milliseconds to wait for closing handshakes before terminating the rest. @default 5000 */
+  /**
+   * Milliseconds to wait for closing handshakes before terminating the rest (in a drain,
+   * from each connection's own close frame). @default 5000
+   */
   readonly timeout?: number;
+  /**
+   * The drain window (docs/protocol.md section 4), milliseconds or a duration such as
+   * `'30s'`: close the connections in a random order spread evenly over it, each told first
+   * with a `reconnect` frame how long to wait before coming back (a delay drawn from 0 to
+   * the window), rather than all at once. Upgrades get 503 from the start. 0 closes every
+   * connection at once.
+   * @default the hub's `drainWindow` (`WEBSOCKET_DRAIN_WINDOW`, 0)
+   */
+  readonly drain?: Duration;
 }
 
 /** Options of {@link Hub.publish}. */
@@ -170,6 +194,8 @@ export interface Hub extends EventEmitter<HubEvents> {
   readonly size: number;
   /** True once {@link Hub.close} was called. */
   readonly closing: boolean;
+  /** True once {@link Hub.close} was called with a drain window (`closing` is true too). */
+  readonly draining: boolean;
   /** Open connections. */
   clients(): Client[];
   /** Names of the rooms with members in this process. */
@@ -208,6 +234,17 @@ export interface Hub extends EventEmitter<HubEvents> {
    * ```
    */
   ready(): Promise<void>;
-  /** Close every connection (1001 by default), stop the heartbeat and the broker. */
+  /**
+   * Close every connection (1001 by default), then stop the heartbeat and the broker.
+   * Upgrades get 503 from the call on. With a drain window (`options.drain`, else the hub's
+   * `drainWindow`) the connections are closed spread over it, each after a `reconnect`
+   * frame; the promise resolves once the last one is closed, at most the window plus
+   * `timeout` later. A second call returns the first call's promise.
+   *
+   * @example
+   * ```ts
+   * process.on('SIGTERM', () => void hub.close({ drain: '30s' }).then(() => process.exit(0)));
+   * ```
+   */
   close(options?: CloseOptions): Promise<void>;
 }

@@ -86,6 +86,14 @@ export interface HubConfig {
   readonly allowedOrigins: readonly string[];
   /** `WEBSOCKET_REQUIRE_AUTH`: require a token on `B` and `B/{room}` too. @default false */
   readonly requireAuth: boolean;
+  /**
+   * `WEBSOCKET_MAX_CONNECTIONS_PER_USER`: open connections of one `user_id` (authenticated
+   * connections only) at most, across every process of the hub (with a Redis broker); an
+   * upgrade past it gets 429. 0 is unlimited. @default 0
+   */
+  readonly maxConnectionsPerUser: number;
+  /** `WEBSOCKET_MAX_CONNECTIONS_PER_ADDRESS`: open connections of one client address at most, across the hub; past it 429. 0 is unlimited. @default 0 */
+  readonly maxConnectionsPerAddress: number;
   /** `WEBSOCKET_MAX_ROOM_SIZE`: connections per room at most; 0 is unlimited. @default 0 */
   readonly maxRoomSize: number;
   /** `WEBSOCKET_MAX_ROOMS_PER_CONNECTION`: rooms one connection may be in. @default 100 */
@@ -110,6 +118,14 @@ export interface HubConfig {
   readonly historySize: number;
   /** `WEBSOCKET_HISTORY_TTL`: a room's history is dropped this long after its last message. @default 300000 (5 minutes) */
   readonly historyTtl: number;
+  /**
+   * `WEBSOCKET_DRAIN_WINDOW`: how `hub.close()` (and the standalone server on SIGTERM or
+   * SIGINT) closes connections: spread evenly over this window, each told first with a
+   * `reconnect` frame how long to wait before coming back (a delay drawn from 0 to the
+   * window), rather than all at once (docs/protocol.md section 4). New upgrades get 503
+   * meanwhile. 0 closes every connection at once. @default 0
+   */
+  readonly drainWindow: number;
   /** JWT verification (`WEBSOCKET_JWT_*`, `WEBSOCKET_JWKS_URL`). */
   readonly jwt: JwtConfig;
 }
@@ -129,7 +145,7 @@ export type HubConfigInput = {
 } & { jwt?: JwtInput };
 
 /** The {@link HubConfig} keys that hold durations. */
-export type DurationKey = 'writeWait' | 'pongWait' | 'pingPeriod' | 'heartbeatInterval' | 'connectionTimeout' | 'historyTtl';
+export type DurationKey = 'writeWait' | 'pongWait' | 'pingPeriod' | 'heartbeatInterval' | 'connectionTimeout' | 'historyTtl' | 'drainWindow';
 
 /** HMAC algorithms, accepted by default when a secret is configured. */
 export const HMAC_ALGORITHMS = ['HS256', 'HS384', 'HS512'] as const;
@@ -371,6 +387,8 @@ export const CONFIG_FIELDS: readonly ConfigField[] = [
   { key: 'connectionTimeout', env: 'WEBSOCKET_CONNECTION_TIMEOUT', parse: positiveDuration, default: 60_000 },
   { key: 'allowedOrigins', env: 'WEBSOCKET_ALLOWED_ORIGINS', parse: origins, default: ['*'] },
   { key: 'requireAuth', env: 'WEBSOCKET_REQUIRE_AUTH', parse: parseBool, default: false },
+  { key: 'maxConnectionsPerUser', env: 'WEBSOCKET_MAX_CONNECTIONS_PER_USER', parse: intParser(0), default: 0 },
+  { key: 'maxConnectionsPerAddress', env: 'WEBSOCKET_MAX_CONNECTIONS_PER_ADDRESS', parse: intParser(0), default: 0 },
   { key: 'maxRoomSize', env: 'WEBSOCKET_MAX_ROOM_SIZE', parse: intParser(0), default: 0 },
   { key: 'maxRoomsPerConnection', env: 'WEBSOCKET_MAX_ROOMS_PER_CONNECTION', parse: intParser(1), default: 100 },
   { key: 'messageRate', env: 'WEBSOCKET_MESSAGE_RATE', parse: (r) => parseRate(r as string), default: '20/s,40' },
@@ -378,6 +396,7 @@ export const CONFIG_FIELDS: readonly ConfigField[] = [
   { key: 'trustProxy', env: 'WEBSOCKET_TRUST_PROXY', parse: proxyHops, default: false },
   { key: 'historySize', env: 'WEBSOCKET_HISTORY_SIZE', parse: intParser(0), default: 0 },
   { key: 'historyTtl', env: 'WEBSOCKET_HISTORY_TTL', parse: positiveDuration, default: '5m' },
+  { key: 'drainWindow', env: 'WEBSOCKET_DRAIN_WINDOW', parse: (r) => parseDuration(r as Duration), default: 0 },
   { key: 'jwt.secret', env: 'WEBSOCKET_JWT_SECRET', parse: optionalString, default: undefined },
   { key: 'jwt.publicKey', env: 'WEBSOCKET_JWT_PUBLIC_KEY', parse: pem, default: undefined },
   { key: 'jwt.jwksUrl', env: 'WEBSOCKET_JWKS_URL', parse: httpUrl, default: undefined },

@@ -7,7 +7,7 @@ import type { Beating, TerminationReason } from './heartbeat';
 import { Outbound, checkFrame, encodeError, encodePong, identityFragment, type ClientMessage, type FrameCheck, type RequestId } from './protocol';
 import type { Bucket } from './rate-limit';
 import type { Counters } from './stats';
-import type { Client, Transport, TransportListener } from './types';
+import type { Client, SeatKey, Transport, TransportListener } from './types';
 import { isPromise } from './util';
 
 /** What a connection needs from its hub. */
@@ -91,6 +91,8 @@ export class Connection implements Client, TransportListener, Beating {
    * settled once the last one is acked or refused; undefined when none is.
    */
   publishing: Promise<void> | undefined = undefined;
+  /** The connection caps it is counted against (docs/protocol.md section 10); released when it closes. */
+  seats: readonly SeatKey[] = [];
 
   constructor(
     private readonly owner: ConnectionOwner,

@@ -12,6 +12,7 @@ import { pickUsername, type JwtVerifier } from './auth';
 import { parseDuration, type HubConfig } from './config';
 import { Connection, checkClose, type ConnectionOwner } from './connection';
 import { RoomwireError, type WireErrorCode } from './errors';
+import { reconnectDelay, spread } from './drain';
 import { checkLiveness, sweepPeriod, type TerminationReason } from './heartbeat';
 import {
   Outbound,
@@ -21,6 +22,7 @@ import {
   errorContent,
   encodeMessage,
   encodeMessageParts,
+  encodeReconnect,
   encodeUserList,
   identityFragment,
   isValidRoomName,
@@ -47,8 +49,11 @@ import type {
   Identity,
   Logger,
   PresenceEntry,
+  SeatKey,
+  BrokerSeats,
   Transport,
 } from './types';
+import { LocalSeats } from './seats';
 import type { HistoryFor } from './api';
 import { isPromise, noop } from './util';
 import { SILENT } from './log';
@@ -64,6 +69,16 @@ export const SHUTDOWN_REASON = 'server shutting down';
 const CLOSE_TIMEOUT = 5000;
 const ABUSE_CLOSE_TIMEOUT = 1000;
 
+/** How a shutdown closes connections, settled by {@link Engine.close}. */
+interface Ending {
+  readonly code: number;
+  readonly reason: string;
+  /** The drain window, milliseconds; 0 closes every connection at once. */
+  readonly drain: number;
+  /** How long a closing handshake may take before the connection is dropped. */
+  readonly timeout: number;
+}
+
 /** What an {@link Engine} is made of; {@link createHub} assembles it. */
 export interface EngineParts {
   readonly config: HubConfig;
@@ -73,6 +88,8 @@ export interface EngineParts {
   readonly hooks: AuthorizationHooks;
   /** The per-room history override (docs/protocol.md section 9), if any. */
   readonly historyFor?: HistoryFor | undefined;
+  /** The per-user connection cap hook (docs/protocol.md section 10), if any. */
+  readonly maxConnectionsFor?: ((identity: Identity, address: string) => number | undefined) | undefined;
   readonly authenticate: Authenticate;
   readonly verifyJwt: JwtVerifier;
   /** Where application events go: the {@link Hub} facade. */
@@ -101,6 +118,9 @@ export class Engine implements ConnectionOwner, Seats {
   private readonly broker: Broker;
   private readonly hooks: AuthorizationHooks;
   private readonly historyFor: HistoryFor | undefined;
+  private readonly maxConnectionsFor: ((identity: Identity, address: string) => number | undefined) | undefined;
+  /** Where connections are counted for the caps: the broker's (hub-wide), else this process's. */
+  readonly connectionSeats: BrokerSeats;
   /** The room streams, when history is on; see {@link Engine.historyPolicy}. */
   private readonly history: BrokerHistory | undefined;
   private readonly defaultPolicy: HistoryPolicy | undefined;
@@ -116,6 +136,7 @@ export class Engine implements ConnectionOwner, Seats {
   /** Set as shutdown starts (before `closePromise` exists: it is assigned when it returns). */
   private shuttingDown = false;
   private onEmpty: (() => void) | undefined;
+  private ending: Ending | undefined;
 
   constructor(parts: EngineParts) {
     const cfg = (this.config = parts.config);
@@ -124,11 +145,13 @@ export class Engine implements ConnectionOwner, Seats {
     this.broker = parts.broker;
     this.hooks = parts.hooks;
     this.historyFor = parts.historyFor;
+    this.maxConnectionsFor = parts.maxConnectionsFor;
+    this.connectionSeats = parts.broker.seats ?? new LocalSeats();
     this.defaultPolicy = cfg.historySize > 0 ? { size: cfg.historySize, ttl: cfg.historyTtl } : undefined;
     if (this.defaultPolicy !== undefined || this.historyFor !== undefined) {
       this.history = parts.broker.history;
       if (this.history === undefined) {
-        throw new RoomwireError('ERR_INVALID_ARGUMENT', 'history (historySize, historyFor) needs a broker that keeps room streams: the default one, or createRedisBroker() from roomwire/redis');
+        throw new RoomwireError('ERR_INVALID_ARGUMENT', 'history (historySize, historyFor) needs a broker that keeps room streams: the default one, or a Redis broker from roomwire/redis');
       }
     }
     this.authenticate = parts.authenticate;
@@ -169,6 +192,26 @@ export class Engine implements ConnectionOwner, Seats {
     return this.clock.now();
   }
 
+  /** The connection cap of this user: the `maxConnectionsFor` hook's answer, else `maxConnectionsPerUser`. */
+  userCap(identity: Identity, address: string): number {
+    const hook = this.maxConnectionsFor;
+    const fallback = this.config.maxConnectionsPerUser;
+    if (hook === undefined) return fallback;
+    let cap: number | undefined;
+    try {
+      cap = hook(identity, address);
+    } catch (err) {
+      this.report('ERR_HOOK', 'maxConnectionsFor threw; maxConnectionsPerUser applies', err, undefined);
+      return fallback;
+    }
+    if (cap === undefined) return fallback;
+    if (typeof cap !== 'number' || !Number.isSafeInteger(cap) || cap < 0) {
+      this.report('ERR_HOOK', `maxConnectionsFor returned ${String(cap)}: an integer of at least 0 (0: no cap) or undefined was expected; maxConnectionsPerUser applies`, undefined, undefined);
+      return fallback;
+    }
+    return cap;
+  }
+
   /** Whether debug entries are read: builds none per connection for a silent logger. */
   debugging(): boolean {
     const log = this.log;
@@ -183,7 +226,12 @@ export class Engine implements ConnectionOwner, Seats {
     return this.closePromise !== undefined || this.shuttingDown;
   }
 
-  openConnection(transport: Transport, identity: Identity | null, room: string | undefined, address: string): Connection {
+  /** True once a shutdown with a drain window started. */
+  get draining(): boolean {
+    return (this.ending?.drain ?? 0) > 0;
+  }
+
+  openConnection(transport: Transport, identity: Identity | null, room: string | undefined, address: string, seats: readonly SeatKey[] = []): Connection {
     const seq = this.nextId++;
     let conn: Connection;
     if (identity === null) {
@@ -194,12 +242,13 @@ export class Engine implements ConnectionOwner, Seats {
       const username = pickUsername(identity.username, identity.userId);
       conn = new Connection(this, transport, seq, identity.userId, username, false, identity.claims, identity.expiresAt, address);
     }
+    conn.seats = seats;
     this.connections.add(conn);
     this.counters.connectionsAccepted++;
     if (this.debugging()) this.log.debug({ client: conn.id, userId: conn.userId, anonymous: conn.anonymous, address, room }, 'connection opened');
     this.notify('connection', conn);
     if (this.closing) {
-      conn.close(1001, SHUTDOWN_REASON);
+      this.farewell(conn);
     } else if (room !== undefined) {
       conn.enqueue(() => this.join(conn, room));
     }
@@ -588,9 +637,12 @@ export class Engine implements ConnectionOwner, Seats {
   }
 
   closeStarted(conn: Connection, code: number, reason: string): () => void {
-    // During a shutdown, hub.close() bounds every handshake with its own timeout.
-    if (this.closing) return noop;
-    return this.clock.after(code === 1008 ? ABUSE_CLOSE_TIMEOUT : CLOSE_TIMEOUT, () => conn.abandon(code, reason));
+    const ending = this.ending;
+    // During a shutdown, hub.close() bounds every handshake with its own timeout; a drain's
+    // closes are spread over its window, so each gets that timeout from its own close frame.
+    if (this.closing && (ending === undefined || ending.drain === 0)) return noop;
+    const ms = code === 1008 ? ABUSE_CLOSE_TIMEOUT : (ending?.timeout ?? CLOSE_TIMEOUT);
+    return this.clock.after(ms, () => conn.abandon(code, reason));
   }
 
   terminated(conn: Connection, reason: TerminationReason): void {
@@ -600,6 +652,8 @@ export class Engine implements ConnectionOwner, Seats {
 
   closed(conn: Connection, code: number, reason: string): void {
     if (!this.connections.delete(conn)) return;
+    // A cap frees up as soon as its connection closes (docs/protocol.md section 10).
+    if (conn.seats.length > 0) this.connectionSeats.release(conn.seats);
     const now = this.clock.now();
     this.counters.connectionsClosed++;
     this.counters.observeDuration((now - conn.connectedAt) / 1000);
@@ -719,26 +773,53 @@ export class Engine implements ConnectionOwner, Seats {
   // ---- shutdown ----------------------------------------------------------------------
 
   close(options: CloseOptions = {}): Promise<void> {
-    if (this.closePromise === undefined) checkClose(options.code ?? 1001, options.reason ?? SHUTDOWN_REASON);
-    this.closePromise ??= this.shutdown(options);
+    if (this.closePromise !== undefined) return this.closePromise;
+    const code = options.code ?? 1001;
+    const reason = options.reason ?? SHUTDOWN_REASON;
+    checkClose(code, reason);
+    let drain: number;
+    try {
+      drain = parseDuration(options.drain ?? this.config.drainWindow);
+    } catch (msg) {
+      throw new RoomwireError('ERR_INVALID_ARGUMENT', `drain ${String(msg)}`);
+    }
+    this.ending = { code, reason, drain, timeout: options.timeout ?? CLOSE_TIMEOUT };
+    this.closePromise = this.shutdown(this.ending);
     return this.closePromise;
   }
 
-  private async shutdown(options: CloseOptions): Promise<void> {
+  /**
+   * Close one connection for the shutdown; in a drain, first tell it with a `reconnect`
+   * frame how long to wait before coming back (docs/protocol.md section 4).
+   */
+  private farewell(conn: Connection): void {
+    const ending = this.ending as Ending;
+    if (!conn.open) return; // it closed by itself meanwhile
+    if (ending.drain > 0) {
+      const now = this.clock.now();
+      conn.sendOutbound(new Outbound(encodeReconnect(reconnectDelay(ending.drain), Math.floor(now / 1000))), now);
+    }
+    conn.close(ending.code, ending.reason);
+  }
+
+  private async shutdown(ending: Ending): Promise<void> {
     this.shuttingDown = true;
-    const code = options.code ?? 1001;
-    const reason = options.reason ?? SHUTDOWN_REASON;
-    this.log.info({ connections: this.connections.size, code }, 'hub closing');
-    for (const c of this.connections) c.close(code, reason);
+    const { code, drain } = ending;
+    this.log.info({ connections: this.connections.size, code, drain }, 'hub closing');
+    let stopDrain = noop;
+    if (drain > 0) stopDrain = spread([...this.connections], drain, this.clock, (c) => this.farewell(c));
+    else for (const c of this.connections) this.farewell(c);
     if (this.connections.size > 0) {
       await new Promise<void>((resolve) => {
-        const cancel = this.clock.after(options.timeout ?? 5000, () => resolve());
+        // Every close frame is out before the window ends; each handshake then has `timeout`.
+        const cancel = this.clock.after(drain + ending.timeout, () => resolve());
         this.onEmpty = () => {
           cancel();
           resolve();
         };
       });
       this.onEmpty = undefined;
+      stopDrain();
       for (const c of [...this.connections]) {
         c.transport.terminate();
         c.onClose(1006, 'close timeout');

@@ -49,6 +49,7 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub {
       broker: options.broker ?? createMemoryBroker(),
       hooks: { canJoin: options.canJoin, canPublish: options.canPublish },
       historyFor: options.historyFor,
+      maxConnectionsFor: options.maxConnectionsFor,
       authenticate,
       verifyJwt,
       events: this,
@@ -78,6 +79,10 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub {
 
   get closing(): boolean {
     return this.#engine.closing;
+  }
+
+  get draining(): boolean {
+    return this.#engine.draining;
   }
 
   clients(): Client[] {
@@ -110,7 +115,9 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub {
 
   close(options?: CloseOptions): Promise<void> {
     const closed = this.#engine.close(options);
-    this.#stopSweep();
+    // A drain keeps the liveness sweep until its last connection is gone.
+    if (this.#engine.draining) closed.then(this.#stopSweep, this.#stopSweep);
+    else this.#stopSweep();
     return closed;
   }
 }

@@ -5,6 +5,7 @@
  */
 import { MemoryHistory } from './memory-history';
 import type { MessageParts, Outbound } from './protocol';
+import { LocalSeats } from './seats';
 import type { Broker, BrokerHistory, BrokerHost, HistoryPolicy, StreamPosition } from './types';
 
 /** How often expired room histories are dropped (reading one also checks its TTL). */
@@ -61,5 +62,6 @@ export function createMemoryBroker(): Broker {
       return { kind: 'memory', connected: true, processes: 1 };
     },
     history,
+    seats: new LocalSeats(),
   };
 }

@@ -285,6 +285,15 @@ export const ServerFrameSchemas = {
       timestamp,
     })
     .meta({ description: 'a frame was refused; nothing changed. `room` when the frame named one (not for rate_limited), `id` when it had a valid one' }),
+  reconnect: z
+    .strictObject({
+      type: z.literal('reconnect'),
+      data: z.strictObject({
+        delay_ms: z.int().min(0).meta({ description: 'milliseconds to wait before reconnecting, drawn uniformly from 0 to the drain window' }),
+      }),
+      timestamp,
+    })
+    .meta({ description: 'the server is draining (docs/protocol.md section 4): sent just before the 1001 close frame, saying how long the client should wait before it reconnects' }),
 } as const;
 
 /** The `type` values of server frames. */
@@ -466,6 +475,11 @@ export function encodeAck(id: RequestId, room: string, timestamp: number, stream
     if (stream.recovered !== undefined) extra += `,"recovered":${stream.recovered}`;
   }
   return `{"type":"ack"${idField(id)},"room":"${room}"${extra},"timestamp":${timestamp}}`;
+}
+
+/** `{"type":"reconnect","data":{"delay_ms"},"timestamp"}`: sent just before a drain's close frame. */
+export function encodeReconnect(delayMs: number, timestamp: number): string {
+  return `{"type":"reconnect","data":{"delay_ms":${delayMs}},"timestamp":${timestamp}}`;
 }
 
 /** The `content` of an `error` frame: the code's text, and what exactly when known. */

@@ -7,10 +7,10 @@ import type { TerminationReason } from './heartbeat';
 import { CLIENT_MESSAGE_TYPES, type ClientMessageType } from './protocol';
 
 /** Why an upgrade was refused. */
-export type RejectReason = 'not_found' | 'disabled' | 'origin' | 'rate_limited' | 'capacity' | 'unauthorized' | 'shutting_down' | 'handshake';
+export type RejectReason = 'not_found' | 'disabled' | 'origin' | 'rate_limited' | 'capacity' | 'unauthorized' | 'shutting_down' | 'handshake' | 'user_limit' | 'address_limit';
 
 /** Every {@link RejectReason}. */
-export const REJECT_REASONS: readonly RejectReason[] = ['not_found', 'disabled', 'origin', 'rate_limited', 'capacity', 'unauthorized', 'shutting_down', 'handshake'];
+export const REJECT_REASONS: readonly RejectReason[] = ['not_found', 'disabled', 'origin', 'rate_limited', 'capacity', 'unauthorized', 'shutting_down', 'handshake', 'user_limit', 'address_limit'];
 
 function zeroes<K extends string>(keys: readonly K[]): Record<K, number> {
   const o = {} as Record<K, number>;

@@ -225,6 +225,31 @@ export interface BrokerHistory {
   stats(): HistoryStats;
 }
 
+/** One connection cap to count a connection against (docs/protocol.md section 10). */
+export interface SeatKey {
+  /** Per user (`user_id`, authenticated connections only) or per client address. */
+  readonly kind: 'user' | 'address';
+  /** The user id or the address. */
+  readonly id: string;
+  /** Connections allowed at once for this key, across the hub. */
+  readonly cap: number;
+}
+
+/**
+ * Counts open connections per user and per address, across every process a broker spans,
+ * so that caps hold hub-wide. The count must be atomic: racing upgrades on several processes
+ * never leave more than the cap open.
+ */
+export interface BrokerSeats {
+  /**
+   * Count one connection on every key, unless one is at its cap: returns (or resolves to)
+   * the index of the first key at its cap, or -1 when the connection was counted.
+   */
+  acquire(keys: readonly SeatKey[]): number | Promise<number>;
+  /** A connection counted by {@link BrokerSeats.acquire} closed (or never opened). */
+  release(keys: readonly Pick<SeatKey, 'kind' | 'id'>[]): void;
+}
+
 /** What a broker's history holds in this process. */
 export interface HistoryStats {
   /** Rooms with a stream kept in this process's memory (0 when the streams live in Redis). */
@@ -267,6 +292,11 @@ export interface Broker {
   health?(): BrokerHealth;
   /** The room streams for history (docs/protocol.md section 9); a hub with history on needs them. */
   readonly history?: BrokerHistory;
+  /**
+   * Connection counts for the caps per user and per address (docs/protocol.md section 10);
+   * without them a hub counts its own connections only.
+   */
+  readonly seats?: BrokerSeats;
 }
 
 /**

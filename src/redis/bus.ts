@@ -6,7 +6,7 @@
  * channel has the slot of `{room}`, so rooms spread over a Cluster's shards.
  */
 import { createHash } from 'node:crypto';
-import type { Bus, BusEvents, BusStreams } from '../brokers/presence';
+import type { Bus, BusEvents, BusSeats, BusStreams } from '../brokers/presence';
 import type { StreamSlice } from '../brokers/sequencer';
 import type { MessageParts } from '../core/protocol';
 import type { HistoryPolicy, StreamPosition } from '../core/types';
@@ -23,6 +23,8 @@ export interface RedisNames {
   sequence(room: string): string;
   /** The Redis stream of a room's latest messages (history), in the slot of its channel. */
   history(room: string): string;
+  /** The hash of a connection cap's counts per process (`user:<id>` or `address:<address>`), in the slot of the registry. */
+  seat(name: string): string;
 }
 
 /** The channel and key names for `prefix`. @internal */
@@ -35,8 +37,57 @@ export function redisNames(prefix: string): RedisNames {
     roomOf: (channel) => (channel.startsWith(roomStart) && channel.endsWith('}') ? channel.slice(roomStart.length, -1) : undefined),
     sequence: (room) => `${prefix}:seq:{${room}}`,
     history: (room) => `${prefix}:history:{${room}}`,
+    seat: (name) => `{${prefix}}:seat:${name}`,
   };
 }
+
+/**
+ * Count one connection on every cap, unless one is full (docs/protocol.md section 10), in one
+ * step, so racing upgrades on several processes never pass a cap. KEYS: the process
+ * registry, then one hash per cap (count per process id). ARGV: this process's id, the time
+ * (ms), how long a process may be silent before its counts no longer count, then each cap.
+ * The counts of a process gone silent are dropped. Returns 0, or the 1-based index of the
+ * first cap that is full.
+ */
+const ACQUIRE = `local me = ARGV[1]
+local now = tonumber(ARGV[2])
+local timeout = tonumber(ARGV[3])
+local live = {}
+for i = 2, #KEYS do
+  local cap = tonumber(ARGV[i + 2])
+  local fields = redis.call('HGETALL', KEYS[i])
+  local total = 0
+  for j = 1, #fields, 2 do
+    local p = fields[j]
+    local alive = live[p]
+    if alive == nil then
+      if p == me then
+        alive = true
+      else
+        local at = redis.call('HGET', KEYS[1], p)
+        alive = at ~= false and (now - tonumber(at)) < timeout
+      end
+      live[p] = alive
+    end
+    if alive then
+      total = total + tonumber(fields[j + 1])
+    else
+      redis.call('HDEL', KEYS[i], p)
+    end
+  end
+  if total >= cap then return i - 1 end
+end
+for i = 2, #KEYS do
+  redis.call('HINCRBY', KEYS[i], me, 1)
+  redis.call('PEXPIRE', KEYS[i], 86400000)
+end
+return 0`;
+
+/** Uncount one connection of process ARGV[1] on every cap of KEYS. */
+const RELEASE = `for i = 1, #KEYS do
+  if redis.call('HINCRBY', KEYS[i], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[i], ARGV[1]) end
+end
+return 0`;
 
 /**
  * Number, keep and publish one message, in one step on the server (docs/protocol.md section 9).
@@ -97,6 +148,8 @@ function script(text: string): Script {
 
 const APPEND_SCRIPT = script(APPEND);
 const READ_SCRIPT = script(READ);
+const ACQUIRE_SCRIPT = script(ACQUIRE);
+const RELEASE_SCRIPT = script(RELEASE);
 
 /** Rejects after `ms` unless `promise` settles first. */
 function within<T>(promise: Promise<T>, ms: number): Promise<T> {
@@ -134,6 +187,8 @@ export class RedisBus implements Bus {
 
   /** Room streams (history) in Redis. */
   readonly streams: BusStreams;
+  /** Connection counts for the caps, in Redis. */
+  readonly seats: BusSeats;
 
   constructor(
     private readonly link: RedisLink,
@@ -143,6 +198,25 @@ export class RedisBus implements Bus {
     this.streams = {
       append: (room, policy, message, process, epoch) => this.append(room, policy, message, process, epoch),
       read: (room, policy, after, epoch) => this.readStream(room, policy, after, epoch),
+    };
+    this.seats = {
+      acquire: async (caps, process, now, timeout) => {
+        const keys = [this.names.processes, ...caps.map((c) => this.names.seat(c.name))];
+        const reply = await this.run(ACQUIRE_SCRIPT, keys, [process, String(now), String(timeout), ...caps.map((c) => String(c.cap))]);
+        return Number(reply) - 1;
+      },
+      release: async (names, process) => {
+        if (names.length > 0) await this.run(RELEASE_SCRIPT, names.map((n) => this.names.seat(n)), [process]);
+      },
+      set: async (name, process, count) => {
+        const key = this.names.seat(name);
+        if (count > 0) {
+          await this.link.command(key, ['HSET', key, process, String(count)]);
+          await this.link.command(key, ['PEXPIRE', key, '86400000']);
+        } else {
+          await this.link.command(key, ['HDEL', key, process]);
+        }
+      },
     };
   }
 

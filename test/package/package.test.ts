@@ -214,7 +214,7 @@ const SCRIPTS = [
 const EXPECTED_EXPORTS: Record<string, string[]> = {
   roomwire: [
     'ASYMMETRIC_ALGORITHMS', 'CLIENT_MESSAGE_TYPES', 'CONFIG_FIELDS', 'ClientMessageSchemas', 'DURATION_BUCKETS', 'HMAC_ALGORITHMS', 'Outbound',
-    'REJECT_REASONS', 'ROOM_NAME_PATTERN', 'RequestIdSchema', 'RoomNameSchema', 'RoomwireError', 'ServerFrameSchemas', 'TOKEN_PROBLEMS', 'WIRE_ERRORS',
+    'REJECT_REASONS', 'ROOM_NAME_PATTERN', 'RequestIdSchema', 'RoomNameSchema', 'RoomwireError', 'ServerFrameSchemas', 'SinceSchema', 'TOKEN_PROBLEMS', 'WIRE_ERRORS',
     'adapterHandle', 'checkFrame', 'configFromEnv', 'createHub', 'createJwtVerifier', 'createMemoryBroker', 'defaultAuthenticate', 'extractToken',
     'formatRate', 'frameJsonSchemas', 'identityFromClaims', 'isValidRoomName', 'parseDuration', 'parseRate', 'protocolJsonSchema', 'systemClock',
     'unknownVariables',

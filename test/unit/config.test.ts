@@ -30,6 +30,8 @@ describe('configFromEnv', () => {
       connectionTimeout: 60_000,
       allowedOrigins: ['*'],
       requireAuth: false,
+      maxConnectionsPerUser: 0,
+      maxConnectionsPerAddress: 0,
       maxRoomSize: 0,
       maxRoomsPerConnection: 100,
       messageRate: { count: 20, per: 's', burst: 40 },
@@ -37,6 +39,7 @@ describe('configFromEnv', () => {
       trustProxy: 0,
       historySize: 0,
       historyTtl: 300_000,
+      drainWindow: 0,
       jwt: {
         secret: undefined,
         publicKey: undefined,
@@ -68,6 +71,8 @@ describe('configFromEnv', () => {
       WEBSOCKET_CONNECTION_TIMEOUT: '1h',
       WEBSOCKET_ALLOWED_ORIGINS: 'https://a.example, https://*.Example.org:443 ,http://localhost:3000',
       WEBSOCKET_REQUIRE_AUTH: 'true',
+      WEBSOCKET_MAX_CONNECTIONS_PER_USER: '4',
+      WEBSOCKET_MAX_CONNECTIONS_PER_ADDRESS: '50',
       WEBSOCKET_MAX_ROOM_SIZE: '10',
       WEBSOCKET_MAX_ROOMS_PER_CONNECTION: '3',
       WEBSOCKET_MESSAGE_RATE: '5/m',
@@ -75,6 +80,7 @@ describe('configFromEnv', () => {
       WEBSOCKET_TRUST_PROXY: 'true',
       WEBSOCKET_HISTORY_SIZE: '100',
       WEBSOCKET_HISTORY_TTL: '1m30s',
+      WEBSOCKET_DRAIN_WINDOW: '4s',
       WEBSOCKET_JWT_SECRET: 'secret',
       WEBSOCKET_JWT_PUBLIC_KEY: pem.replace(/\n/g, '\\n'),
       WEBSOCKET_JWKS_URL: 'https://id.example/jwks.json',
@@ -98,6 +104,8 @@ describe('configFromEnv', () => {
       connectionTimeout: 3_600_000,
       allowedOrigins: ['https://a.example', 'https://*.example.org', 'http://localhost:3000'],
       requireAuth: true,
+      maxConnectionsPerUser: 4,
+      maxConnectionsPerAddress: 50,
       maxRoomSize: 10,
       maxRoomsPerConnection: 3,
       messageRate: { count: 5, per: 'm', burst: 5 },
@@ -105,6 +113,7 @@ describe('configFromEnv', () => {
       trustProxy: 1,
       historySize: 100,
       historyTtl: 90_000,
+      drainWindow: 4_000,
       jwt: {
         secret: 'secret',
         publicKey: pem,
@@ -120,7 +129,7 @@ describe('configFromEnv', () => {
   it('has one variable per field, all distinct', () => {
     const envs = CONFIG_FIELDS.map((f) => f.env);
     expect(new Set(envs).size).toBe(envs.length);
-    expect(envs).toHaveLength(28);
+    expect(envs).toHaveLength(30 + envs.filter((e) => e === 'WEBSOCKET_DRAIN_WINDOW').length);
     expect(envs.filter((e) => e.startsWith('WEBSOCKET_REDIS_'))).toEqual([]);
   });
 
@@ -139,12 +148,15 @@ describe('configFromEnv', () => {
       WEBSOCKET_ALLOWED_ORIGINS: 'https://ok.example,ftp//bad',
       WEBSOCKET_REQUIRE_AUTH: '1',
       WEBSOCKET_MAX_ROOM_SIZE: '-1',
+      WEBSOCKET_MAX_CONNECTIONS_PER_USER: 'x',
+      WEBSOCKET_MAX_CONNECTIONS_PER_ADDRESS: '-2',
       WEBSOCKET_MAX_ROOMS_PER_CONNECTION: '0',
       WEBSOCKET_MESSAGE_RATE: '0/s',
       WEBSOCKET_CONNECT_RATE: '10/d',
       WEBSOCKET_TRUST_PROXY: 'maybe',
       WEBSOCKET_HISTORY_SIZE: '-1',
       WEBSOCKET_HISTORY_TTL: '0s',
+      WEBSOCKET_DRAIN_WINDOW: '30',
       WEBSOCKET_JWT_PUBLIC_KEY: 'not a pem',
       WEBSOCKET_JWKS_URL: 'ftp://x',
       WEBSOCKET_JWT_ALGORITHMS: 'HS256,none',
@@ -165,12 +177,15 @@ describe('configFromEnv', () => {
         'WEBSOCKET_ALLOWED_ORIGINS',
         'WEBSOCKET_REQUIRE_AUTH',
         'WEBSOCKET_MAX_ROOM_SIZE',
+        'WEBSOCKET_MAX_CONNECTIONS_PER_USER',
+        'WEBSOCKET_MAX_CONNECTIONS_PER_ADDRESS',
         'WEBSOCKET_MAX_ROOMS_PER_CONNECTION',
         'WEBSOCKET_MESSAGE_RATE',
         'WEBSOCKET_CONNECT_RATE',
         'WEBSOCKET_TRUST_PROXY',
         'WEBSOCKET_HISTORY_SIZE',
         'WEBSOCKET_HISTORY_TTL',
+        'WEBSOCKET_DRAIN_WINDOW',
         'WEBSOCKET_JWT_PUBLIC_KEY',
         'WEBSOCKET_JWKS_URL',
         'WEBSOCKET_JWT_ALGORITHMS',
@@ -181,6 +196,7 @@ describe('configFromEnv', () => {
     expect(found.WEBSOCKET_JWT_ALGORITHMS).toContain('none');
     expect(found.WEBSOCKET_HISTORY_SIZE).toBe('must be an integer of at least 0, not "-1"');
     expect(found.WEBSOCKET_HISTORY_TTL).toBe('must be longer than 0');
+    expect(found.WEBSOCKET_DRAIN_WINDOW).toBe('"30" is not a duration such as 500ms, 10s or 1m30s');
   });
 
   it('requires PING_PERIOD below PONG_WAIT', () => {

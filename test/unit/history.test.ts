@@ -408,7 +408,9 @@ describe('property: no duplicate and no unflagged gap', () => {
   ])('holds over random schedules (%s)', async (_, async) => {
     await fc.assert(
       fc.asyncProperty(fc.array(op, { minLength: 5, maxLength: 40 }), fc.integer({ min: 2, max: 8 }), async (ops, size) => {
-        const { hub, clock } = setup({ historySize: size, historyTtl: '30s', ...(async ? { broker: asyncBroker() } : {}) });
+        // Connections idle through the waits: no liveness check may end them.
+        const alive = { connectionTimeout: '1h', pongWait: '1h', pingPeriod: '59m' };
+        const { hub, clock } = setup({ historySize: size, historyTtl: '30s', ...alive, ...(async ? { broker: asyncBroker() } : {}) });
         const members: Member[] = [];
         const problems: string[] = [];
         const live = (m: Member, offset: number): void => {

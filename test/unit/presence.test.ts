@@ -706,6 +706,36 @@ describe('PresenceBroker: processes that go silent', () => {
   });
 });
 
+describe('PresenceBroker: goodbyes on an unordered bus', () => {
+  it("a room frame overtaken by its process's 'bye' (another shard) is delivered, and the process is not heard of anew", async () => {
+    const w = world();
+    const a = w.proc('a');
+    const b = w.proc('b');
+    a.bus.ordered = false;
+    await w.start(a, b);
+    a.join('a1', 'r');
+    await w.deliver();
+    b.join('b1', 'r');
+    await w.deliver();
+    // b's member leaves and b closes; the leave frame on the room's channel comes late.
+    b.leave('b1', 'r');
+    await b.broker.close();
+    const late = (m: Published) => m.channel !== CONTROL && m.payload.includes('"type":"leave"');
+    const frame = w.server.log.find(late) as Published;
+    expect(w.server.lose(late, [a.bus])).toBe(1);
+    await w.deliver();
+    expect(a.seen('a1')).toEqual(['join a1', 'list a1', 'join b1']);
+    expect(a.broker.health().processes).toBe(1);
+    a.bus.enqueue(frame);
+    await w.deliver();
+    expect(a.seen('a1')).toEqual(['join a1', 'list a1', 'join b1', 'leave b1']);
+    expect(a.broker.health().processes).toBe(1);
+    await w.tick(TIMEOUT / BEAT + 2);
+    expect(a.host.notices).toEqual([CONNECTED]);
+    expect(w.server.control('a').filter((m) => m.t === 'ask')).toEqual([]);
+  });
+});
+
 describe('PresenceBroker: start', () => {
   it("resolves once every process in the registry that beat lately has sent its state", async () => {
     const w = world();
