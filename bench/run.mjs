@@ -43,7 +43,7 @@ const SCENARIOS = ['fanout', 'memory', 'connrate', 'member', 'scale', 'scaleout'
 /** name, default, description; BENCH_<NAME in upper snake case> or --<name>. */
 const OPTIONS = /** @type {const} */ ([
   ['scenarios', 'fanout,memory,connrate,member,scale,stats,frames,soak,attack', 'comma-separated scenarios to run (also: scaleout, two processes over Redis, roomwire and socketio)'],
-  ['targets', 'roomwire,ws-naive,ws-preframed,socketio', 'comma-separated targets (ws-naive, the baseline, is always included)'],
+  ['targets', 'roomwire,ws-naive,ws-preframed,ws-corked,socketio', 'comma-separated targets (ws-naive, the baseline, is always included; ws-corked is the limit every fan-out table compares roomwire with)'],
   ['reps', 8, 'fan-out repetitions (each: every target at window 16 and at window 1)'],
   ['rooms', 10, 'fan-out rooms'],
   ['members', 100, 'fan-out members per room (the sender included)'],

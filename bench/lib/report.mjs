@@ -64,6 +64,30 @@ export function report(doc) {
         return [n, fmt(s.deliveriesPerSec), spread(s.ratioDeliveries), fmt(s.cpuUsPerDelivery, 3), latency(s.p50us), latency(s.p99us), spread(s.ratioP99)];
       }),
     });
+    if (key === 'fanout' && names.includes('ws-corked')) {
+      // Issue 17: roomwire against the limit, server CPU per delivery first (the load
+      // generator can saturate before the servers do: its CPU per client process says when).
+      const limited = names.filter((n) => n.startsWith('roomwire'));
+      const perClient = (/** @type {number} */ pct) => pct / (p.clientProcesses ?? 1);
+      sections.push({
+        title: `Fan-out: roomwire / limit (ws-corked: pre-framed, corked per event-loop turn, no checks); paired ratios, median (min-max); primary figure: server CPU per delivery. Load generator: CPU per client process in this target's window-16 trials (saturated at 90% or more: deliveries/s then measures the clients)`,
+        header: ['target', 'CPU/delivery x limit (w16)', 'deliveries/s x limit (w16)', 'p99 x limit (w16)', 'CPU/delivery x limit (w1)', 'deliveries/s x limit (w1)', 'p99 x limit (w1)', 'load generator'],
+        rows: [...limited, 'ws-corked'].map((n) => {
+          const s = f.summary[n];
+          const gen = perClient(s.w16.clientCpuPct);
+          return [
+            n,
+            spread(s.w16.limitCpuPerDelivery),
+            spread(s.w16.limitDeliveries),
+            spread(s.w16.limitP99),
+            spread(s.w1.limitCpuPerDelivery),
+            spread(s.w1.limitDeliveries),
+            spread(s.w1.limitP99),
+            `${fmt(gen, 0)}% per process${gen >= 90 ? ' (saturated)' : ''}`,
+          ];
+        }),
+      });
+    }
     if (key === 'fanout' && typeof f.metricsScrapeCpuUs === 'number') {
       const us = f.metricsScrapeCpuUs;
       sections.push({

@@ -33,6 +33,7 @@ export const TARGETS = [
   { name: 'roomwire-cluster', kind: 'ws', script: 'dist/bin/roomwire.js', describe: 'roomwire standalone server over a Redis Cluster of 3 masters (WEBSOCKET_REDIS_MODE=cluster, sharded pub/sub)', joinDoneOn: '{"type":"user_list"', cluster: true },
   { name: 'ws-naive', kind: 'ws', script: 'bench/servers/ws-naive.mjs', describe: 'hand-written ws server, ws.send(string) per member' },
   { name: 'ws-preframed', kind: 'ws', script: 'bench/servers/ws-preframed.mjs', describe: 'hand-written ws server, one frame per broadcast written to every socket' },
+  { name: 'ws-corked', kind: 'ws', script: 'bench/servers/ws-corked.mjs', describe: 'hand-written ws server at the limit: pre-framed, each socket corked per event-loop turn (one write per socket per turn), no checks' },
   { name: 'socketio', kind: 'socketio', script: 'bench/servers/socketio.mjs', describe: 'Socket.IO 4, websocket transport only, no compression, io.to(room).emit' },
   {
     name: 'roomwire-history',

@@ -13,6 +13,9 @@ import { cpuMicros, machineBusyMicros, nowMicros, sleep } from '../lib/proc.mjs'
 import { merge, median, minMax, newHistogram, quantile } from '../lib/stats.mjs';
 import { BASELINE, DEFAULT_HEARTBEAT, deploy, isRoomwire, roomwireMetrics, serverConnections } from '../lib/targets.mjs';
 
+/** The limit every fan-out table compares roomwire with (issue 17). */
+const LIMIT = 'ws-corked';
+
 /**
  * @param {import('../run.mjs').Context} ctx
  */
@@ -250,13 +253,14 @@ function summarize(trials, names, baseline) {
     const w16 = pick(name, 16);
     const w1 = pick(name, 1);
     /**
-     * Median over repetitions of this target's value divided by the baseline's.
+     * Median over repetitions of this target's value divided by the baseline's (or `against`'s).
      * @param {any[]} mine
      * @param {number} window
      * @param {string} key
+     * @param {string} [against]
      */
-    const paired = (mine, window, key) => {
-      const base = pick(baseline, window);
+    const paired = (mine, window, key, against = baseline) => {
+      const base = pick(against, window);
       const ratios = mine.map((m) => {
         const b = base.find((x) => x.rep === m.rep);
         return b ? m[key] / b[key] : Number.NaN;
@@ -265,6 +269,8 @@ function summarize(trials, names, baseline) {
       return { median: median(ratios), min: lo, max: hi };
     };
     const total = (/** @type {any[]} */ ts, /** @type {string} */ k) => ts.reduce((a, t) => a + t[k], 0);
+    // The limit (issue 17): the hand-written server that frames once and corks per turn.
+    const limit = names.includes(LIMIT) ? LIMIT : undefined;
     out[name] = {
       w16: {
         deliveriesPerSec: median(w16.map((t) => t.deliveriesPerSec)),
@@ -278,6 +284,9 @@ function summarize(trials, names, baseline) {
         ratioCpuPerDelivery: paired(w16, 16, 'cpuUsPerDelivery'),
         ratioP99: paired(w16, 16, 'p99us'),
         spreadDeliveries: minMax(w16.map((t) => t.deliveriesPerSec)),
+        ...(limit === undefined
+          ? {}
+          : { limitDeliveries: paired(w16, 16, 'deliveriesPerSec', limit), limitCpuPerDelivery: paired(w16, 16, 'cpuUsPerDelivery', limit), limitP99: paired(w16, 16, 'p99us', limit) }),
       },
       w1: {
         deliveriesPerSec: median(w1.map((t) => t.deliveriesPerSec)),
@@ -286,6 +295,9 @@ function summarize(trials, names, baseline) {
         p99us: median(w1.map((t) => t.p99us)),
         ratioDeliveries: paired(w1, 1, 'deliveriesPerSec'),
         ratioP99: paired(w1, 1, 'p99us'),
+        ...(limit === undefined
+          ? {}
+          : { limitDeliveries: paired(w1, 1, 'deliveriesPerSec', limit), limitCpuPerDelivery: paired(w1, 1, 'cpuUsPerDelivery', limit), limitP99: paired(w1, 1, 'p99us', limit) }),
       },
       expected: total([...w16, ...w1], 'expected'),
       lost: total([...w16, ...w1], 'lost'),

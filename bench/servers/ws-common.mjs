@@ -14,10 +14,12 @@
  *   anything else gets an `error` frame;
  * - GET /healthz answers `{"connections":n}`.
  *
- * Broadcast, the one difference between the two variants:
+ * Broadcast, the one difference between the variants:
  * - naive: `ws.send(text)` per member (ws converts and frames the string once per member);
  * - preframed: the WebSocket frame (header + UTF-8 payload) is built once per broadcast
- *   and the same bytes are written to every member's socket.
+ *   and the same bytes are written to every member's socket;
+ * - corked (preframed too): a socket written to is corked until the event-loop turn ends
+ *   (uncorked in one `setImmediate`), so all the frames it gets in a turn leave in one write.
  *
  * Heartbeat, equivalent to roomwire's single sweep: one `setInterval` every
  * BENCH_SWEEP_MS walks all connections; a connection whose oldest unanswered protocol
@@ -57,9 +59,9 @@ function textFrame(text) {
 
 /**
  * @param {string} name
- * @param {{ preframed: boolean }} options
+ * @param {{ preframed: boolean, corked?: boolean }} options
  */
-export function runWsServer(name, { preframed }) {
+export function runWsServer(name, { preframed, corked = false }) {
   const env = process.env;
   const host = env.HOST || '127.0.0.1';
   const port = Number(env.PORT || 0);
@@ -79,8 +81,34 @@ export function runWsServer(name, { preframed }) {
 
   const seconds = () => Math.floor(Date.now() / 1000);
 
+  /** Sockets corked during this event-loop turn. @type {Set<import('node:stream').Duplex>} */
+  const corkedSockets = new Set();
+  let uncorkScheduled = false;
+  const uncorkAll = () => {
+    uncorkScheduled = false;
+    for (const s of corkedSockets) s.uncork();
+    corkedSockets.clear();
+  };
+
   /** @type {(members: Set<Conn>, text: string) => void} */
-  const broadcast = preframed
+  const broadcast = corked
+    ? (members, text) => {
+        const frame = textFrame(text);
+        for (const m of members) {
+          if (m.ws.readyState !== 1) continue;
+          const s = m.socket;
+          if (!corkedSockets.has(s)) {
+            s.cork();
+            corkedSockets.add(s);
+          }
+          s.write(frame);
+        }
+        if (!uncorkScheduled) {
+          uncorkScheduled = true;
+          setImmediate(uncorkAll);
+        }
+      }
+    : preframed
     ? (members, text) => {
         const frame = textFrame(text);
         for (const m of members) if (m.ws.readyState === 1) m.socket.write(frame);
