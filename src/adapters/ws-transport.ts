@@ -6,8 +6,8 @@
  *
  * The fast path: a text frame is encoded once per broadcast, cached on the
  * {@link Outbound} (`message.frame`), and written as the same bytes straight to every
- * recipient's socket; a second frame for one socket within one tick corks that socket
- * until the tick ends, so a burst leaves in one system call. It is taken only while `ws`
+ * recipient's socket, corked from its first frame of a tick until the tick ends, so a
+ * burst (every message parsed from one read) leaves in one system call. It is taken only while `ws`
  * itself has nothing in flight for the socket (see {@link WsTransport}); otherwise the
  * transport falls back to `ws.send`, so frames never interleave with `ws`'s own.
  */
@@ -50,17 +50,21 @@ const PING_FRAME = Buffer.from([0x89, 0x00]);
 
 /**
  * The tick and the corked sockets of one hub's transports. Frames sent to one socket
- * within one tick (a burst of messages parsed from one read, several rooms' traffic)
- * leave in one system call: the first is written at once, and a second in the same tick
- * corks the socket until the tick ends. A socket that gets one frame per tick pays
- * nothing for this.
+ * within one tick (a burst of messages parsed from one read, several rooms' traffic) leave
+ * in one system call: the first corks the socket, and the tick's end (`process.nextTick`)
+ * uncorks it. Issue 17's profile of a fan-out run put 58% of the server's busy time in
+ * `write`: the first frame of a tick used to go out at once and only the rest were corked,
+ * two system calls per socket per burst. Corking from the first frame made it one: server
+ * CPU per delivery 0.66x to 0.67x at window 16 in three paired runs, nothing at window 1.
+ * (Holding the cork to the end of the event-loop turn, `setImmediate`, gained the same at
+ * window 16 and cost 9% at window 1.)
  *
  * One per hub ({@link batcherFor}), so hubs in one process never share this state.
  *
  * @internal
  */
 export class WriteBatcher {
-  /** Ticks ended so far; a transport compares it with the tick of its last write. */
+  /** Ticks ended so far. */
   tick = 0;
   private scheduled = false;
   private readonly corked: WsTransport[] = [];
@@ -72,7 +76,7 @@ export class WriteBatcher {
     corked.length = 0;
   };
 
-  /** A transport wrote its first frame of this tick: end the tick after this one. */
+  /** A transport corked its socket for this tick: end the tick after this one. */
   started(): void {
     if (this.scheduled) return;
     this.scheduled = true;
@@ -141,8 +145,6 @@ function fastPathSender(ws: WebSocket): SenderState | undefined {
 export class WsTransport implements Transport {
   /** `ws`'s sender, when the fast path may be used on this socket. */
   private readonly sender: SenderState | undefined;
-  /** The tick of this socket's last direct write; -1 before the first. */
-  private lastTick = -1;
   /** Bytes held back by the cork this tick; -1 when not corked. */
   private pending = -1;
 
@@ -158,7 +160,6 @@ export class WsTransport implements Transport {
   ) {
     this.sender = fastPathSender(ws);
     if (corked) {
-      this.lastTick = batcher.tick;
       // The 101 response waits in the cork too; it says nothing about a slow reader.
       this.pending = socket.writableLength;
       batcher.started();
@@ -183,13 +184,8 @@ export class WsTransport implements Transport {
     if (frame === undefined) frame = message.frame = frameText(message.text);
     const socket = this.socket;
     const batcher = this.batcher;
-    if (this.lastTick !== batcher.tick) {
-      this.lastTick = batcher.tick;
-      batcher.started();
-      socket.write(frame);
-      return socket.writableLength;
-    }
     if (this.pending < 0) {
+      batcher.started();
       this.pending = 0;
       socket.cork();
       batcher.hold(this);

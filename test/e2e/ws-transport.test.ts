@@ -88,6 +88,7 @@ async function pair(options: ServerOptions = {}, clientOptions: WebSocket.Client
   return { ws, socket, client, seen, until };
 }
 
+/** The end of this tick: when the batcher uncorks. */
 const tick = (): Promise<void> => new Promise((resolve) => process.nextTick(resolve));
 
 /** Text of the `i`th test message: small ones, and every fifth large (4 KiB to 200 KiB, so deflate takes a while). */
@@ -125,23 +126,27 @@ describe('ws transport: fast path', () => {
     for (const w of writes) expect(w).toHaveBeenCalledTimes(40);
   });
 
-  it('corks a socket at its second frame in one tick and uncorks it when the tick ends', async () => {
+  it('corks a socket at its first frame of a tick and uncorks it when the tick ends: one write per socket per burst', async () => {
     const a = await pair();
     const t = new WsTransport(a.ws, a.socket, new WriteBatcher());
     const cork = vi.spyOn(a.socket, 'cork');
     const uncork = vi.spyOn(a.socket, 'uncork');
+    const writev = vi.spyOn(a.socket as unknown as { _writev: (...args: unknown[]) => void }, '_writev');
 
     t.send(new Outbound('one'));
-    expect(cork).not.toHaveBeenCalled(); // one frame per tick costs nothing
-    await tick();
     t.send(new Outbound('two'));
     t.send(new Outbound('three'));
-    t.send(new Outbound('four'));
     expect(cork).toHaveBeenCalledTimes(1);
     expect(a.socket.writableCorked).toBe(1);
     await tick();
     expect(uncork).toHaveBeenCalledTimes(1);
     expect(a.socket.writableCorked).toBe(0);
+    expect(writev).toHaveBeenCalledTimes(1);
+    expect((writev.mock.calls[0]?.[0] as unknown[]).length).toBe(3);
+    t.send(new Outbound('four'));
+    expect(cork).toHaveBeenCalledTimes(2);
+    await tick();
+    expect(uncork).toHaveBeenCalledTimes(2);
     await a.until(4);
     expect(a.seen).toEqual(['m:one', 'm:two', 'm:three', 'm:four']);
   });
@@ -180,6 +185,7 @@ describe('ws transport: fast path', () => {
     ta.send(new Outbound('a1'));
     ta.send(new Outbound('a2'));
     expect(a.socket.writableCorked).toBe(1);
+    expect(b.socket.writableCorked).toBe(0);
     await tick();
     expect([ba.tick, bb.tick]).toEqual([(ticks[0] as number) + 1, ticks[1]]);
     expect(a.socket.writableCorked).toBe(0);
