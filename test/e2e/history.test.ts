@@ -22,16 +22,8 @@ afterAll(async () => {
 let roomCounter = 0;
 const freshRoom = () => `h${++roomCounter}-${Date.now().toString(36)}`;
 
-/** Frames until (and including) the first that matches. */
-async function until(peer: Peer, match: (f: Frame) => boolean, timeout = 5000): Promise<Frame[]> {
-  const seen: Frame[] = [];
-  const deadline = Date.now() + timeout;
-  for (;;) {
-    const f = await peer.next(Math.max(1, deadline - Date.now()));
-    seen.push(f);
-    if (match(f)) return seen;
-  }
-}
+/** Frames until (and including) the first that matches (5 s at most). */
+const until = (peer: Peer, match: (f: Frame) => boolean, timeout = 5000): Promise<Frame[]> => peer.until(match, timeout);
 
 const isAck = (id: string | number) => (f: Frame) => f.type === 'ack' && f.id === id;
 const messages = (frames: Frame[]) => frames.filter((f) => f.type === 'message');

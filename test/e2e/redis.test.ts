@@ -41,15 +41,7 @@ const freshRoom = () => `r${++roomCounter}-${Date.now().toString(36)}`;
 
 
 /** Frames until (and including) the first that matches; fails if it does not come in `timeout`. */
-async function until(peer: Peer, match: (f: Frame) => boolean, timeout = 3000): Promise<Frame[]> {
-  const seen: Frame[] = [];
-  const deadline = Date.now() + timeout;
-  for (;;) {
-    const f = await peer.next(Math.max(1, deadline - Date.now()));
-    seen.push(f);
-    if (match(f)) return seen;
-  }
-}
+const until = (peer: Peer, match: (f: Frame) => boolean, timeout = 3000): Promise<Frame[]> => peer.until(match, timeout);
 
 /**
  * A roomwire server as its own process (`node <script> ...args`, with `env`): resolves

@@ -54,6 +54,17 @@ export class Peer {
     return this.frames.shift() as Frame;
   }
 
+  /** Frames until (and including) the first that `match`es; fails if it does not come within `timeout` ms. */
+  async until(match: (f: Frame) => boolean, timeout = 3000): Promise<Frame[]> {
+    const seen: Frame[] = [];
+    const deadline = Date.now() + timeout;
+    for (;;) {
+      const f = await this.next(Math.max(1, deadline - Date.now()));
+      seen.push(f);
+      if (match(f)) return seen;
+    }
+  }
+
   /** The next `n` frames. */
   async take(n: number, timeout = 3000): Promise<Frame[]> {
     const out: Frame[] = [];
