@@ -36,6 +36,20 @@ export const TARGETS = [
   { name: 'ws-corked', kind: 'ws', script: 'bench/servers/ws-corked.mjs', describe: 'hand-written ws server at the limit: pre-framed, each socket corked per event-loop turn (one write per socket per turn), no checks' },
   { name: 'socketio', kind: 'socketio', script: 'bench/servers/socketio.mjs', describe: 'Socket.IO 4, websocket transport only, no compression, io.to(room).emit' },
   {
+    name: 'roomwire-bare',
+    kind: 'ws',
+    script: 'bench/servers/roomwire-bare.mjs',
+    describe: 'roomwire without Prometheus metrics: createHub from the environment on roomwire/node, no registry (bench/servers/roomwire-bare.mjs)',
+    joinDoneOn: '{"type":"user_list"',
+  },
+  {
+    name: 'roomwire-hooked',
+    kind: 'ws',
+    script: 'bench/servers/roomwire-hooked.mjs',
+    describe: 'roomwire standalone server with a canPublish hook that allows every message (bench/servers/roomwire-hooked.mjs)',
+    joinDoneOn: '{"type":"user_list"',
+  },
+  {
     name: 'roomwire-history',
     kind: 'ws',
     script: 'dist/bin/roomwire.js',
