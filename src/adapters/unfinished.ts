@@ -1,9 +1,16 @@
 /**
  * A guard against slowloris: sockets whose first request head is still incomplete are
- * "unfinished". They are capped per client address (a socket past the cap is destroyed
- * at once, without a response, and never reaches the hub, so it is no connection
- * attempt), and closed with 408 once they have been unfinished for `headersTimeout`.
- * One timer per server checks them, oldest first.
+ * "unfinished". They are capped per client address, and closed with 408 once they have
+ * been unfinished for `headersTimeout`. One timer per server checks them, oldest first.
+ *
+ * The cap tells a burst from a slowloris by age. Node accepts every pending connection of
+ * a burst before it reads any of them, so 200 clients connecting at once from one address
+ * are all unfinished for a moment, their heads already waiting in the kernel. A socket past
+ * the cap is therefore not dropped at once while the address's capped sockets are young:
+ * it gets {@link BURST_GRACE} to complete its head, and is destroyed without a response
+ * if it has not. Once every capped socket of the address has been unfinished that long (a
+ * slowloris holds its sockets; a burst completes them), one more is destroyed at once.
+ * A destroyed socket never reaches the hub, so it is no connection attempt.
  *
  * A request head is complete when the server emits `request` (the guard listens for it)
  * or `upgrade` (roomwire's upgrade handlers tell the guard through
@@ -23,8 +30,10 @@ export interface UnfinishedRequestLimits {
    */
   readonly headersTimeout?: number;
   /**
-   * Sockets with an unfinished first request per client (TCP peer) address; one more is
-   * destroyed at once. @default 32
+   * Sockets with an unfinished first request per client (TCP peer) address. One more gets
+   * one second (or `headersTimeout`, when shorter) to complete its head while the capped
+   * sockets are younger than that (a burst of connections), and is destroyed at once when
+   * they are all older (a slowloris). @default 32
    */
   readonly maxPerAddress?: number;
 }
@@ -36,8 +45,28 @@ export type GuardedServer = Pick<Server, 'on' | 'off' | 'prependListener'> & { s
 interface Unfinished {
   readonly address: string;
   readonly since: number;
+  /** Past the cap: it has the burst grace, not `headersTimeout`, to complete its head. */
+  readonly overflow: boolean;
   readonly release: (socket: Duplex) => void;
 }
+
+/** The unfinished sockets of one client address. */
+interface AddressCount {
+  /** Within the cap. */
+  normal: number;
+  /** Past the cap, on the burst grace. */
+  overflow: number;
+  /** When the newest socket within the cap arrived (ms). */
+  lastNormal: number;
+}
+
+/**
+ * Milliseconds a socket past the cap has to complete its request head while the capped
+ * sockets of its address are younger than this (see the module's description). A burst's
+ * heads are already in the kernel when the sockets are accepted; reading them takes the
+ * server milliseconds per hundred.
+ */
+export const BURST_GRACE = 1000;
 
 /**
  * The unfinished sockets of every guard in this process. A socket leaves it as soon as its
@@ -91,22 +120,25 @@ function positive(value: number, name: string): number {
 export function limitUnfinishedRequests(server: GuardedServer, limits: UnfinishedRequestLimits = {}): () => void {
   const timeout = positive(limits.headersTimeout ?? 10_000, 'headersTimeout');
   const cap = positive(limits.maxPerAddress ?? 32, 'maxPerAddress');
-  const perAddress = new Map<string, number>();
-  // Insertion order is arrival order, so the oldest come first.
+  const grace = Math.min(timeout, BURST_GRACE);
+  const perAddress = new Map<string, AddressCount>();
+  // Insertion order is arrival order, so the oldest come first in each set.
   const waiting = new Set<Duplex>();
+  const overflow = new Set<Duplex>();
 
   const release = (socket: Duplex): void => {
     const entry = unfinished.get(socket);
-    if (entry === undefined || !waiting.delete(socket)) return;
+    if (entry === undefined || !(entry.overflow ? overflow : waiting).delete(socket)) return;
     unfinished.delete(socket);
     // The shared `close` listener stays: removing it would often be the last `close`
     // listener of an upgraded socket (Node's http server removes its own at the upgrade),
     // and EventEmitter then `delete`s the key from the socket's `_events`, which turns that
     // object into a dictionary and slows every later event of the socket (about 20% of
     // fan-out deliveries per second in `npm run bench`). Called again, it does nothing.
-    const n = (perAddress.get(entry.address) as number) - 1;
-    if (n === 0) perAddress.delete(entry.address);
-    else perAddress.set(entry.address, n);
+    const count = perAddress.get(entry.address) as AddressCount;
+    if (entry.overflow) count.overflow--;
+    else count.normal--;
+    if (count.normal === 0 && count.overflow === 0) perAddress.delete(entry.address);
   };
   // One listener shared by every socket of this guard.
   function onClose(this: Duplex): void {
@@ -115,20 +147,37 @@ export function limitUnfinishedRequests(server: GuardedServer, limits: Unfinishe
 
   const onConnection = (socket: Socket): void => {
     const address = socket.remoteAddress ?? '';
-    const n = perAddress.get(address) ?? 0;
-    if (n >= cap) {
+    const now = Date.now();
+    let count = perAddress.get(address);
+    if (count === undefined) perAddress.set(address, (count = { normal: 0, overflow: 0, lastNormal: now }));
+    const over = count.normal >= cap;
+    if (over && now - count.lastNormal >= grace) {
+      // Every capped socket of this address has held an unfinished head for the grace: a
+      // slowloris, not a burst.
       socket.destroy();
       return;
     }
-    perAddress.set(address, n + 1);
-    waiting.add(socket);
-    unfinished.set(socket, { address, since: Date.now(), release });
+    if (over) {
+      count.overflow++;
+      overflow.add(socket);
+    } else {
+      count.normal++;
+      count.lastNormal = now;
+      waiting.add(socket);
+    }
+    unfinished.set(socket, { address, since: now, overflow: over, release });
     socket.on('close', onClose);
   };
   const onRequest = (req: IncomingMessage): void => headersComplete(req.socket);
 
   const sweep = (): void => {
     const now = Date.now();
+    for (const socket of overflow) {
+      if (now - (unfinished.get(socket) as Unfinished).since < grace) break;
+      // Past the cap and still unfinished after the grace: dropped without a response.
+      release(socket);
+      socket.destroy();
+    }
     for (const socket of waiting) {
       if (now - (unfinished.get(socket) as Unfinished).since < timeout) break;
       release(socket);
@@ -138,7 +187,7 @@ export function limitUnfinishedRequests(server: GuardedServer, limits: Unfinishe
       setTimeout(() => socket.destroy(), 1000).unref();
     }
   };
-  const timer = setInterval(sweep, Math.max(50, Math.min(1000, Math.floor(timeout / 4))));
+  const timer = setInterval(sweep, Math.max(50, Math.min(250, Math.floor(grace / 4))));
   timer.unref();
 
   // An https server's requests arrive on the TLS socket, which it announces once the
@@ -150,7 +199,7 @@ export function limitUnfinishedRequests(server: GuardedServer, limits: Unfinishe
     clearInterval(timer);
     server.off(opened as 'connection', onConnection);
     server.off('request', onRequest);
-    for (const socket of [...waiting]) release(socket);
+    for (const socket of [...waiting, ...overflow]) release(socket);
     perAddress.clear();
   };
 }

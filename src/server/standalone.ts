@@ -114,7 +114,9 @@ export interface ServerSettings {
   readonly headersTimeout: number;
   /**
    * `MAX_UNFINISHED_REQUESTS`: connections per client address whose first request head
-   * is incomplete; one more is closed at once, unanswered. @default 32
+   * is incomplete. One more gets one second to complete its head while those are younger
+   * (a burst of connections) and is closed unanswered if it has not; when they are all
+   * older (a slowloris), it is closed at once. @default 32
    */
   readonly maxUnfinishedRequests: number;
 }

@@ -6,7 +6,10 @@
  * before the hardening; a few that do not are marked as guards of behaviour the fixes
  * must keep.
  */
+import { execFile } from 'node:child_process';
 import net from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { jwtVerify } from 'jose';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
@@ -17,6 +20,9 @@ import { CANARY_ADDRESS, cleanup, eventually, httpGet, innocent, open, openRaw, 
 import { err } from './suite';
 
 afterEach(cleanup);
+
+const execFileAsync = promisify(execFile);
+const BURST_CLIENT = fileURLToPath(new URL('../helpers/burst-client.mjs', import.meta.url));
 
 /**
  * Connect raw TCP sockets from `localAddress` and write `head` on each; resolves once all
@@ -180,7 +186,7 @@ describe('9. costly frames within the rate', () => {
 // ---- 10. slowloris -------------------------------------------------------------------
 
 describe('10. unfinished requests (slowloris)', () => {
-  it('keeps at most MAX_UNFINISHED_REQUESTS unfinished requests of one address, drops the other 3,168 of 3,200 at once and uncounted, and serves the canary and /healthz', async () => {
+  it('keeps at most MAX_UNFINISHED_REQUESTS unfinished requests of one address, drops the other 3,168 of 3,200 within the burst grace and uncounted, and serves the canary and /healthz', async () => {
     const s = await serve({ MAX_UNFINISHED_REQUESTS: '32', HEADERS_TIMEOUT: '30s' });
     const inn = await innocent(s);
     const attempts = () => {
@@ -205,6 +211,48 @@ describe('10. unfinished requests (slowloris)', () => {
     expect(attempts()).toBe(before + 1);
     expect(s.hub.stats().pending).toBe(0);
   }, 30_000);
+
+  it('opens every one of 200 WebSocket upgrades sent at once from another process, one address, with the default cap of 32: a burst is not a slowloris', async () => {
+    const s = await serve({ WEBSOCKET_MAX_CONNECTIONS: '1000' });
+    const before = s.hub.stats().connectionsAccepted;
+    // The clients run in their own process, as real ones do: the server then accepts the
+    // whole burst before it reads any request head (in one process the two interleave).
+    const { stdout } = await execFileAsync(process.execPath, [BURST_CLIENT, String(s.port), '200'], { timeout: 20_000 });
+    expect(JSON.parse(stdout)).toEqual({ open: 200 });
+    expect(s.hub.stats().connectionsAccepted).toBe(before + 200);
+  });
+
+  it('gives a socket past the cap the burst grace while the capped ones are young, and drops one at once when they have all been unfinished that long', async () => {
+    const s = await serve({ MAX_UNFINISHED_REQUESTS: '10', HEADERS_TIMEOUT: '30s' });
+    const head = 'GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\n';
+    const capped = await unfinished(s.port, 10, head);
+    // Young capped sockets: five more wait on the grace instead of being dropped.
+    const burst = await unfinished(s.port, 5, head);
+    // One more past the cap completes its head 300 ms later, within the grace: it is served.
+    const served = await new Promise<string>((resolve) => {
+      const socket = net.connect({ port: s.port, host: '127.0.0.1' });
+      sockets.push(socket);
+      let got = '';
+      socket.setEncoding('latin1');
+      socket.on('error', () => resolve(`error: ${got}`));
+      socket.on('data', (c: string) => {
+        got += c;
+        if (got.includes('\r\n\r\n')) resolve(got.split('\r\n')[0] as string);
+      });
+      socket.on('connect', () => setTimeout(() => socket.write(`${head}\r\n`.replace('/ws', '/healthz')), 300));
+    });
+    expect(served).toBe('HTTP/1.1 200 OK');
+    expect([capped.open(), burst.open()]).toEqual([10, 5]);
+    // Past the grace (1 s, checked every 250 ms) they are dropped; the capped ones stay.
+    await eventually(() => burst.open() === 0, 'sockets past the cap dropped after the grace');
+    expect(capped.open()).toBe(10);
+    // Every capped socket is now older than the grace: the next one is dropped at once.
+    const t0 = Date.now();
+    const late = await unfinished(s.port, 1, head);
+    await eventually(() => late.open() === 0, 'a socket past a cap of old sockets dropped');
+    expect(Date.now() - t0).toBeLessThan(500);
+    expect(capped.open()).toBe(10);
+  });
 
   it('answers 408 and closes a request head unfinished after HEADERS_TIMEOUT: silent, trickled, half an upgrade, or a second request on a kept-alive connection', async () => {
     const s = await serve({ HEADERS_TIMEOUT: '1s' });
