@@ -22,11 +22,12 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes, createHmac } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { killAllNow, liveChildren, stopAll } from './lib/proc.mjs';
-import { ROOMWIRE_OVERRIDES, ROOT, TARGETS, roomwireBefore } from './lib/targets.mjs';
+import { PROFILE, ROOMWIRE_OVERRIDES, ROOT, TARGETS, roomwireBefore } from './lib/targets.mjs';
+import { renderProfiles } from './lib/flame.mjs';
 import { report } from './lib/report.mjs';
 import { runFanout, runScaleout } from './scenarios/fanout.mjs';
 import { runMemory } from './scenarios/memory.mjs';
@@ -47,8 +48,8 @@ const OPTIONS = /** @type {const} */ ([
   ['reps', 8, 'fan-out repetitions (each: every target at window 16 and at window 1)'],
   ['rooms', 10, 'fan-out rooms'],
   ['members', 100, 'fan-out members per room (the sender included)'],
-  ['messages', 250, 'fan-out messages per sender at window 16'],
-  ['messages-w1', 80, 'fan-out messages per sender at window 1'],
+  ['messages', 1000, 'fan-out messages per sender at window 16'],
+  ['messages-w1', 160, 'fan-out messages per sender at window 1'],
   ['warmup-messages', 200, 'fan-out warm-up messages per sender (not recorded)'],
   ['content-bytes', 64, 'fan-out message content length'],
   ['fanout-clients', 2, 'fan-out client processes per target'],
@@ -104,6 +105,8 @@ const OPTIONS = /** @type {const} */ ([
   ['scaleout-targets', 'roomwire,roomwire-before,roomwire-ioredis,roomwire-cluster,roomwire-history,socketio,socketio-recovery', 'scaleout: the targets, each as two processes over Redis (roomwire-before only with --roomwire-before)'],
   ['roomwire-before', '', 'the root of another roomwire checkout (built with npx tsup): its standalone server joins the targets as roomwire-before, for before/after ratios in one run'],
   ['roomwire-env', '', 'extra roomwire environment, KEY=VALUE pairs separated by ; (overrides the benchmark settings)'],
+  ['profile', '', 'a directory: run every server with node --cpu-prof, then write a flame graph per target (<dir>/<target>.svg) and print where its busy time went'],
+  ['profile-interval', 250, 'with --profile: microseconds between CPU samples'],
   ['out', 'bench/results/latest.json', 'where to write the JSON results'],
 ]);
 
@@ -171,6 +174,8 @@ const OPTIONS = /** @type {const} */ ([
  * @property {string} roomwireEnv
  * @property {string} scaleoutTargets
  * @property {string} roomwireBefore
+ * @property {string} profile
+ * @property {number} profileInterval
  * @property {string} out
  */
 
@@ -285,6 +290,12 @@ async function main() {
     if (eq <= 0) throw new Error(`--roomwire-env: "${pair}" is not KEY=VALUE`);
     ROOMWIRE_OVERRIDES[pair.slice(0, eq)] = pair.slice(eq + 1);
   }
+  if (options.profile !== '') {
+    PROFILE.dir = path.resolve(String(options.profile));
+    PROFILE.intervalUs = Number(options.profileInterval);
+    if (existsSync(PROFILE.dir) && readdirSync(PROFILE.dir).length > 0) throw new Error(`--profile: ${PROFILE.dir} is not empty`);
+    mkdirSync(PROFILE.dir, { recursive: true });
+  }
   const jwtSecret = randomBytes(32).toString('hex');
   const exp = Math.floor(Date.now() / 1000) + 3600;
   const tokens = Array.from({ length: 64 }, (_, i) => signHs256({ sub: `bench-user-${i}`, username: `bench${i}`, exp }, jwtSecret));
@@ -356,13 +367,31 @@ async function main() {
     results,
     problems,
   };
+  if (PROFILE.dir !== '') doc.profiles = renderProfiles(PROFILE.dir);
   const text = report(doc);
   doc.tables = text;
   log(`\n${text.plain}`);
+  if (doc.profiles !== undefined) log(profileTable(doc.profiles));
   const out = path.resolve(ROOT, options.out);
   mkdirSync(path.dirname(out), { recursive: true });
   writeFileSync(out, `${JSON.stringify(doc, null, 2)}\n`);
   log(`\nwrote ${path.relative(ROOT, out)} (${doc.meta.durationSeconds} s, load average at end ${doc.meta.loadAverageEnd.map((/** @type {number} */ x) => x.toFixed(2)).join(' ')})`);
+}
+
+/**
+ * `--profile`'s summary: per target, the share of busy time by part of the program and
+ * the functions with the most self time.
+ * @param {ReturnType<typeof renderProfiles>} profiles
+ */
+function profileTable(profiles) {
+  const pct = (/** @type {number} */ x) => `${(x * 100).toFixed(1)}%`;
+  const lines = ['\nCPU profiles (node --cpu-prof; shares of the busy samples, idle left out)'];
+  for (const [target, p] of Object.entries(profiles)) {
+    lines.push(`\n${target}: ${Math.round(p.busyMs).toLocaleString('en-US')} ms busy in ${p.files} process(es); flame graph ${path.relative(ROOT, p.svg)}`);
+    lines.push(`  by part: ${Object.entries(p.summary.parts).map(([k, v]) => `${k} ${pct(v)}`).join(', ')}`);
+    for (const f of p.summary.functions) lines.push(`  ${pct(f.share).padStart(6)}  ${f.name.padEnd(28)} ${f.part.padEnd(12)} ${f.where}`);
+  }
+  return lines.join('\n');
 }
 
 let exiting = false;

@@ -170,6 +170,22 @@ export function cpuMicros(pid) {
 }
 
 /**
+ * Write system calls (write, writev, sendmsg and the like) the process has made so far,
+ * from /proc/<pid>/io (`syscw`); 0 where the kernel does not expose it. Every frame batch a
+ * server hands the kernel is one, so per delivery it shows how well writes are batched,
+ * unaffected by how busy the machine is.
+ * @param {number} pid
+ */
+export function writeCalls(pid) {
+  try {
+    const m = /^syscw:\s*(\d+)/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'));
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/**
  * CPU time all CPUs of the machine spent busy (user, nice, system, irq, softirq, steal)
  * in microseconds, from /proc/stat. Minus the CPU of the benchmark's own processes over
  * the same interval, it shows how much other work ran during a trial.

@@ -69,12 +69,14 @@ export function report(doc) {
       // generator can saturate before the servers do: its CPU per client process says when).
       const limited = names.filter((n) => n.startsWith('roomwire'));
       const perClient = (/** @type {number} */ pct) => pct / (p.clientProcesses ?? 1);
+      const cores = doc.meta?.machine?.nproc ?? 1;
       sections.push({
-        title: `Fan-out: roomwire / limit (ws-corked: pre-framed, corked per event-loop turn, no checks); paired ratios, median (min-max); primary figure: server CPU per delivery. Load generator: CPU per client process in this target's window-16 trials (saturated at 90% or more: deliveries/s then measures the clients)`,
-        header: ['target', 'CPU/delivery x limit (w16)', 'deliveries/s x limit (w16)', 'p99 x limit (w16)', 'CPU/delivery x limit (w1)', 'deliveries/s x limit (w1)', 'p99 x limit (w1)', 'load generator'],
+        title: `Fan-out: roomwire / limit (ws-corked: pre-framed, corked per event-loop turn, no checks); paired ratios, median (min-max); primary figure: server CPU per delivery. Load generator: CPU per client process in this target's window-16 trials (saturated at 90% or more: deliveries/s then measures the clients). Machine: server, clients and other processes together, share of all ${cores} CPUs in those trials (90% or more: every process waits for a CPU, so deliveries/s and p99 measure the machine as much as the server)`,
+        header: ['target', 'CPU/delivery x limit (w16)', 'deliveries/s x limit (w16)', 'p99 x limit (w16)', 'CPU/delivery x limit (w1)', 'deliveries/s x limit (w1)', 'p99 x limit (w1)', 'load generator', 'machine (w16)', 'server writes per 100 deliveries (w16, w1)'],
         rows: [...limited, 'ws-corked'].map((n) => {
           const s = f.summary[n];
           const gen = perClient(s.w16.clientCpuPct);
+          const busy = (s.w16.serverCpuPct + s.w16.clientCpuPct + s.w16.otherCpuPct) / cores;
           return [
             n,
             spread(s.w16.limitCpuPerDelivery),
@@ -84,6 +86,8 @@ export function report(doc) {
             spread(s.w1.limitDeliveries),
             spread(s.w1.limitP99),
             `${fmt(gen, 0)}% per process${gen >= 90 ? ' (saturated)' : ''}`,
+            `${fmt(busy, 0)}% busy${busy >= 90 ? ' (saturated)' : ''}`,
+            s.w16.writesPer100 === undefined ? '-' : `${fmt(s.w16.writesPer100, 1)}, ${fmt(s.w1.writesPer100, 1)}`,
           ];
         }),
       });

@@ -24,6 +24,8 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
  *   `join` notice, the first frame
  * @property {boolean} [cluster] scale-out over a Redis Cluster of 3 masters instead of one redis-server
  * @property {Record<string, string>} [env] extra environment of this target's server
+ * @property {boolean} [metrics] false: a roomwire server without GET /metrics (its counters
+ *   are not cross-checked against the load)
  */
 
 /** @type {Target[]} */
@@ -41,6 +43,7 @@ export const TARGETS = [
     script: 'bench/servers/roomwire-bare.mjs',
     describe: 'roomwire without Prometheus metrics: createHub from the environment on roomwire/node, no registry (bench/servers/roomwire-bare.mjs)',
     joinDoneOn: '{"type":"user_list"',
+    metrics: false,
   },
   {
     name: 'roomwire-hooked',
@@ -99,6 +102,12 @@ export const DEFAULT_HEARTBEAT = { pingPeriod: 54_000, pongWait: 60_000, sweep: 
 
 /** Largest inbound message every server accepts (roomwire's default is 512). */
 export const MAX_MESSAGE_SIZE = 4096;
+
+/**
+ * `--profile`: when `dir` is set, every server runs with `node --cpu-prof` and writes its
+ * profile at exit into `dir/<target>/` (see bench/lib/flame.mjs).
+ */
+export const PROFILE = { dir: '', intervalUs: 250 };
 
 /** Extra roomwire variables from --roomwire-env, applied over {@link roomwireEnv}. */
 /** @type {Record<string, string>} */
@@ -182,10 +191,18 @@ let heapRequests = 0;
 export async function startServer(target, hb, jwtSecret, extraEnv = {}, opts = {}) {
   const env = { ...(isRoomwire(target) ? roomwireEnv(hb, jwtSecret) : benchServerEnv(hb)), ...(target.env ?? {}), ...extraEnv };
   const probe = opts.heapProbe === true;
+  /** @type {string[]} */
+  const nodeFlags = probe ? ['--expose-gc', '--require', HEAP_PROBE] : [];
+  if (PROFILE.dir !== '') {
+    const dir = path.join(PROFILE.dir, target.name);
+    fs.mkdirSync(dir, { recursive: true });
+    nodeFlags.push('--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-interval=${PROFILE.intervalUs}`);
+  }
   const child = spawnNode([path.resolve(ROOT, target.script)], {
     env,
     cwd: ROOT,
-    ...(probe ? { ipc: true, nodeFlags: ['--expose-gc', '--require', HEAP_PROBE] } : {}),
+    ...(probe ? { ipc: true } : {}),
+    nodeFlags,
   });
   const out = watchOutput(child);
   /** @type {string[]} */

@@ -9,7 +9,7 @@
  * members on both and half of the deliveries cross Redis.
  */
 import { spawnClient } from '../lib/clientproc.mjs';
-import { cpuMicros, machineBusyMicros, nowMicros, sleep } from '../lib/proc.mjs';
+import { cpuMicros, machineBusyMicros, nowMicros, sleep, writeCalls } from '../lib/proc.mjs';
 import { merge, median, minMax, newHistogram, quantile } from '../lib/stats.mjs';
 import { BASELINE, DEFAULT_HEARTBEAT, deploy, isRoomwire, roomwireMetrics, serverConnections } from '../lib/targets.mjs';
 
@@ -95,13 +95,16 @@ async function fanout(ctx, plan) {
       const self0 = process.cpuUsage();
       const wall0 = nowMicros();
       const serverCpu = () => server.pids.reduce((a, pid) => a + cpuMicros(pid), 0);
+      const serverWrites = () => server.pids.reduce((a, pid) => a + writeCalls(pid), 0);
       const cpu0 = serverCpu();
+      const writes0 = serverWrites();
       const startAt = nowMicros() + 30_000;
       const timeoutMs = Math.max(30_000, (messages * R * N) / 20); // >= 50k deliveries/s or give up
       const done = await Promise.all(
         clients.map((c) => c.request({ op: 'run', id, window, messages, startAt, quietMs: 3000, timeoutMs }, 'done', timeoutMs + 10_000)),
       );
       const cpu1 = serverCpu();
+      const writes1 = serverWrites();
       const clientCpu = clients.reduce((a, c, i) => a + (c.cpu() - clientCpu0[i]), 0);
       const self = process.cpuUsage(self0);
       const busy = machineBusyMicros() - busy0;
@@ -138,6 +141,8 @@ async function fanout(ctx, plan) {
         deliveriesPerSec: distinct / seconds,
         serverCpuUs: cpu1 - cpu0,
         cpuUsPerDelivery: (cpu1 - cpu0) / distinct,
+        // write system calls of the server per 100 deliveries (frames batched per write)
+        writesPer100: ((writes1 - writes0) / distinct) * 100,
         serverCpuPct: ((cpu1 - cpu0) / 1e6 / seconds) * 100,
         clientCpuPct: (clientCpu / 1e6 / seconds) * 100,
         // CPU used by processes other than this benchmark's during the trial (% of one core)
@@ -184,7 +189,7 @@ async function fanout(ctx, plan) {
       const { server } = /** @type {NonNullable<ReturnType<typeof setups.get>>} */ (setups.get(t.name));
       const warnings = server.servers.flatMap((s) => s.warnings);
       extra[t.name] = { serverConnections: await Promise.all(server.servers.map((s) => serverConnections(s))), warnings };
-      if (isRoomwire(t)) {
+      if (isRoomwire(t) && t.metrics !== false) {
         try {
           // Summed over the processes (with Redis, each counts what it received and what it delivered).
           /** @type {Record<string, number>} */
@@ -283,6 +288,7 @@ function summarize(trials, names, baseline) {
         ratioDeliveries: paired(w16, 16, 'deliveriesPerSec'),
         ratioCpuPerDelivery: paired(w16, 16, 'cpuUsPerDelivery'),
         ratioP99: paired(w16, 16, 'p99us'),
+        writesPer100: median(w16.map((t) => t.writesPer100)),
         spreadDeliveries: minMax(w16.map((t) => t.deliveriesPerSec)),
         ...(limit === undefined
           ? {}
@@ -293,6 +299,7 @@ function summarize(trials, names, baseline) {
         cpuUsPerDelivery: median(w1.map((t) => t.cpuUsPerDelivery)),
         p50us: median(w1.map((t) => t.p50us)),
         p99us: median(w1.map((t) => t.p99us)),
+        writesPer100: median(w1.map((t) => t.writesPer100)),
         ratioDeliveries: paired(w1, 1, 'deliveriesPerSec'),
         ratioP99: paired(w1, 1, 'p99us'),
         ...(limit === undefined
