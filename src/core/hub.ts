@@ -13,7 +13,6 @@ import { createJwtVerifier, defaultAuthenticate } from './auth';
 import { systemClock } from './clock';
 import { resolveConfig, type HubConfig } from './config';
 import { Engine } from './engine';
-import { configError } from './errors';
 import { SILENT, guardLogger } from './log';
 import { createMemoryBroker } from './memory-broker';
 import type { Client } from './types';
@@ -31,11 +30,13 @@ class RoomwireHub extends EventEmitter<HubEvents> implements Hub {
     const config = (this.config = resolveConfig(options));
     const custom = options.authenticate;
     const hasKey = config.jwt.secret !== undefined || config.jwt.publicKey !== undefined || config.jwt.jwksUrl !== undefined;
-    if (config.requireAuth && !hasKey && custom === undefined) {
-      throw configError([{ name: 'requireAuth', message: 'needs jwt.secret, jwt.publicKey, jwt.jwksUrl or an authenticate function' }]);
-    }
     const clock = options.clock ?? systemClock;
     const log = options.logger === undefined ? SILENT : guardLogger(options.logger);
+    if (config.requireAuth && !hasKey && custom === undefined) {
+      // Not an error (contract section 1): a token is required and none can be verified, so
+      // every upgrade is refused with 401, whose body names the missing key.
+      log.warn({ variable: 'WEBSOCKET_REQUIRE_AUTH' }, 'requireAuth (WEBSOCKET_REQUIRE_AUTH) is on but no key is set to verify tokens (jwt.secret, jwt.publicKey, jwt.jwksUrl or an authenticate function): every WebSocket upgrade is refused with 401');
+    }
     if (config.jwt.secret !== undefined && Buffer.byteLength(config.jwt.secret) < 32) {
       // RFC 7518 section 3.2: an HS256 key must be at least as long as the hash (32 bytes).
       log.warn({ bytes: Buffer.byteLength(config.jwt.secret) }, 'the JWT secret (WEBSOCKET_JWT_SECRET) is shorter than 32 bytes: a short HMAC secret can be guessed offline from any one token; use 32 random bytes or more (RFC 7518)');

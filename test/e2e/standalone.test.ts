@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startServer, type RunningServer } from '../../src/server/standalone';
-import { Peer, upgrade } from '../helpers/client';
+import { Peer, sign, upgrade } from '../helpers/client';
 import { hubSuite } from './suite';
 
 const quiet = () => {};
@@ -199,7 +199,7 @@ describe('standalone server: refusals that explain themselves', () => {
   });
 
   it('answers 401 naming what is wrong with the token, and logs it at info without the token', async () => {
-    const { SECRET, sign } = await import('../helpers/client');
+    const { SECRET } = await import('../helpers/client');
     const lines: Record<string, unknown>[] = [];
     const raw: string[] = [];
     const s = await startServer({
@@ -233,6 +233,19 @@ describe('standalone server: refusals that explain themselves', () => {
     servers.push(keyless);
     const r = await upgrade(keyless.port, `/ws/auth/r?token=${await sign(good)}`);
     expect(r.body).toBe('a valid token is required (no key configured): the server has no key to verify tokens (set WEBSOCKET_JWT_SECRET, WEBSOCKET_JWT_PUBLIC_KEY or WEBSOCKET_JWKS_URL)\n');
+  });
+
+  it('starts with WEBSOCKET_REQUIRE_AUTH=true and no key, says so at startup, and answers every upgrade 401 (contract section 1)', async () => {
+    const lines: string[] = [];
+    const s = await startServer({ env: { HOST: '127.0.0.1', PORT: '0', WEBSOCKET_REQUIRE_AUTH: 'true' }, log: (l) => lines.push(l) });
+    servers.push(s);
+    const warning = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.variable === 'WEBSOCKET_REQUIRE_AUTH');
+    expect(warning).toMatchObject({ level: 'warn', msg: expect.stringContaining('every WebSocket upgrade is refused with 401') });
+    const missing = await upgrade(s.port, '/ws/r');
+    expect([missing.status, missing.headers['www-authenticate']]).toEqual([401, 'Bearer']);
+    const presented = await upgrade(s.port, `/ws/r?token=${await sign({ sub: 'u1' })}`);
+    expect([presented.status, presented.headers['www-authenticate']]).toEqual([401, 'Bearer error="invalid_token"']);
+    expect((await fetch(`http://127.0.0.1:${s.port}/healthz`)).status).toBe(200);
   });
 
   it('warns at startup about a WEBSOCKET_* variable no setting reads, naming the closest one', async () => {

@@ -241,12 +241,24 @@ describe('configFromEnv', () => {
         ],
       }),
     );
-    expect(() => createHub({ requireAuth: true })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_CONFIG' }));
+  });
+
+  it('accepts requireAuth with no key to verify tokens, and says so: every upgrade then gets 401 (contract section 1)', async () => {
+    const warnings: unknown[][] = [];
+    const logger = { debug() {}, info() {}, warn: (...args: unknown[]) => void warnings.push(args), error() {} };
+    const hub = createHub({ requireAuth: true, logger });
+    const custom = createHub({ requireAuth: true, authenticate: () => null, logger });
+    try {
+      expect(warnings).toEqual([[{ variable: 'WEBSOCKET_REQUIRE_AUTH' }, expect.stringContaining('every WebSocket upgrade is refused with 401')]]);
+      expect(custom.config.requireAuth).toBe(true);
+    } finally {
+      await Promise.all([hub.close(), custom.close()]);
+    }
   });
 });
 
 describe('serverConfigFromEnv', () => {
-  it('names HOST/PORT problems and REQUIRE_AUTH without a key together with the others', async () => {
+  it('names HOST/PORT problems together with the others, and the warnings beside them', async () => {
     const { serverConfigFromEnv } = await import('../../src/server/standalone');
     let names: string[] = [];
     try {
@@ -254,6 +266,7 @@ describe('serverConfigFromEnv', () => {
     } catch (e) {
       names = (e as RoomwireError).issues.map((i) => i.name);
     }
+    // The warning about REQUIRE_AUTH without a key is named beside the errors, like a typo.
     expect(names).toEqual(['WEBSOCKET_MAX_ROOM_SIZE', 'PORT', 'WEBSOCKET_REQUIRE_AUTH']);
     expect(serverConfigFromEnv({ WEBSOCKET_REDIS_URL: 'redis://:pw@127.0.0.1:6390/2' }).redis).toMatchObject({ url: 'redis://:pw@127.0.0.1:6390/2', urls: ['redis://:pw@127.0.0.1:6390/2'], mode: 'single', prefix: 'roomwire' });
     expect(() => serverConfigFromEnv({ WEBSOCKET_REDIS_URL: 'redis://:hunter2@127.0.0.1:6379/x', PORT: 'http' })).toThrow(
@@ -305,9 +318,15 @@ describe('unknown WEBSOCKET_* variables', () => {
     expect(serverConfigFromEnv({ WEBSOCKET_MAX_MESAGE_SIZE: '1024' }).warnings).toEqual([
       'WEBSOCKET_MAX_MESAGE_SIZE is not a roomwire variable and is ignored; did you mean WEBSOCKET_MAX_MESSAGE_SIZE?',
     ]);
-    expect(() => serverConfigFromEnv({ WEBSOCKET_REQUIRE_AUTH: 'true', WEBSOCKET_JWT_SECRT: 's' })).toThrow(
-      'invalid configuration:\n  WEBSOCKET_REQUIRE_AUTH: true needs WEBSOCKET_JWT_SECRET, WEBSOCKET_JWT_PUBLIC_KEY or WEBSOCKET_JWKS_URL to verify tokens\n  WEBSOCKET_JWT_SECRT: is not a roomwire variable and is ignored; did you mean WEBSOCKET_JWT_SECRET?',
+    expect(() => serverConfigFromEnv({ WEBSOCKET_JWT_ALGORITHMS: 'HS256', WEBSOCKET_JWT_SECRT: 's' })).toThrow(
+      'invalid configuration:\n  WEBSOCKET_JWT_ALGORITHMS: HS256 need WEBSOCKET_JWT_SECRET\n  WEBSOCKET_JWT_SECRT: is not a roomwire variable and is ignored; did you mean WEBSOCKET_JWT_SECRET?',
     );
+    // Requiring a token with no key to verify one is no startup error (every upgrade then
+    // gets 401, as the contract says), but the operator is told, with the likely typo.
+    expect(serverConfigFromEnv({ WEBSOCKET_REQUIRE_AUTH: 'true', WEBSOCKET_JWT_SECRT: 's' }).warnings).toEqual([
+      'WEBSOCKET_JWT_SECRT is not a roomwire variable and is ignored; did you mean WEBSOCKET_JWT_SECRET?',
+      'WEBSOCKET_REQUIRE_AUTH is true but no key is set to verify tokens (WEBSOCKET_JWT_SECRET, WEBSOCKET_JWT_PUBLIC_KEY or WEBSOCKET_JWKS_URL): every WebSocket upgrade is refused with 401',
+    ]);
   });
 });
 
