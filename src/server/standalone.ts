@@ -13,6 +13,7 @@ import type { Duplex } from 'node:stream';
 import { answerAsRequest } from '../adapters/http';
 import { createUpgradeHandler } from '../adapters/node';
 import { limitUnfinishedRequests } from '../adapters/unfinished';
+import { hubMetricFamilies, PROMETHEUS_CONTENT_TYPE, renderPrometheusText } from '../metrics/families';
 import { brokerFromSettings, readRedisSettings, REDIS_PREFIX, type RedisSettings } from '../redis/env';
 import type { CloseOptions, Hub, HubOptions } from '../core/api';
 import { PARSERS, configFromEnv, type ConfigField, type HubConfig } from '../core/config';
@@ -356,11 +357,14 @@ async function prometheusText(hub: Hub, logger: Logger): Promise<() => Promise<M
     registerHubMetrics(hub, { registry });
     return async () => ({ status: 200, contentType: registry.contentType, body: await registry.metrics() });
   } catch (err) {
+    // prom-client is an optional peer dependency (`npx roomwire` does not install it): the
+    // hub's own metrics are rendered without it, the process metrics are what is missing.
     // Not installed is the expected case: one line, no stack. Anything else is worth the error.
     const code = (err as { code?: unknown }).code;
     const missing = code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND';
-    logger.warn(missing ? {} : { err }, 'prom-client is not installed: /metrics answers 503 (npm install prom-client)');
-    const body = 'metrics need prom-client: npm install prom-client\n';
-    return async () => ({ status: 503, contentType: 'text/plain; charset=utf-8', body });
+    const message = 'prom-client is not installed: /metrics serves the hub metrics without the process metrics (npm install prom-client adds them)';
+    if (missing) logger.info({}, message);
+    else logger.warn({ err }, message);
+    return async () => ({ status: 200, contentType: PROMETHEUS_CONTENT_TYPE, body: renderPrometheusText(hubMetricFamilies(hub.stats())) });
   }
 }

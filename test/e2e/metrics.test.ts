@@ -5,7 +5,8 @@
 import { describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
 import { createHub } from '../../src/index';
-import { registerHubMetrics } from '../../src/metrics/prometheus';
+import { hubMetricFamilies, renderPrometheusText } from '../../src/metrics/families';
+import { METRIC_NAMES, registerHubMetrics } from '../../src/metrics/prometheus';
 import { startServer } from '../../src/server/standalone';
 import { Peer, SECRET, sign, sleep, upgrade } from '../helpers/client';
 import { FakeClock, connect } from '../helpers/fake';
@@ -167,6 +168,26 @@ describe('metrics after a scripted session', () => {
     metrics.unregister();
     expect((await registry.metrics()).trim()).toBe('');
     expect(registry.getMetricsAsArray()).toHaveLength(0);
+    await hub.close();
+  });
+
+  it('renders without prom-client exactly what prom-client renders: the same HELP, TYPE and samples', async () => {
+    const hub = createHub({ clock: new FakeClock(), messageRate: '100/s,100' });
+    const registry = new Registry();
+    registerHubMetrics(hub, { registry });
+    const a = await connect(hub, '/ws/x');
+    const b = await connect(hub, '/ws/x');
+    a.json({ type: 'message', room: 'x', content: 'hi "there"\n' });
+    b.json({ type: 'nope' });
+    b.close(1000, 'bye');
+    const theirs = await registry.metrics();
+    const ours = renderPrometheusText(hubMetricFamilies(hub.stats()));
+    expect([...parse(ours)].sort()).toEqual([...parse(theirs)].sort());
+    const comments = (text: string) => text.split('\n').filter((l) => l.startsWith('#')).sort();
+    expect(comments(ours)).toEqual(comments(theirs));
+    expect(comments(ours).filter((l) => l.startsWith('# TYPE')).map((l) => l.split(' ')[2])).toEqual(METRIC_NAMES.map((n) => `roomwire_${n}`).sort());
+    expect(parse(ours).get('roomwire_connections')).toBe(1);
+    expect(parse(ours).get('roomwire_messages_received_total{type="message"}')).toBe(1);
     await hub.close();
   });
 
