@@ -563,25 +563,40 @@ async function sendAll(c: RoomwireClient, room: string, contents: string[]): Pro
   for (const content of contents) await c.send(room, content);
 }
 
+/**
+ * Two clients in room `r`: `a` on `d.url` (its frames recorded, its reconnections held
+ * while the gate is), `b` on `d.other`, with what each sees of the room.
+ */
+async function twoInRoom(d: { url: string; other: string }) {
+  const w = wire();
+  const g = gate();
+  const a = client({ url: d.url, WebSocket: w.WebSocket, getToken: g.getToken });
+  const b = client({ url: d.other });
+  const seen = watch(a, 'r');
+  const bSeen = watch(b, 'r');
+  await a.join('r');
+  await b.join('r');
+  return { w, g, a, b, seen, bSeen };
+}
+
+/** Cut `a`'s connection (no close frame) and hold its reconnection until `g.release()`. */
+async function drop({ w, g, a }: { w: ReturnType<typeof wire>; g: ReturnType<typeof gate>; a: RoomwireClient }): Promise<void> {
+  g.hold();
+  w.cut();
+  await waitFor('a is away', () => a.state !== 'connected', 3000);
+}
+
 describe.each(DEPLOYMENTS)('roomwire/client: recovery ($name)', (deployment) => {
   it('after a dropped connection, joins again with since and gets exactly the messages it missed, in order, then recovered, then live ones', async () => {
     const d = await deployment.start(HISTORY);
-    const w = wire();
-    const g = gate();
-    const a = client({ url: d.url, WebSocket: w.WebSocket, getToken: g.getToken });
-    const b = client({ url: d.other });
-    const seen = watch(a, 'r');
-    const bSeen = watch(b, 'r');
-    await a.join('r');
-    await b.join('r');
+    const two = await twoInRoom(d);
+    const { w, g, a, b, seen, bSeen } = two;
     await sendAll(b, 'r', ['m1', 'm2']);
     await waitFor('a has m2', () => seen.log.length === 2, 3000);
     const before = a.room('r').position as RoomPosition;
     expect(before).toEqual({ offset: 2, epoch: expect.any(String) });
 
-    g.hold();
-    w.cut();
-    await waitFor('a is away', () => a.state !== 'connected', 3000);
+    await drop(two);
     await sendAll(b, 'r', ['m3', 'm4', 'm5', 'm6', 'm7']);
     g.release();
     await waitFor('a recovered', () => seen.recovered.length === 1, 10_000);
@@ -634,19 +649,12 @@ describe.each(DEPLOYMENTS)('roomwire/client: recovery ($name)', (deployment) => 
 
   it('with history off: no since is sent, no event is emitted, no position is kept', async () => {
     const d = await deployment.start({});
-    const w = wire();
-    const g = gate();
-    const a = client({ url: d.url, WebSocket: w.WebSocket, getToken: g.getToken });
-    const b = client({ url: d.other });
-    const seen = watch(a, 'r');
-    await a.join('r');
-    await b.join('r');
+    const two = await twoInRoom(d);
+    const { w, g, a, b, seen } = two;
     await b.send('r', 'm1');
     await waitFor('a has m1', () => seen.log.length === 1, 3000);
     expect(a.room('r').position).toBeUndefined();
-    g.hold();
-    w.cut();
-    await waitFor('a is away', () => a.state !== 'connected', 3000);
+    await drop(two);
     await b.send('r', 'missed');
     g.release();
     await connected(a);
@@ -665,13 +673,8 @@ describe.each(DEPLOYMENTS)('roomwire/client: recovery ($name)', (deployment) => 
 
   it('sees a new epoch live (the TTL passed in a quiet room): gap epoch, then learns the new epoch and recovers in it', async () => {
     const d = await deployment.start({ ...HISTORY, WEBSOCKET_HISTORY_TTL: '1s' });
-    const w = wire();
-    const g = gate();
-    const a = client({ url: d.url, WebSocket: w.WebSocket, getToken: g.getToken });
-    const b = client({ url: d.other });
-    const seen = watch(a, 'r');
-    await a.join('r');
-    await b.join('r');
+    const two = await twoInRoom(d);
+    const { w, g, a, b, seen } = two;
     await sendAll(b, 'r', ['m1', 'm2']);
     await waitFor('a has m2', () => seen.log.length === 2, 3000);
     const first = a.room('r').position as RoomPosition;
@@ -688,9 +691,7 @@ describe.each(DEPLOYMENTS)('roomwire/client: recovery ($name)', (deployment) => 
     expect(second.epoch).not.toBe(first.epoch);
 
     // And recovers in the new epoch after a drop.
-    g.hold();
-    w.cut();
-    await waitFor('a is away', () => a.state !== 'connected', 3000);
+    await drop(two);
     await b.send('r', 'm4');
     g.release();
     await waitFor('a recovered', () => seen.recovered.length === 1, 10_000);
