@@ -619,11 +619,7 @@ describe.each(DEPLOYMENTS)('roomwire/client: recovery ($name)', (deployment) => 
 
   it('after the server restarts, tells what it can: recovered when the stream outlives the process, a gap not_recovered when it died with it (a new epoch)', async () => {
     const d = await deployment.start(HISTORY);
-    const a = client({ url: d.url });
-    const b = client({ url: d.other });
-    const seen = watch(a, 'r');
-    await a.join('r');
-    await b.join('r');
+    const { a, b, seen } = await twoInRoom(d);
     await sendAll(b, 'r', ['m1', 'm2']);
     await waitFor('a has m2', () => seen.log.length === 2, 3000);
     const before = a.room('r').position as RoomPosition;
@@ -701,11 +697,7 @@ describe.each(DEPLOYMENTS)('roomwire/client: recovery ($name)', (deployment) => 
 
   it('joins with a position the app stored (a page reload): recovers from it, or says gap when it cannot', async () => {
     const d = await deployment.start(HISTORY);
-    const a = client({ url: d.url });
-    const b = client({ url: d.other });
-    const first = watch(a, 'r');
-    await a.join('r');
-    await b.join('r');
+    const { a, b, seen: first } = await twoInRoom(d);
     await sendAll(b, 'r', ['m1', 'm2', 'm3']);
     await waitFor('a has m3', () => first.log.length === 3, 3000);
     const stored = a.room('r').position as RoomPosition;
@@ -746,14 +738,8 @@ describe.each(DEPLOYMENTS)('roomwire/client: recovery ($name)', (deployment) => 
 describe.each(DEPLOYMENTS.filter((d) => d.shared))('roomwire/client: recovery across a killed process ($name)', (deployment) => {
   it('its process killed (SIGKILL) and started again on the same port while another process carried on: reconnects by itself and gets exactly the messages it missed, in order, then recovered, then live ones', async () => {
     const d = await deployment.start(HISTORY);
-    const w = wire();
-    const a = client({ url: d.url, WebSocket: w.WebSocket });
-    const b = client({ url: d.other });
-    const seen = watch(a, 'r');
-    const bSeen = watch(b, 'r');
+    const { w, a, b, seen, bSeen } = await twoInRoom(d);
     const aStates = states(a);
-    await a.join('r');
-    await b.join('r');
     await sendAll(b, 'r', ['m1', 'm2']);
     await waitFor('a has m2', () => seen.log.length === 2, 3000);
     const before = a.room('r').position as RoomPosition;
@@ -789,13 +775,7 @@ describe.each(DEPLOYMENTS.filter((d) => d.shared))('roomwire/client: recovery ac
 
   it('Redis restarted empty while its process was down: the stream is lost, so a gap not_recovered in the new epoch, then live ones', async () => {
     const d = await deployment.start(HISTORY);
-    const w = wire();
-    const a = client({ url: d.url, WebSocket: w.WebSocket });
-    const b = client({ url: d.other });
-    const seen = watch(a, 'r');
-    const bSeen = watch(b, 'r');
-    await a.join('r');
-    await b.join('r');
+    const { w, a, b, seen, bSeen } = await twoInRoom(d);
     await sendAll(b, 'r', ['m1', 'm2']);
     await waitFor('a has m2', () => seen.log.length === 2, 3000);
     const before = a.room('r').position as RoomPosition;
