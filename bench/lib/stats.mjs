@@ -141,3 +141,17 @@ export function sumRateReplies(replies) {
     abnormal: replies.reduce((a, r) => a + r.lateClosesAfterReady, 0),
   };
 }
+
+/**
+ * The order of repetition `rep`: `items` rotated by `rep`, so over `items.length`
+ * repetitions each item runs once in every position. (Alternating the order, A B C then
+ * C B A, keeps the middle items in the middle, and the position within a repetition
+ * matters on a busy machine.)
+ * @template T
+ * @param {readonly T[]} items
+ * @param {number} rep
+ * @returns {T[]}
+ */
+export function rotation(items, rep) {
+  return items.map((_, i) => /** @type {T} */ (items[(i + rep) % items.length]));
+}

@@ -3,11 +3,12 @@
  * Scenario 3, connection rate: completed handshakes per second with a fixed number in
  * flight, each connection closed as soon as it is ready. roomwire twice: anonymous, and
  * with an HS256 token in `?token=` (WEBSOCKET_JWT_SECRET set, so it is verified); the
- * other targets anonymous. Variants run alternately over repetitions after a warm-up.
+ * other targets anonymous. Variants run in rotated order over repetitions after a warm-up,
+ * each in every position equally often.
  */
 import { freshAddresses, spawnClient } from '../lib/clientproc.mjs';
 import { cpuWindow, nowMicros, sleep } from '../lib/proc.mjs';
-import { median, minMax, quantile, sumRateReplies } from '../lib/stats.mjs';
+import { median, minMax, quantile, rotation, sumRateReplies } from '../lib/stats.mjs';
 import { BASELINE, DEFAULT_HEARTBEAT, startServer } from '../lib/targets.mjs';
 
 /**
@@ -88,7 +89,7 @@ export async function runConnrate(ctx) {
     };
     for (const v of variants) await trial(v, 1, -1);
     for (let rep = 0; rep < o.connrateReps; rep++) {
-      const order = rep % 2 === 0 ? variants : [...variants].reverse();
+      const order = rotation(variants, rep);
       const parts = [];
       /** @type {number[]} */
       const others = [];

@@ -1,8 +1,9 @@
 // @ts-check
 /**
  * Scenario 1, fan-out: R rooms x N members per target, one sender per room, M messages
- * per sender with at most W in flight (the sender's own echo is its ack). Every target
- * runs alternately (A B C D, D C B A, ...), each repetition at window 16 then window 1.
+ * per sender with at most W in flight (the sender's own echo is its ack). The targets run
+ * in rotated order (A B C D, B C D A, ...: each in every position equally often), each
+ * repetition at window 16 then window 1.
  *
  * The same code runs the scale-out scenario: each target as two server processes sharing
  * a redis-server of its own, client process p connected to server p, so every room has
@@ -10,7 +11,7 @@
  */
 import { spawnClient } from '../lib/clientproc.mjs';
 import { cpuMicros, machineBusyMicros, nowMicros, sleep, writeCalls } from '../lib/proc.mjs';
-import { merge, median, minMax, newHistogram, quantile } from '../lib/stats.mjs';
+import { merge, median, minMax, newHistogram, quantile, rotation } from '../lib/stats.mjs';
 import { BASELINE, DEFAULT_HEARTBEAT, deploy, isRoomwire, roomwireMetrics, serverConnections } from '../lib/targets.mjs';
 
 /** The limit every fan-out table compares roomwire with (issue 17). */
@@ -168,7 +169,7 @@ async function fanout(ctx, plan) {
       ctx.log(`  warm-up ${t.name.padEnd(12)} ${Math.round(w.deliveriesPerSec).toLocaleString('en-US')} deliveries/s`);
     }
     for (let rep = 0; rep < o.reps; rep++) {
-      const order = rep % 2 === 0 ? targets : [...targets].reverse();
+      const order = rotation(targets, rep);
       const parts = [];
       /** @type {number[]} */
       const others = [];
