@@ -150,15 +150,8 @@ export function serverConfigFromEnv(env: Record<string, string | undefined> = pr
     }
   }
   const server = settings as unknown as ServerSettings;
-  // Read from the raw environment, so this is reported even when other variables are bad.
-  // Not an error: the contract answers every upgrade 401 then (a token is required and none
-  // can be verified), and the operator is told why at startup.
-  const set = (name: string) => env[name] !== undefined && env[name] !== '';
-  if (env.WEBSOCKET_REQUIRE_AUTH?.trim().toLowerCase() === 'true') {
-    if (!set('WEBSOCKET_JWT_SECRET') && !set('WEBSOCKET_JWT_PUBLIC_KEY') && !set('WEBSOCKET_JWKS_URL')) {
-      warnings.push('WEBSOCKET_REQUIRE_AUTH is true but no key is set to verify tokens (WEBSOCKET_JWT_SECRET, WEBSOCKET_JWT_PUBLIC_KEY or WEBSOCKET_JWKS_URL): every WebSocket upgrade is refused with 401');
-    }
-  }
+  // WEBSOCKET_REQUIRE_AUTH=true with no key is no error (the contract answers every upgrade
+  // 401 then); createHub warns about it at startup.
   if (server.internalPort !== undefined && server.internalPort !== 0 && server.internalPort === server.port) {
     issues.push({ name: 'INTERNAL_PORT', message: `must differ from PORT (${server.port})` });
   }

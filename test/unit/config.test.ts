@@ -258,7 +258,7 @@ describe('configFromEnv', () => {
 });
 
 describe('serverConfigFromEnv', () => {
-  it('names HOST/PORT problems together with the others, and the warnings beside them', async () => {
+  it('names HOST/PORT problems together with the others', async () => {
     const { serverConfigFromEnv } = await import('../../src/server/standalone');
     let names: string[] = [];
     try {
@@ -266,8 +266,7 @@ describe('serverConfigFromEnv', () => {
     } catch (e) {
       names = (e as RoomwireError).issues.map((i) => i.name);
     }
-    // The warning about REQUIRE_AUTH without a key is named beside the errors, like a typo.
-    expect(names).toEqual(['WEBSOCKET_MAX_ROOM_SIZE', 'PORT', 'WEBSOCKET_REQUIRE_AUTH']);
+    expect(names).toEqual(['WEBSOCKET_MAX_ROOM_SIZE', 'PORT']);
     expect(serverConfigFromEnv({ WEBSOCKET_REDIS_URL: 'redis://:pw@127.0.0.1:6390/2' }).redis).toMatchObject({ url: 'redis://:pw@127.0.0.1:6390/2', urls: ['redis://:pw@127.0.0.1:6390/2'], mode: 'single', prefix: 'roomwire' });
     expect(() => serverConfigFromEnv({ WEBSOCKET_REDIS_URL: 'redis://:hunter2@127.0.0.1:6379/x', PORT: 'http' })).toThrow(
       'invalid configuration:\n  WEBSOCKET_REDIS_URL: "redis://:***@127.0.0.1:6379/x": the path must be a database number\n  PORT: must be an integer from 0 to 65535, not "http"',
@@ -322,10 +321,9 @@ describe('unknown WEBSOCKET_* variables', () => {
       'invalid configuration:\n  WEBSOCKET_JWT_ALGORITHMS: HS256 need WEBSOCKET_JWT_SECRET\n  WEBSOCKET_JWT_SECRT: is not a roomwire variable and is ignored; did you mean WEBSOCKET_JWT_SECRET?',
     );
     // Requiring a token with no key to verify one is no startup error (every upgrade then
-    // gets 401, as the contract says), but the operator is told, with the likely typo.
+    // gets 401, as the contract says; createHub warns), but the likely typo is named.
     expect(serverConfigFromEnv({ WEBSOCKET_REQUIRE_AUTH: 'true', WEBSOCKET_JWT_SECRT: 's' }).warnings).toEqual([
       'WEBSOCKET_JWT_SECRT is not a roomwire variable and is ignored; did you mean WEBSOCKET_JWT_SECRET?',
-      'WEBSOCKET_REQUIRE_AUTH is true but no key is set to verify tokens (WEBSOCKET_JWT_SECRET, WEBSOCKET_JWT_PUBLIC_KEY or WEBSOCKET_JWKS_URL): every WebSocket upgrade is refused with 401',
     ]);
   });
 });
