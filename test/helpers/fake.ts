@@ -1,5 +1,5 @@
 /** In-memory transport and manual clock for unit tests of the core. */
-import { adapterHandle, type Clock, type Outbound, type Transport, type TransportListener } from '../../src/index';
+import { adapterHandle, createHub, type Clock, type HubOptions, type Outbound, type Transport, type TransportListener } from '../../src/index';
 
 /** A clock that only moves when told to; timers fire in order as time passes. */
 export class FakeClock implements Clock {
@@ -131,4 +131,16 @@ export async function connect(
   const t = new FakeTransport();
   t.listener = admission.ticket.open(t);
   return t;
+}
+
+/** The fake clock's start in the core's unit tests: 2026-11-26 12:00:00 UTC. */
+export const T0 = Date.UTC(2026, 10, 26, 12, 0, 0);
+/** {@link T0} in Unix seconds, as frames carry it. */
+export const SEC = Math.floor(T0 / 1000);
+
+/** A hub on a fake clock started at {@link T0}, with a message rate no test reaches unless `options` says otherwise. */
+export function hubOnFakeClock(options: HubOptions = {}) {
+  const clock = new FakeClock(T0);
+  const hub = createHub({ clock, messageRate: '1000/s,1000', ...options });
+  return { clock, hub };
 }

@@ -4,18 +4,11 @@
  * behaving as before. Fake clock and fake transports.
  */
 import { describe, expect, it } from 'vitest';
-import { adapterHandle, configFromEnv, createHub, type HubOptions } from '../../src/index';
+import { adapterHandle, configFromEnv } from '../../src/index';
 import { reconnectDelay, spread } from '../../src/core/drain';
-import { FakeClock, FakeTransport, connect } from '../helpers/fake';
+import { FakeClock, FakeTransport, SEC, T0, connect, hubOnFakeClock } from '../helpers/fake';
 
-const T0 = Date.UTC(2026, 10, 26, 12, 0, 0);
-const SEC = Math.floor(T0 / 1000);
-
-function setup(options: HubOptions = {}) {
-  const clock = new FakeClock(T0);
-  const hub = createHub({ clock, messageRate: '1000/s,1000', ...options });
-  return { clock, hub };
-}
+const setup = hubOnFakeClock;
 
 /** Connect `n` fake clients from distinct addresses (past the connect rate's burst). */
 async function clients(hub: ReturnType<typeof setup>['hub'], n: number): Promise<FakeTransport[]> {

@@ -1,16 +1,9 @@
 import fc from 'fast-check';
 import { describe, expect, it, vi } from 'vitest';
 import { adapterHandle, createHub, type Broker, type BrokerHost, type HubOptions, type Outbound } from '../../src/index';
-import { FakeClock, FakeTransport, connect } from '../helpers/fake';
+import { FakeTransport, SEC, connect, hubOnFakeClock } from '../helpers/fake';
 
-const T0 = Date.UTC(2026, 10, 26, 12, 0, 0);
-const SEC = Math.floor(T0 / 1000);
-
-function setup(options: HubOptions = {}) {
-  const clock = new FakeClock(T0);
-  const hub = createHub({ clock, messageRate: '1000/s,1000', ...options });
-  return { clock, hub };
-}
+const setup = hubOnFakeClock;
 
 describe('rooms and messages', () => {
   it('join notifies every member, then sends the joiner the user list', async () => {
